@@ -1,0 +1,20 @@
+//! The FUSE protocol spoken directly over `/dev/fuse`: ABI, request decoding, reply encoding,
+//! mounting, sessions with cloned-fd workers, passthrough backing files and notifications.
+//!
+//! Nothing here knows about Android or policy; it is a reusable FUSE server layer.
+
+pub mod abi;
+pub mod channel;
+pub mod filesystem;
+pub mod kernel;
+pub mod mount;
+pub mod reply;
+pub mod request;
+pub mod session;
+
+pub use channel::Channel;
+pub use filesystem::{AttrReply, Ctx, Errno, Filesystem, SetAttr, TimeSpec, XattrReply};
+pub use kernel::KernelHandle;
+pub use reply::{DirWriter, Entry, Opened};
+pub use request::Name;
+pub use session::{Negotiated, Session, SessionConfig, SessionStats, Stopper};

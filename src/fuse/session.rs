@@ -1,0 +1,547 @@
+//! A FUSE session: INIT negotiation, worker threads each reading from its own cloned fd, and
+//! dispatch of decoded requests to a [`Filesystem`].
+
+use super::abi::{self, init_flags as F, opcode};
+use super::channel::Channel;
+use super::filesystem::{Ctx, Filesystem, SetAttr, XattrReply};
+use super::kernel::KernelHandle;
+use super::reply::{DirWriter, ReplyBuf};
+use super::request::{Operation, Request};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use thiserror::Error;
+
+/// Largest WRITE payload we accept, and largest READ we serve (256 pages).
+pub const MAX_WRITE: u32 = 1 << 20;
+/// A request buffer holds the biggest WRITE plus its headers; a page of slack.
+const BUFFER_SIZE: usize = MAX_WRITE as usize + 4096;
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("reading /dev/fuse: {0}")]
+    Io(#[from] io::Error),
+    #[error("kernel FUSE protocol {0}.{1} is not supported (need 7.x)")]
+    Protocol(u32, u32),
+    #[error("the session ended before INIT")]
+    EndedBeforeInit,
+    #[error("cloning the /dev/fuse fd for a worker: {0}")]
+    Clone(io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub threads: usize,
+    /// Ask for passthrough (it is used only if the kernel offers it).
+    pub passthrough: bool,
+}
+
+/// What the kernel agreed to at INIT.
+#[derive(Debug, Clone, Default)]
+pub struct Negotiated {
+    pub major: u32,
+    pub minor: u32,
+    pub flags: u64,
+    pub max_write: u32,
+    pub max_readahead: u32,
+    /// The kernel accepted FUSE_PASSTHROUGH (a backing-open probe still confirms it).
+    pub passthrough: bool,
+}
+
+impl Negotiated {
+    pub fn has(&self, flag: u64) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Protocol-level counters; the storage view keeps its own beside these.
+#[derive(Debug)]
+pub struct SessionStats {
+    pub requests: [AtomicU64; opcode::COUNTED + 1],
+    pub errors: AtomicU64,
+    pub malformed: AtomicU64,
+    pub interrupts: AtomicU64,
+}
+
+impl Default for SessionStats {
+    fn default() -> Self {
+        SessionStats {
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            errors: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            interrupts: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SessionStats {
+    fn count(&self, op: u32) {
+        let slot = (op as usize).min(opcode::COUNTED);
+        self.requests[slot].fetch_add(1, Relaxed);
+    }
+
+    /// (opcode name, count) for every opcode seen at least once.
+    pub fn by_opcode(&self) -> Vec<(&'static str, u64)> {
+        (0..opcode::COUNTED as u32)
+            .map(|op| (opcode::name(op), self.requests[op as usize].load(Relaxed)))
+            .chain(std::iter::once(("unknown", self.requests[opcode::COUNTED].load(Relaxed))))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+}
+
+/// An eventfd every worker polls beside its /dev/fuse fd, so that a stop needs no unmount.
+#[derive(Debug)]
+pub struct Stopper {
+    efd: OwnedFd,
+}
+
+impl Stopper {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: eventfd has no pointer arguments; a non-negative return is a new fd we own.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by eventfd and is owned by nobody else.
+        Ok(Stopper { efd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Wakes every worker; the eventfd stays readable, so all of them see it.
+    pub fn stop(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a local u64 to our eventfd. A failure (counter overflow)
+        // still leaves it readable, which is all we need.
+        unsafe { libc::write(self.efd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        let mut pfd = libc::pollfd { fd: self.efd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, zero timeout.
+        unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
+    }
+
+    /// Blocks until `chan` is readable (true) or a stop was requested (false).
+    fn wait(&self, chan: &Channel) -> bool {
+        let mut fds = [
+            libc::pollfd { fd: chan.raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.efd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        loop {
+            // SAFETY: fds is a valid array of two pollfds for the duration of the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return fds[1].revents == 0;
+        }
+    }
+}
+
+/// A running session: its workers, and the handle to stop it.
+pub struct Session {
+    pub negotiated: Negotiated,
+    pub kernel: Arc<KernelHandle>,
+    pub stats: Arc<SessionStats>,
+    stopper: Arc<Stopper>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Session {
+    /// Answers INIT on `chan` (waiting for it if need be), then starts the workers.
+    pub fn start<F: Filesystem>(chan: Channel, fs: Arc<F>, config: &SessionConfig) -> Result<Session, SessionError> {
+        let stopper = Arc::new(Stopper::new()?);
+        Self::start_with_stopper(chan, fs, config, stopper)
+    }
+
+    pub fn start_with_stopper<F: Filesystem>(
+        chan: Channel,
+        fs: Arc<F>,
+        config: &SessionConfig,
+        stopper: Arc<Stopper>,
+    ) -> Result<Session, SessionError> {
+        chan.set_nonblocking()?;
+        let chan = Arc::new(chan);
+        let stats = Arc::new(SessionStats::default());
+        let negotiated = negotiate(&chan, &stopper, config, &stats)?;
+        let kernel = Arc::new(KernelHandle::new(chan.clone()));
+        fs.init(&negotiated, kernel.clone());
+        let mut workers = Vec::new();
+        for i in 0..config.threads.max(1) {
+            let worker_chan = chan.clone_session().map_err(SessionError::Clone)?;
+            worker_chan.set_nonblocking()?;
+            let (fs, stopper, stats) = (fs.clone(), stopper.clone(), stats.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("fuse-worker-{i}"))
+                .spawn(move || serve(worker_chan, &*fs, &stopper, &stats))?;
+            workers.push(handle);
+        }
+        Ok(Session { negotiated, kernel, stats, stopper, workers })
+    }
+
+    pub fn stopper(&self) -> Arc<Stopper> {
+        self.stopper.clone()
+    }
+
+    /// Waits until every worker has ended (unmount, connection abort, or `stop`).
+    pub fn join(&mut self) {
+        for w in self.workers.drain(..) {
+            if w.join().is_err() {
+                log::error!("a FUSE worker panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stopper.stop();
+        self.join();
+    }
+}
+
+fn negotiate(chan: &Channel, stopper: &Stopper, config: &SessionConfig, stats: &SessionStats) -> Result<Negotiated, SessionError> {
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    let mut reply = ReplyBuf::new(4096);
+    loop {
+        let n = match chan.receive(&mut buf) {
+            Ok(n) => n,
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EAGAIN) => {
+                    if !stopper.wait(chan) {
+                        return Err(SessionError::EndedBeforeInit);
+                    }
+                    continue;
+                }
+                Some(libc::EINTR) | Some(libc::ENOENT) => continue,
+                Some(libc::ENODEV) => return Err(SessionError::EndedBeforeInit),
+                _ => return Err(e.into()),
+            },
+        };
+        let req = match Request::parse(&buf[..n]) {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("malformed request before INIT: {e}");
+                stats.malformed.fetch_add(1, Relaxed);
+                continue;
+            }
+        };
+        stats.count(req.header.opcode);
+        let Operation::Init(init) = req.op else {
+            reply.reset();
+            let _ = chan.send(reply.finish(req.header.unique, -libc::EIO));
+            continue;
+        };
+        if init.major < abi::KERNEL_VERSION {
+            reply.reset();
+            let _ = chan.send(reply.finish(req.header.unique, -libc::EPROTO));
+            return Err(SessionError::Protocol(init.major, init.minor));
+        }
+        if init.major > abi::KERNEL_VERSION {
+            // Tell the kernel our major; it sends a new INIT for it.
+            reply.reset();
+            reply.push(&abi::InitOut { major: abi::KERNEL_VERSION, minor: abi::KERNEL_MINOR_VERSION, ..Default::default() });
+            let _ = chan.send(reply.finish(req.header.unique, 0));
+            continue;
+        }
+        let (out, negotiated) = init_reply(&init, config);
+        reply.reset();
+        reply.push(&out);
+        // Kernels before 7.23 expect the 24-byte compat reply.
+        let msg = reply.finish(req.header.unique, 0);
+        let msg = if init.minor < 23 { &msg[..16 + 24] } else { msg };
+        let mut msg = msg.to_vec();
+        let len = msg.len() as u32;
+        msg[..4].copy_from_slice(&len.to_ne_bytes());
+        chan.send(&msg)?;
+        return Ok(negotiated);
+    }
+}
+
+/// The flags we want, limited to what the kernel offered.
+fn init_reply(init: &abi::InitIn, config: &SessionConfig) -> (abi::InitOut, Negotiated) {
+    let offered = init.flags as u64 | if init.flags as u64 & F::INIT_EXT != 0 { (init.flags2 as u64) << 32 } else { 0 };
+    let minor = init.minor.min(abi::KERNEL_MINOR_VERSION);
+    let mut wanted = F::ASYNC_READ
+        | F::ATOMIC_O_TRUNC
+        | F::BIG_WRITES
+        | F::DO_READDIRPLUS
+        | F::READDIRPLUS_AUTO
+        | F::PARALLEL_DIROPS
+        | F::MAX_PAGES
+        | F::ASYNC_DIO
+        | F::AUTO_INVAL_DATA
+        | F::CACHE_SYMLINKS
+        | F::INIT_EXT;
+    // Passthrough needs 7.40, and is silently dropped by the kernel with a writeback cache,
+    // which we therefore never ask for.
+    if config.passthrough && minor >= abi::MINOR_PASSTHROUGH {
+        wanted |= F::PASSTHROUGH;
+    }
+    let flags = wanted & offered;
+    let passthrough = flags & F::PASSTHROUGH != 0;
+    let out = abi::InitOut {
+        major: abi::KERNEL_VERSION,
+        minor,
+        max_readahead: init.max_readahead,
+        flags: flags as u32,
+        max_background: 64,
+        congestion_threshold: 48,
+        max_write: MAX_WRITE,
+        time_gran: 1,
+        max_pages: (MAX_WRITE / 4096) as u16,
+        map_alignment: 0,
+        flags2: (flags >> 32) as u32,
+        // ext4/f2fs are at depth 0; 1 lets the kernel stack us on them.
+        max_stack_depth: if passthrough { 1 } else { 0 },
+        request_timeout: 0,
+        unused: [0; 11],
+    };
+    let negotiated = Negotiated {
+        major: abi::KERNEL_VERSION,
+        minor,
+        flags,
+        max_write: MAX_WRITE,
+        max_readahead: init.max_readahead,
+        passthrough,
+    };
+    (out, negotiated)
+}
+
+fn serve<F: Filesystem + ?Sized>(chan: Channel, fs: &F, stopper: &Stopper, stats: &SessionStats) {
+    let mut inbuf = vec![0u8; BUFFER_SIZE];
+    let mut reply = ReplyBuf::new(BUFFER_SIZE);
+    loop {
+        match chan.receive(&mut inbuf) {
+            Ok(n) => handle(&chan, fs, &inbuf[..n], &mut reply, stats),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EAGAIN) => {
+                    if !stopper.wait(&chan) {
+                        break;
+                    }
+                }
+                // ENOENT: the request was interrupted before we read it.
+                Some(libc::EINTR) | Some(libc::ENOENT) => {}
+                // ENODEV: unmounted or aborted, the normal end.
+                Some(libc::ENODEV) => break,
+                _ => {
+                    log::error!("reading /dev/fuse: {e}");
+                    break;
+                }
+            },
+        }
+    }
+}
+
+/// Requests the kernel expects no reply to.
+fn no_reply(op: u32) -> bool {
+    matches!(op, opcode::FORGET | opcode::BATCH_FORGET | opcode::INTERRUPT)
+}
+
+fn handle<F: Filesystem + ?Sized>(chan: &Channel, fs: &F, buf: &[u8], reply: &mut ReplyBuf, stats: &SessionStats) {
+    reply.reset();
+    let req = match Request::parse(buf) {
+        Ok(r) => r,
+        Err(e) => {
+            stats.malformed.fetch_add(1, Relaxed);
+            log::warn!("malformed request: {e}");
+            if let Some(h) = abi::read_pod::<abi::InHeader>(buf) {
+                if !no_reply(h.opcode) {
+                    send(chan, reply.finish(h.unique, -e.errno()));
+                }
+            }
+            return;
+        }
+    };
+    let h = &req.header;
+    stats.count(h.opcode);
+    let ctx = Ctx { unique: h.unique, nodeid: h.nodeid, uid: h.uid, gid: h.gid, pid: h.pid, opcode: h.opcode };
+    let result = dispatch(fs, &ctx, req.op, reply, stats);
+    match result {
+        Ok(true) => send(chan, reply.finish(h.unique, 0)),
+        Ok(false) => {}
+        Err(errno) => {
+            stats.errors.fetch_add(1, Relaxed);
+            send(chan, reply.finish(h.unique, -errno));
+        }
+    }
+}
+
+fn send(chan: &Channel, msg: &[u8]) {
+    if let Err(e) = chan.send(msg) {
+        // ENOENT: the request was interrupted and the kernel no longer waits for it.
+        if e.raw_os_error() != Some(libc::ENOENT) {
+            log::warn!("writing reply: {e}");
+        }
+    }
+}
+
+/// Calls the filesystem and encodes its answer into `reply`. `Ok(false)`: send nothing.
+fn dispatch<F: Filesystem + ?Sized>(
+    fs: &F,
+    ctx: &Ctx,
+    op: Operation<'_>,
+    reply: &mut ReplyBuf,
+    stats: &SessionStats,
+) -> Result<bool, i32> {
+    let node = ctx.nodeid;
+    use Operation as O;
+    match op {
+        O::Init(_) => return Err(libc::EIO),
+        O::Destroy => {
+            fs.destroy();
+        }
+        O::Interrupt { unique } => {
+            // Every handler is a bounded local syscall, so the interrupted request gets its
+            // normal reply promptly; that reply is what completes it in the kernel.
+            stats.interrupts.fetch_add(1, Relaxed);
+            log::trace!("interrupt for request {unique}");
+            return Ok(false);
+        }
+        O::Lookup { name } => reply.push(&fs.lookup(ctx, node, name)?.to_abi()),
+        O::Forget { nlookup } => {
+            fs.forget(node, nlookup);
+            return Ok(false);
+        }
+        O::BatchForget { items } => {
+            for one in items {
+                fs.forget(one.nodeid, one.nlookup);
+            }
+            return Ok(false);
+        }
+        O::Getattr { fh } => {
+            let a = fs.getattr(ctx, node, fh)?;
+            reply.push(&attr_out(&a));
+        }
+        O::Setattr(arg) => {
+            let a = fs.setattr(ctx, node, &SetAttr::from_abi(&arg))?;
+            reply.push(&attr_out(&a));
+        }
+        O::Readlink => {
+            let out = reply.spare(libc::PATH_MAX as usize);
+            let n = fs.readlink(ctx, node, out)?;
+            reply.commit(n);
+        }
+        O::Symlink { name, target } => reply.push(&fs.symlink(ctx, node, name, target)?.to_abi()),
+        O::Mknod { arg, name } => reply.push(&fs.mknod(ctx, node, name, arg.mode, arg.rdev, arg.umask)?.to_abi()),
+        O::Mkdir { arg, name } => reply.push(&fs.mkdir(ctx, node, name, arg.mode, arg.umask)?.to_abi()),
+        O::Unlink { name } => fs.unlink(ctx, node, name)?,
+        O::Rmdir { name } => fs.rmdir(ctx, node, name)?,
+        O::Rename { newdir, flags, name, newname } => fs.rename(ctx, node, name, newdir, newname, flags)?,
+        O::Link { oldnodeid, name } => reply.push(&fs.link(ctx, oldnodeid, node, name)?.to_abi()),
+        O::Open { flags } => reply.push(&fs.open(ctx, node, flags)?.to_abi()),
+        O::Create { arg, name } => {
+            let (entry, opened) = fs.create(ctx, node, name, arg.mode, arg.umask, arg.flags)?;
+            reply.push(&entry.to_abi());
+            reply.push(&opened.to_abi());
+        }
+        O::Read(arg) => {
+            let out = reply.spare(arg.size as usize);
+            let n = fs.read(ctx, node, arg.fh, arg.offset, out)?;
+            reply.commit(n);
+        }
+        O::Write { arg, data } => {
+            let n = fs.write(ctx, node, arg.fh, arg.offset, data, arg.flags)?;
+            reply.push(&abi::WriteOut { size: n, padding: 0 });
+        }
+        O::Flush(arg) => fs.flush(ctx, node, arg.fh)?,
+        O::Release(arg) => fs.release(ctx, node, arg.fh, arg.flags)?,
+        O::Fsync { fh, datasync } => fs.fsync(ctx, node, fh, datasync)?,
+        O::Statfs => reply.push(&fs.statfs(ctx, node)?),
+        O::Setxattr { flags, name, value } => fs.setxattr(ctx, node, name, value, flags)?,
+        O::Getxattr { size, name } => xattr_reply(reply, size, |out| fs.getxattr(ctx, node, name, out))?,
+        O::Listxattr { size } => xattr_reply(reply, size, |out| fs.listxattr(ctx, node, out))?,
+        O::Removexattr { name } => fs.removexattr(ctx, node, name)?,
+        O::Opendir { flags } => reply.push(&fs.opendir(ctx, node, flags)?.to_abi()),
+        O::Readdir(arg) | O::Readdirplus(arg) => {
+            let plus = ctx.opcode == opcode::READDIRPLUS;
+            let mut w = DirWriter::new(reply.spare(arg.size as usize), plus);
+            fs.readdir(ctx, node, arg.fh, arg.offset, &mut w)?;
+            let n = w.len();
+            reply.commit(n);
+        }
+        O::Releasedir(arg) => fs.releasedir(ctx, node, arg.fh)?,
+        O::Fsyncdir { fh, datasync } => fs.fsyncdir(ctx, node, fh, datasync)?,
+        O::Access { mask } => fs.access(ctx, node, mask)?,
+        O::Fallocate(arg) => fs.fallocate(ctx, node, arg.fh, arg.offset, arg.length, arg.mode)?,
+        O::Lseek(arg) => {
+            let offset = fs.lseek(ctx, node, arg.fh, arg.offset, arg.whence)?;
+            reply.push(&abi::LseekOut { offset });
+        }
+        O::CopyFileRange(arg) => {
+            let n = fs.copy_file_range(ctx, node, arg.fh_in, arg.off_in, arg.nodeid_out, arg.fh_out, arg.off_out, arg.len)?;
+            reply.push(&abi::WriteOut { size: n.min(u32::MAX as u64) as u32, padding: 0 });
+        }
+        O::Unsupported(_) => return Err(libc::ENOSYS),
+    }
+    Ok(true)
+}
+
+fn attr_out(a: &super::filesystem::AttrReply) -> abi::AttrOut {
+    abi::AttrOut { attr_valid: a.ttl.as_secs(), attr_valid_nsec: a.ttl.subsec_nanos(), dummy: 0, attr: a.attr }
+}
+
+fn xattr_reply(
+    reply: &mut ReplyBuf,
+    size: u32,
+    call: impl FnOnce(&mut [u8]) -> super::filesystem::Result<XattrReply>,
+) -> Result<(), i32> {
+    match call(reply.spare(size as usize))? {
+        XattrReply::Size(n) => reply.push(&abi::GetxattrOut { size: n, padding: 0 }),
+        XattrReply::Data(n) => reply.commit(n),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn init_in(flags: u64, minor: u32) -> abi::InitIn {
+        abi::InitIn {
+            major: 7,
+            minor,
+            max_readahead: 131072,
+            flags: flags as u32,
+            flags2: (flags >> 32) as u32,
+            unused: [0; 11],
+        }
+    }
+
+    #[test]
+    fn init_negotiation_table() {
+        let all = u64::MAX;
+        let cfg_pt = SessionConfig { threads: 1, passthrough: true };
+        let cfg_nopt = SessionConfig { threads: 1, passthrough: false };
+        // (offered flags, kernel minor, config, expect passthrough, expect minor)
+        let cases: &[(u64, u32, &SessionConfig, bool, u32)] = &[
+            (all, 45, &cfg_pt, true, 45),
+            (all, 50, &cfg_pt, true, 45),
+            (all, 41, &cfg_pt, true, 41),
+            (all, 39, &cfg_pt, false, 39),
+            (all, 45, &cfg_nopt, false, 45),
+            (all & !F::PASSTHROUGH, 45, &cfg_pt, false, 45),
+            (all & !F::INIT_EXT, 45, &cfg_pt, false, 45),
+        ];
+        for &(offered, minor, cfg, pt, want_minor) in cases {
+            let (out, neg) = init_reply(&init_in(offered, minor), cfg);
+            assert_eq!(neg.passthrough, pt, "offered {offered:x} minor {minor}");
+            assert_eq!(out.minor, want_minor);
+            assert_eq!(out.max_stack_depth, if pt { 1 } else { 0 });
+            let got = out.flags as u64 | (out.flags2 as u64) << 32;
+            assert_eq!(got & F::WRITEBACK_CACHE, 0, "never a writeback cache");
+            assert_eq!(got & !offered, 0, "only what the kernel offered");
+            assert_eq!(out.max_write, MAX_WRITE);
+        }
+    }
+
+    #[test]
+    fn nothing_is_asked_that_was_not_offered() {
+        let (out, neg) = init_reply(&init_in(F::ASYNC_READ, 45), &SessionConfig { threads: 1, passthrough: true });
+        assert_eq!(out.flags as u64, F::ASYNC_READ);
+        assert_eq!(out.flags2, 0);
+        assert!(!neg.passthrough);
+    }
+}

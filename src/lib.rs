@@ -1,0 +1,10 @@
+//! fusegate: Android-style scoped storage over a plain ext4/f2fs directory, served through FUSE
+//! with kernel passthrough.
+//!
+//! Layers, arrows pointing down only:
+//! * faces: `bin/fusegated.rs` (command line) and [`jni`] (Java) configure and start a [`Daemon`];
+//! * [`view`]: the storage view, mirroring the lower tree, asking [`policy`], doing passthrough;
+//! * [`fuse`]: the protocol (knows no Android) and [`policy`]: pure decisions (does no I/O).
+
+pub mod fuse;
+pub mod policy;
