@@ -134,7 +134,7 @@ impl Snapshot {
 
 /// Whether the answer for this path can depend on who asks: the kernel must then not cache
 /// the entry (entry timeout 0), since its caches are shared by all apps.
-pub fn caller_dependent(_path: &[u8]) -> bool {
+pub fn caller_dependent(_target: &Target<'_>) -> bool {
     false
 }
 
