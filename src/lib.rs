@@ -8,3 +8,8 @@
 
 pub mod fuse;
 pub mod policy;
+pub mod view;
+pub mod daemon;
+pub mod logging;
+
+pub use daemon::{Daemon, DaemonError, Options, Stats};

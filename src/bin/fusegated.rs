@@ -1,1 +1,191 @@
-fn main() {}
+//! fusegated: the command-line face. Parses flags, starts a `Daemon`, and turns signals into
+//! actions (TERM/INT: stop; HUP: reload the policy file; USR1: log statistics).
+
+use fusegate::daemon::{Daemon, Options};
+use fusegate::policy::{self, Table};
+use nix::sys::signal::{SigSet, Signal};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const HELP: &str = "\
+fusegated: Android-style scoped storage over a plain directory, served through FUSE.
+
+USAGE:
+    fusegated --lower DIR --mount DIR [OPTIONS]
+    fusegated --lower DIR --fd N [OPTIONS]
+
+REQUIRED:
+    --lower DIR          The real directory to show (e.g. /data/media/0). Must exist.
+    --mount DIR          Mount the view here (an existing, empty, unmounted directory).
+    --fd N               Instead of mounting: serve the already-mounted /dev/fuse session on
+                         file descriptor N (as handed over by the platform, e.g. vold).
+
+OPTIONS:
+    --policy FILE        Apps, permissions and grants (TOML). Reloaded atomically on SIGHUP; a
+                         bad file is refused with its line number and the old policy stays.
+                         Without it the app table is empty: apps see only their own files.
+    --threads N          Worker threads, each on its own cloned /dev/fuse fd [default: 2].
+    --no-passthrough     Serve file data in userspace even if the kernel supports FUSE
+                         passthrough (Linux 6.9+). By default passthrough is used when offered.
+    --cache-timeout SECS How long the kernel may cache names and attributes that look the same
+                         to every app [default: 5]. Per-app private paths are never cached.
+    -h, --help           Show this help.
+
+SIGNALS:
+    SIGTERM, SIGINT      Unmount (lazily if files are open), release passthrough files, exit 0.
+    SIGHUP               Reload --policy FILE.
+    SIGUSR1              Log the statistics.
+
+Logs go to stderr; RUST_LOG=debug for more. Must run as root.";
+
+struct Args {
+    lower: PathBuf,
+    mount: Option<PathBuf>,
+    fd: Option<i32>,
+    policy: Option<PathBuf>,
+    options: Options,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let (mut lower, mut mount, mut fd, mut policy) = (None, None, None, None);
+    let mut options = Options::default();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("lower") => lower = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
+            Long("mount") => mount = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
+            Long("fd") => fd = Some(number(&mut parser, "--fd")?),
+            Long("policy") => policy = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
+            Long("threads") => {
+                let n: usize = number(&mut parser, "--threads")?;
+                if n == 0 || n > 64 {
+                    return Err("--threads must be between 1 and 64".into());
+                }
+                options.threads = n;
+            }
+            Long("no-passthrough") => options.passthrough = false,
+            Long("cache-timeout") => options.cache_ttl = Duration::from_secs(number(&mut parser, "--cache-timeout")?),
+            Short('h') | Long("help") => return Ok(None),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    let lower = lower.ok_or("--lower DIR is required")?;
+    if mount.is_some() == fd.is_some() {
+        return Err("give exactly one of --mount DIR or --fd N".into());
+    }
+    Ok(Some(Args { lower, mount, fd, policy, options }))
+}
+
+fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Result<T, String> {
+    let v = parser.value().map_err(|e| e.to_string())?;
+    v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| format!("{flag} needs a number, got {v:?}"))
+}
+
+fn load_policy(path: &PathBuf) -> Result<Table, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading policy {}: {e}", path.display()))?;
+    policy::parse_config(&text).map_err(|e| format!("policy {}: {e}", path.display()))
+}
+
+fn main() -> ExitCode {
+    fusegate::logging::init();
+    let mut args = match parse_args() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("fusegated: {e}\nTry 'fusegated --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    if !args.lower.is_dir() {
+        eprintln!("fusegated: lower directory {} does not exist or is not a directory", args.lower.display());
+        return ExitCode::FAILURE;
+    }
+    if let Some(p) = &args.policy {
+        match load_policy(p) {
+            Ok(t) => {
+                log::info!("policy {}: {} apps, {} grants", p.display(), t.apps.len(), t.grants.len());
+                args.options.policy = t;
+            }
+            Err(e) => {
+                eprintln!("fusegated: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        log::info!("no --policy: the app table is empty, apps see only their own files");
+    }
+
+    // Block the signals we handle before any thread starts, so they all inherit the mask and
+    // the signals are taken only by the wait below.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1] {
+        signals.add(s);
+    }
+    if let Err(e) = signals.thread_block() {
+        eprintln!("fusegated: blocking signals: {e}");
+        return ExitCode::FAILURE;
+    }
+
+    let started = match (&args.mount, args.fd) {
+        (Some(mp), _) => Daemon::mount(mp, &args.lower, args.options.clone()),
+        (None, Some(fd)) => {
+            // SAFETY: the caller handed this fd to us to own; nothing else in this process
+            // uses it. A wrong fd is refused by the /dev/fuse check inside attach.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            Daemon::attach(owned, &args.lower, args.options.clone())
+        }
+        (None, None) => unreachable!("checked by parse_args"),
+    };
+    let mut daemon = match started {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("fusegated: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    loop {
+        match wait_signal(&signals, Duration::from_millis(250)) {
+            Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
+                log::info!("stopping");
+                break;
+            }
+            Some(Signal::SIGHUP) => match &args.policy {
+                Some(p) => match load_policy(p) {
+                    Ok(t) => {
+                        log::info!("policy reloaded: {} apps, {} grants", t.apps.len(), t.grants.len());
+                        daemon.replace_policy(t);
+                    }
+                    Err(e) => log::error!("{e}; keeping the current policy"),
+                },
+                None => log::info!("SIGHUP without --policy: nothing to reload"),
+            },
+            Some(Signal::SIGUSR1) => log::info!("stats: {}", daemon.stats()),
+            _ => {
+                if !daemon.is_running() {
+                    log::info!("the mount went away; exiting");
+                    break;
+                }
+            }
+        }
+    }
+    daemon.stop();
+    log::info!("final stats: {}", daemon.stats());
+    ExitCode::SUCCESS
+}
+
+fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
+    let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as _ };
+    // SAFETY: sigtimedwait reads the set and timeout we pass and writes no siginfo (null).
+    let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+    if sig <= 0 {
+        return None;
+    }
+    Signal::try_from(sig).ok()
+}

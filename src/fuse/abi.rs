@@ -208,6 +208,8 @@ pub mod fattr {
 
 pub const GETATTR_FH: u32 = 1 << 0;
 pub const WRITE_CACHE: u32 = 1 << 0;
+/// WRITE from a caller without CAP_FSETID (HANDLE_KILLPRIV_V2): clear suid/sgid.
+pub const WRITE_KILL_SUIDGID: u32 = 1 << 2;
 pub const RENAME_NOREPLACE: u32 = 1 << 0;
 pub const RENAME_EXCHANGE: u32 = 1 << 1;
 pub const RENAME_WHITEOUT: u32 = 1 << 2;

@@ -33,6 +33,8 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<TimeSpec>,
     pub mtime: Option<TimeSpec>,
+    /// HANDLE_KILLPRIV_V2: the change must also clear suid/sgid.
+    pub kill_suidgid: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,7 @@ impl SetAttr {
             size: has(f::SIZE).then_some(a.size),
             atime: time(f::ATIME, f::ATIME_NOW, a.atime, a.atimensec),
             mtime: time(f::MTIME, f::MTIME_NOW, a.mtime, a.mtimensec),
+            kill_suidgid: has(f::KILL_SUIDGID),
         }
     }
 }
@@ -132,7 +135,8 @@ pub trait Filesystem: Send + Sync + 'static {
     fn read(&self, _ctx: &Ctx, _node: u64, _fh: u64, _offset: u64, _out: &mut [u8]) -> Result<usize> {
         Err(libc::ENOSYS)
     }
-    fn write(&self, _ctx: &Ctx, _node: u64, _fh: u64, _offset: u64, _data: &[u8], _flags: u32) -> Result<u32> {
+    /// `write_flags` carries `abi::WRITE_KILL_SUIDGID`.
+    fn write(&self, _ctx: &Ctx, _node: u64, _fh: u64, _offset: u64, _data: &[u8], _write_flags: u32) -> Result<u32> {
         Err(libc::ENOSYS)
     }
     fn flush(&self, _ctx: &Ctx, _node: u64, _fh: u64) -> Result<()> {

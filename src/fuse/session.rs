@@ -9,7 +9,7 @@ use super::reply::{DirWriter, ReplyBuf};
 use super::request::{Operation, Request};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use thiserror::Error;
@@ -147,6 +147,7 @@ pub struct Session {
     pub stats: Arc<SessionStats>,
     stopper: Arc<Stopper>,
     workers: Vec<JoinHandle<()>>,
+    alive: Arc<AtomicUsize>,
 }
 
 impl Session {
@@ -169,16 +170,30 @@ impl Session {
         let kernel = Arc::new(KernelHandle::new(chan.clone()));
         fs.init(&negotiated, kernel.clone());
         let mut workers = Vec::new();
+        let alive = Arc::new(AtomicUsize::new(0));
         for i in 0..config.threads.max(1) {
-            let worker_chan = chan.clone_session().map_err(SessionError::Clone)?;
-            worker_chan.set_nonblocking()?;
-            let (fs, stopper, stats) = (fs.clone(), stopper.clone(), stats.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("fuse-worker-{i}"))
-                .spawn(move || serve(worker_chan, &*fs, &stopper, &stats))?;
+            let worker_chan = match chan.clone_session().and_then(|c| c.set_nonblocking().map(|_| c)) {
+                Ok(c) => c,
+                Err(e) => {
+                    stopper.stop();
+                    workers.into_iter().for_each(|w: JoinHandle<()>| drop(w.join()));
+                    return Err(SessionError::Clone(e));
+                }
+            };
+            let (fs, stopper, stats, alive) = (fs.clone(), stopper.clone(), stats.clone(), alive.clone());
+            alive.fetch_add(1, Relaxed);
+            let handle = std::thread::Builder::new().name(format!("fuse-worker-{i}")).spawn(move || {
+                serve(worker_chan, &*fs, &stopper, &stats);
+                alive.fetch_sub(1, Relaxed);
+            })?;
             workers.push(handle);
         }
-        Ok(Session { negotiated, kernel, stats, stopper, workers })
+        Ok(Session { negotiated, kernel, stats, stopper, workers, alive })
+    }
+
+    /// False once every worker has ended (the mount went away or `stop` was called).
+    pub fn is_running(&self) -> bool {
+        self.alive.load(Relaxed) > 0
     }
 
     pub fn stopper(&self) -> Arc<Stopper> {
@@ -274,6 +289,9 @@ fn init_reply(init: &abi::InitIn, config: &SessionConfig) -> (abi::InitOut, Nego
         | F::ASYNC_DIO
         | F::AUTO_INVAL_DATA
         | F::CACHE_SYMLINKS
+        // The kernel then stops asking for security.capability before every write (one round
+        // trip per write(2) otherwise, passthrough included) and leaves suid clearing to us.
+        | F::HANDLE_KILLPRIV_V2
         | F::INIT_EXT;
     // Passthrough needs 7.40, and is silently dropped by the kernel with a writeback cache,
     // which we therefore never ask for.
@@ -443,7 +461,7 @@ fn dispatch<F: Filesystem + ?Sized>(
             reply.commit(n);
         }
         O::Write { arg, data } => {
-            let n = fs.write(ctx, node, arg.fh, arg.offset, data, arg.flags)?;
+            let n = fs.write(ctx, node, arg.fh, arg.offset, data, arg.write_flags)?;
             reply.push(&abi::WriteOut { size: n, padding: 0 });
         }
         O::Flush(arg) => fs.flush(ctx, node, arg.fh)?,

@@ -1,0 +1,265 @@
+//! The `Daemon`: one running fusegate instance (mounted by us, or attached to a mounted fd).
+//! Both faces (command line, JNI) only configure and drive this type.
+
+use crate::fuse::mount::{self, MountError, MountpointState};
+use crate::fuse::session::{Session, SessionConfig, SessionError, SessionStats};
+use crate::fuse::Channel;
+use crate::policy::{Policy, Table};
+use crate::view::{StorageView, ViewConfig, ViewError};
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Worker threads, each on its own cloned /dev/fuse fd.
+    pub threads: usize,
+    /// Use kernel passthrough when the kernel offers it.
+    pub passthrough: bool,
+    /// Kernel cache lifetime of names and attributes that do not depend on the caller.
+    pub cache_ttl: Duration,
+    /// The initial app table and grants.
+    pub policy: Table,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { threads: 2, passthrough: true, cache_ttl: Duration::from_secs(5), policy: Table::default() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("fusegate must run as root (it mounts, and registers passthrough files)")]
+    NotRoot,
+    #[error("/dev/fuse does not exist: the kernel has no FUSE support or devtmpfs is not mounted")]
+    NoFuseDevice,
+    #[error("opening /dev/fuse: {0}")]
+    FuseDevice(io::Error),
+    #[error("the fd handed over is not a /dev/fuse session: {0}")]
+    BadFd(io::Error),
+    #[error(transparent)]
+    View(#[from] ViewError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error("FUSE session: {0}")]
+    Session(#[from] SessionError),
+}
+
+/// A snapshot of the counters, for logs and for Java.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub requests_by_opcode: Vec<(&'static str, u64)>,
+    pub requests: u64,
+    pub errors: u64,
+    pub malformed: u64,
+    pub interrupts: u64,
+    pub passthrough_active: bool,
+    pub passthrough_opens: u64,
+    pub userspace_opens: u64,
+    pub redacted_opens: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub denials: u64,
+    pub backing_registered: u64,
+    pub backing_released: u64,
+    pub nodes: u64,
+    pub open_files: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "requests {} (errors {}, malformed {}, interrupts {}); opens: passthrough {}, userspace {} ({} redacted); \
+             userspace bytes: read {}, written {}; denials {}; backing ids {} registered / {} released; nodes {}; open files {}",
+            self.requests,
+            self.errors,
+            self.malformed,
+            self.interrupts,
+            self.passthrough_opens,
+            self.userspace_opens,
+            self.redacted_opens,
+            self.bytes_read,
+            self.bytes_written,
+            self.denials,
+            self.backing_registered,
+            self.backing_released,
+            self.nodes,
+            self.open_files
+        )?;
+        let ops: Vec<String> = self.requests_by_opcode.iter().map(|(n, c)| format!("{n}={c}")).collect();
+        if !ops.is_empty() {
+            write!(f, "; by opcode: {}", ops.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
+pub struct Daemon {
+    view: Arc<StorageView>,
+    session: Option<Session>,
+    /// Kept beyond the session so that final statistics survive `stop`.
+    session_stats: Arc<SessionStats>,
+    mountpoint: Option<PathBuf>,
+}
+
+fn require_root() -> Result<(), DaemonError> {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(DaemonError::NotRoot);
+    }
+    Ok(())
+}
+
+fn open_fuse() -> Result<Channel, DaemonError> {
+    Channel::open().map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => DaemonError::NoFuseDevice,
+        _ => DaemonError::FuseDevice(e),
+    })
+}
+
+impl Daemon {
+    /// Mounts a new view of `lower` on `mountpoint` and starts serving it.
+    pub fn mount(mountpoint: &Path, lower: &Path, options: Options) -> Result<Daemon, DaemonError> {
+        require_root()?;
+        let view = Self::make_view(lower, &options)?;
+        match mount::inspect(mountpoint)? {
+            MountpointState::Free => {}
+            MountpointState::Mounted => return Err(MountError::AlreadyMounted(mountpoint.display().to_string()).into()),
+            MountpointState::DeadFuse => {
+                log::warn!("{} is a dead FUSE mount (its daemon died); detaching it", mountpoint.display());
+                mount::detach(mountpoint).map_err(|source| MountError::Inspect { path: mountpoint.display().to_string(), source })?;
+            }
+        }
+        let chan = open_fuse()?;
+        mount::mount(mountpoint, chan.raw_fd(), "fusegate", "fusegate")?;
+        match Self::serve(chan, view, &options) {
+            Ok(mut d) => {
+                log::info!("serving {} on {}", lower.display(), mountpoint.display());
+                d.mountpoint = Some(mountpoint.to_path_buf());
+                Ok(d)
+            }
+            Err(e) => {
+                let _ = mount::unmount(mountpoint);
+                Err(e)
+            }
+        }
+    }
+
+    /// Serves an already-mounted FUSE session `fd` (handed over by the platform, e.g. vold).
+    /// Takes ownership of the fd. Unmounting stays the platform's job.
+    pub fn attach(fd: OwnedFd, lower: &Path, options: Options) -> Result<Daemon, DaemonError> {
+        require_root()?;
+        let chan = Channel::from_fd(fd).map_err(DaemonError::BadFd)?;
+        let view = Self::make_view(lower, &options)?;
+        let d = Self::serve(chan, view, &options)?;
+        log::info!("serving {} on an attached /dev/fuse session", lower.display());
+        Ok(d)
+    }
+
+    fn make_view(lower: &Path, options: &Options) -> Result<Arc<StorageView>, DaemonError> {
+        let policy = Arc::new(Policy::new(options.policy.clone()));
+        let config = ViewConfig { passthrough: options.passthrough, cache_ttl: options.cache_ttl };
+        Ok(Arc::new(StorageView::new(lower, policy, config)?))
+    }
+
+    fn serve(chan: Channel, view: Arc<StorageView>, options: &Options) -> Result<Daemon, DaemonError> {
+        let config = SessionConfig { threads: options.threads.max(1), passthrough: options.passthrough };
+        let session = Session::start(chan, view.clone(), &config)?;
+        Ok(Daemon { view, session_stats: session.stats.clone(), session: Some(session), mountpoint: None })
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        self.view.policy()
+    }
+
+    pub fn view(&self) -> &Arc<StorageView> {
+        &self.view
+    }
+
+    pub fn mountpoint(&self) -> Option<&Path> {
+        self.mountpoint.as_deref()
+    }
+
+    pub fn passthrough_active(&self) -> bool {
+        self.view.passthrough_active()
+    }
+
+    /// Replaces the whole app table and grants, and drops what the kernel cached that the
+    /// change may affect.
+    pub fn replace_policy(&self, table: Table) {
+        self.policy().replace(table);
+        self.view.invalidate_all();
+    }
+
+    /// Drops kernel caches for one path (relative to the storage root).
+    pub fn invalidate(&self, path: &str) {
+        self.view.invalidate(path.as_bytes());
+    }
+
+    /// False once the session ended (unmounted from outside, or stopped).
+    pub fn is_running(&self) -> bool {
+        self.session.as_ref().is_some_and(Session::is_running)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let v = &self.view.stats;
+        let mut s = Stats {
+            passthrough_active: self.view.passthrough_active(),
+            passthrough_opens: v.passthrough_opens.load(Relaxed),
+            userspace_opens: v.userspace_opens.load(Relaxed),
+            redacted_opens: v.redacted_opens.load(Relaxed),
+            bytes_read: v.bytes_read.load(Relaxed),
+            bytes_written: v.bytes_written.load(Relaxed),
+            denials: v.denials.load(Relaxed),
+            backing_registered: v.backing_registered.load(Relaxed),
+            backing_released: v.backing_released.load(Relaxed),
+            nodes: self.view.node_count() as u64,
+            open_files: self.view.open_files() as u64,
+            ..Stats::default()
+        };
+        let st = &self.session_stats;
+        s.requests_by_opcode = st.by_opcode();
+        s.requests = s.requests_by_opcode.iter().map(|(_, n)| n).sum();
+        s.errors = st.errors.load(Relaxed);
+        s.malformed = st.malformed.load(Relaxed);
+        s.interrupts = st.interrupts.load(Relaxed);
+        s
+    }
+
+    /// Unmounts (lazily if files are still open), stops the workers and releases every
+    /// backing id. Idempotent.
+    pub fn stop(&mut self) {
+        if let Some(mp) = self.mountpoint.take() {
+            if let Err(e) = mount::unmount(&mp) {
+                if e.raw_os_error() != Some(libc::EINVAL) {
+                    log::warn!("unmounting {}: {e}", mp.display());
+                }
+            }
+        }
+        if let Some(mut session) = self.session.take() {
+            session.stopper().stop();
+            session.join();
+            self.view.release_backing();
+            self.view.denials.wake();
+        }
+    }
+
+    /// Blocks until the session ends on its own (external unmount).
+    pub fn wait(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            session.join();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,64 @@
+//! Open files and directories, named by the `fh` we hand to the kernel. Passthrough opens hold
+//! no fd at all (the kernel has the backing file); userspace opens hold one lower fd each,
+//! only while open.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use super::dirstream::DirStream;
+
+#[derive(Debug)]
+pub enum OpenFile {
+    /// Data flows through the kernel's backing file; we only track the open for RELEASE.
+    Passthrough { node: u64 },
+    /// Data is served by us from this lower fd.
+    Userspace { node: u64, fd: OwnedFd },
+    Dir { node: u64, stream: Mutex<DirStream> },
+}
+
+impl OpenFile {
+    pub fn node(&self) -> u64 {
+        match self {
+            OpenFile::Passthrough { node } | OpenFile::Userspace { node, .. } | OpenFile::Dir { node, .. } => *node,
+        }
+    }
+}
+
+const SHARDS: usize = 16;
+
+pub struct FileTable {
+    next: AtomicU64,
+    shards: Box<[Mutex<HashMap<u64, Arc<OpenFile>>>]>,
+}
+
+impl Default for FileTable {
+    fn default() -> Self {
+        FileTable { next: AtomicU64::new(1), shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+    }
+}
+
+impl FileTable {
+    fn shard(&self, fh: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<OpenFile>>> {
+        self.shards[fh as usize % SHARDS].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn insert(&self, file: OpenFile) -> u64 {
+        let fh = self.next.fetch_add(1, Relaxed);
+        self.shard(fh).insert(fh, Arc::new(file));
+        fh
+    }
+
+    pub fn get(&self, fh: u64) -> Option<Arc<OpenFile>> {
+        self.shard(fh).get(&fh).cloned()
+    }
+
+    pub fn remove(&self, fh: u64) -> Option<Arc<OpenFile>> {
+        self.shard(fh).remove(&fh)
+    }
+
+    pub fn count(&self) -> usize {
+        (0..SHARDS).map(|i| self.shards[i].lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
+    }
+}

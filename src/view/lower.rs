@@ -1,0 +1,228 @@
+//! System calls on the lower filesystem. Nodes are named by kernel file handles
+//! (`name_to_handle_at`), reopened with `open_by_handle_at`: no fd is held per known inode, a
+//! handle survives renames, and every name is resolved one component at a time with
+//! `O_NOFOLLOW` from a directory we already hold, so no symlink or `..` leads outside the root.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// Largest handle kept inline; ext4 and f2fs use 8 bytes, tmpfs 12, btrfs up to 40.
+const HANDLE_MAX: usize = 40;
+
+/// A kernel file handle (`struct file_handle` without the header fields' padding).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Handle {
+    kind: i32,
+    len: u8,
+    bytes: [u8; HANDLE_MAX],
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Handle({}:{:02x?})", self.kind, &self.bytes[..self.len as usize])
+    }
+}
+
+/// `struct file_handle` with room for our inline maximum.
+#[repr(C)]
+struct RawHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    f_handle: [u8; HANDLE_MAX],
+}
+
+pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Positive errno of an io::Error (EIO if it carries none).
+pub fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = cvt(fd)?;
+    // SAFETY: fd was just returned by the kernel as a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A name as a C string, for the `*at()` calls.
+pub fn cname(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole struct stat into st on success; we read it only then.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so st is initialised.
+    Ok(unsafe { st.assume_init() })
+}
+
+pub fn stat_at(dir: BorrowedFd<'_>, name: &CString) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: name is NUL-terminated; fstatat writes a whole struct stat on success.
+    cvt(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) })?;
+    // SAFETY: fstatat succeeded, so st is initialised.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `openat` that never follows a symlink in the last component (the name has no '/').
+pub fn open_at(dir: BorrowedFd<'_>, name: &CString, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    // SAFETY: name is NUL-terminated and lives across the call.
+    owned(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC, mode) })
+}
+
+/// The handle of an open fd (any kind, O_PATH included).
+pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<Handle> {
+    let mut raw = RawHandle { handle_bytes: HANDLE_MAX as u32, handle_type: 0, f_handle: [0; HANDLE_MAX] };
+    let mut mount_id: libc::c_int = 0;
+    let empty = c"";
+    // SAFETY: raw is a file_handle with handle_bytes = the room that follows it; the kernel
+    // writes at most that many bytes. mount_id is a valid int pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            &mut raw as *mut RawHandle,
+            &mut mount_id as *mut libc::c_int,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = (raw.handle_bytes as usize).min(HANDLE_MAX);
+    Ok(Handle { kind: raw.handle_type, len: len as u8, bytes: raw.f_handle })
+}
+
+/// The lower root and the operations that need it.
+#[derive(Debug)]
+pub struct Lower {
+    root: OwnedFd,
+    root_handle: Handle,
+}
+
+impl Lower {
+    pub fn open(path: &Path) -> io::Result<Lower> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags_dir()
+            .open(path)?;
+        let root: OwnedFd = file.into();
+        let st = stat_fd(root_borrow(&root))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        let root_handle = handle_of(root_borrow(&root))?;
+        let lower = Lower { root, root_handle };
+        // Prove open_by_handle_at works here (needs CAP_DAC_READ_SEARCH and fs support).
+        lower.open_handle(&lower.root_handle, libc::O_PATH)?;
+        Ok(lower)
+    }
+
+    pub fn root(&self) -> BorrowedFd<'_> {
+        root_borrow(&self.root)
+    }
+
+    pub fn root_handle(&self) -> &Handle {
+        &self.root_handle
+    }
+
+    /// Reopens a node. `O_PATH` gives a cheap reference for `*at()` calls and stat.
+    pub fn open_handle(&self, handle: &Handle, flags: i32) -> io::Result<OwnedFd> {
+        let mut raw = RawHandle { handle_bytes: handle.len as u32, handle_type: handle.kind, f_handle: handle.bytes };
+        // SAFETY: raw is a valid file_handle whose handle_bytes matches the bytes that follow.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_open_by_handle_at,
+                self.root.as_raw_fd(),
+                &mut raw as *mut RawHandle,
+                flags | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            // ESTALE: the inode is gone (deleted outside the mount): to the kernel, ENOENT.
+            return Err(if e.raw_os_error() == Some(libc::ESTALE) { io::Error::from_raw_os_error(libc::ENOENT) } else { e });
+        }
+        owned(fd as libc::c_int)
+    }
+}
+
+fn root_borrow(fd: &OwnedFd) -> BorrowedFd<'_> {
+    use std::os::fd::AsFd;
+    fd.as_fd()
+}
+
+trait DirFlags {
+    fn custom_flags_dir(&mut self) -> &mut Self;
+}
+
+impl DirFlags for std::fs::OpenOptions {
+    fn custom_flags_dir(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+    }
+}
+
+pub fn dup_fd(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    fd.try_clone_to_owned()
+}
+
+/// `/proc/self/fd/N`: lets path-only calls (chmod, xattrs, utimes) act on an `O_PATH` fd
+/// without opening the file (which could block on a fifo or have device side effects).
+pub fn proc_path(fd: RawFd) -> CString {
+    // A formatted integer never contains NUL.
+    CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn handles_survive_rename_and_reopen_the_same_inode() {
+        let dir = std::env::temp_dir().join(format!("fusegate-lower-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a"), b"x").unwrap();
+        let lower = match Lower::open(&dir) {
+            Ok(l) => l,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && std::env::var_os("CI").is_none() => {
+                std::fs::remove_dir_all(&dir).ok();
+                return; // not root outside CI: open_by_handle_at needs CAP_DAC_READ_SEARCH
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let fd = open_at(lower.root(), &cname(b"a").unwrap(), libc::O_PATH, 0).unwrap();
+        let h = handle_of(fd.as_fd()).unwrap();
+        let ino = stat_fd(fd.as_fd()).unwrap().st_ino;
+        std::fs::rename(dir.join("a"), dir.join("b")).unwrap();
+        let again = lower.open_handle(&h, libc::O_PATH).unwrap();
+        assert_eq!(stat_fd(again.as_fd()).unwrap().st_ino, ino);
+        std::fs::remove_file(dir.join("b")).unwrap();
+        drop(again);
+        assert_eq!(lower.open_handle(&h, libc::O_PATH).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+pub mod tests_support {
+    use super::*;
+
+    /// A distinct handle for table tests that never reach the kernel.
+    pub fn fake_handle(n: u8) -> Handle {
+        let mut bytes = [0u8; HANDLE_MAX];
+        bytes[0] = n;
+        Handle { kind: 1, len: 8, bytes }
+    }
+}

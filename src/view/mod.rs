@@ -1,0 +1,199 @@
+//! The storage view: mirrors the lower directory through FUSE, asks the policy before every
+//! access the kernel lets us see, and hands allowed file data to the kernel via passthrough.
+
+mod access;
+mod denials;
+mod dirstream;
+mod files;
+mod lower;
+mod nodes;
+mod ops;
+mod stats;
+
+pub use access::OWNER_XATTR;
+pub use denials::{Denial, DenialLog};
+pub use stats::ViewStats;
+
+use crate::fuse::abi::ROOT_ID;
+use crate::fuse::{KernelHandle, Negotiated};
+use crate::policy::Policy;
+use files::FileTable;
+use lower::Lower;
+use nodes::{Node, NodeTable};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ViewConfig {
+    /// Use passthrough when the kernel offers it.
+    pub passthrough: bool,
+    /// How long the kernel may cache names and attributes that do not depend on the caller.
+    pub cache_ttl: Duration,
+}
+
+impl Default for ViewConfig {
+    fn default() -> Self {
+        ViewConfig { passthrough: true, cache_ttl: Duration::from_secs(5) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("lower directory {path}: {source}")]
+    Lower { path: String, source: std::io::Error },
+    #[error("lower directory {path}: file handles are not usable ({source}); fusegate needs CAP_DAC_READ_SEARCH and a filesystem with export support (ext4, f2fs, tmpfs, btrfs, xfs)")]
+    Handles { path: String, source: std::io::Error },
+}
+
+pub struct StorageView {
+    lower: Lower,
+    nodes: NodeTable,
+    files: FileTable,
+    policy: Arc<Policy>,
+    kernel: OnceLock<Arc<KernelHandle>>,
+    passthrough: AtomicBool,
+    config: ViewConfig,
+    /// The process umask: modes the kernel sends are already masked by the caller's umask,
+    /// so ours must not mask them again.
+    umask: u32,
+    owner_warned: AtomicBool,
+    pub stats: ViewStats,
+    pub denials: DenialLog,
+}
+
+impl StorageView {
+    pub fn new(lower_root: &Path, policy: Arc<Policy>, config: ViewConfig) -> Result<Self, ViewError> {
+        let shown = lower_root.display().to_string();
+        let lower = Lower::open(lower_root).map_err(|source| match source.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => ViewError::Handles { path: shown.clone(), source },
+            _ => ViewError::Lower { path: shown.clone(), source },
+        })?;
+        let st = lower::stat_fd(lower.root()).map_err(|source| ViewError::Lower { path: shown, source })?;
+        let mut root = Node::new(ROOT_ID, b"", *lower.root_handle(), st.st_ino, libc::S_IFDIR);
+        root.nlookup = 1;
+        Ok(StorageView {
+            lower,
+            nodes: NodeTable::new(root),
+            files: FileTable::default(),
+            policy,
+            kernel: OnceLock::new(),
+            passthrough: AtomicBool::new(false),
+            config,
+            umask: process_umask(),
+            owner_warned: AtomicBool::new(false),
+            stats: ViewStats::default(),
+            denials: DenialLog::default(),
+        })
+    }
+
+    /// Whether opens are being answered with FOPEN_PASSTHROUGH.
+    pub fn passthrough_active(&self) -> bool {
+        self.passthrough.load(Relaxed)
+    }
+
+    /// Nodes the kernel currently holds.
+    pub fn node_count(&self) -> usize {
+        self.nodes.count()
+    }
+
+    pub fn open_files(&self) -> usize {
+        self.files.count()
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    fn kernel(&self) -> Option<&Arc<KernelHandle>> {
+        self.kernel.get()
+    }
+
+    /// Called by the session after INIT: decides whether passthrough is really on.
+    fn start(&self, negotiated: &Negotiated, kernel: Arc<KernelHandle>) {
+        let mut active = false;
+        if negotiated.passthrough && self.config.passthrough {
+            // Registering a directory is refused with EISDIR exactly when passthrough is on;
+            // EPERM means the kernel dropped it (or we lack CAP_SYS_ADMIN).
+            match kernel.backing_open(self.lower.root()) {
+                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => active = true,
+                Ok(id) => {
+                    let _ = kernel.backing_close(id);
+                    active = true;
+                }
+                Err(e) => log::warn!("kernel accepted passthrough but the backing-file probe failed: {e}"),
+            }
+        }
+        self.passthrough.store(active, Relaxed);
+        let why = if active {
+            "passthrough (file data never leaves the kernel)"
+        } else if !self.config.passthrough {
+            "userspace I/O (passthrough disabled by configuration)"
+        } else {
+            "userspace I/O (the kernel did not enable passthrough)"
+        };
+        log::info!("FUSE protocol 7.{} negotiated; data path: {why}", negotiated.minor);
+        let _ = self.kernel.set(kernel);
+    }
+
+    /// Releases every backing id still registered (at shutdown, after the workers stopped).
+    pub fn release_backing(&self) {
+        let ids = self.nodes.take_backing_ids();
+        if let Some(k) = self.kernel() {
+            for id in ids {
+                if k.backing_close(id).is_ok() {
+                    self.stats.backing_released.fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Drops the kernel's caches for `path` (relative to the storage root) and every cached
+    /// decision: for use after a policy change. Must not be called from a request thread.
+    pub fn invalidate(&self, path: &[u8]) {
+        self.nodes.clear_decisions();
+        let Some(kernel) = self.kernel() else { return };
+        let mut parents = vec![ROOT_ID];
+        for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            let mut next = Vec::new();
+            for &p in &parents {
+                let _ = kernel.inval_entry(p, comp);
+                next.extend(self.nodes.children_named(p, comp));
+            }
+            parents = next;
+            if parents.is_empty() {
+                break;
+            }
+        }
+        for id in parents {
+            let _ = kernel.inval_inode(id, 0, 0);
+        }
+    }
+
+    /// After a wholesale policy change: drop cached decisions and every kernel entry whose
+    /// answer depends on the caller.
+    pub fn invalidate_all(&self) {
+        self.nodes.clear_decisions();
+        let Some(kernel) = self.kernel() else { return };
+        for (parent, name) in self.nodes.caller_dependent_entries() {
+            let _ = kernel.inval_entry(parent, &name);
+        }
+    }
+
+    fn lower_fd_for_root(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.lower.root()
+    }
+}
+
+/// Reads the umask without changing it (a JVM host must not see it flip).
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
