@@ -28,7 +28,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { threads: 2, passthrough: true, cache_ttl: Duration::from_secs(5), policy: Table::default() }
+        Options {
+            threads: 2,
+            passthrough: true,
+            cache_ttl: Duration::from_secs(5),
+            policy: Table::default(),
+        }
     }
 }
 
@@ -92,7 +97,11 @@ impl fmt::Display for Stats {
             self.nodes,
             self.open_files
         )?;
-        let ops: Vec<String> = self.requests_by_opcode.iter().map(|(n, c)| format!("{n}={c}")).collect();
+        let ops: Vec<String> = self
+            .requests_by_opcode
+            .iter()
+            .map(|(n, c)| format!("{n}={c}"))
+            .collect();
         if !ops.is_empty() {
             write!(f, "; by opcode: {}", ops.join(" "))?;
         }
@@ -130,10 +139,18 @@ impl Daemon {
         let view = Self::make_view(lower, &options)?;
         match mount::inspect(mountpoint)? {
             MountpointState::Free => {}
-            MountpointState::Mounted => return Err(MountError::AlreadyMounted(mountpoint.display().to_string()).into()),
+            MountpointState::Mounted => {
+                return Err(MountError::AlreadyMounted(mountpoint.display().to_string()).into())
+            }
             MountpointState::DeadFuse => {
-                log::warn!("{} is a dead FUSE mount (its daemon died); detaching it", mountpoint.display());
-                mount::detach(mountpoint).map_err(|source| MountError::Inspect { path: mountpoint.display().to_string(), source })?;
+                log::warn!(
+                    "{} is a dead FUSE mount (its daemon died); detaching it",
+                    mountpoint.display()
+                );
+                mount::detach(mountpoint).map_err(|source| MountError::Inspect {
+                    path: mountpoint.display().to_string(),
+                    source,
+                })?;
             }
         }
         let chan = open_fuse()?;
@@ -158,20 +175,38 @@ impl Daemon {
         let chan = Channel::from_fd(fd).map_err(DaemonError::BadFd)?;
         let view = Self::make_view(lower, &options)?;
         let d = Self::serve(chan, view, &options)?;
-        log::info!("serving {} on an attached /dev/fuse session", lower.display());
+        log::info!(
+            "serving {} on an attached /dev/fuse session",
+            lower.display()
+        );
         Ok(d)
     }
 
     fn make_view(lower: &Path, options: &Options) -> Result<Arc<StorageView>, DaemonError> {
         let policy = Arc::new(Policy::new(options.policy.clone()));
-        let config = ViewConfig { passthrough: options.passthrough, cache_ttl: options.cache_ttl };
+        let config = ViewConfig {
+            passthrough: options.passthrough,
+            cache_ttl: options.cache_ttl,
+        };
         Ok(Arc::new(StorageView::new(lower, policy, config)?))
     }
 
-    fn serve(chan: Channel, view: Arc<StorageView>, options: &Options) -> Result<Daemon, DaemonError> {
-        let config = SessionConfig { threads: options.threads.max(1), passthrough: options.passthrough };
+    fn serve(
+        chan: Channel,
+        view: Arc<StorageView>,
+        options: &Options,
+    ) -> Result<Daemon, DaemonError> {
+        let config = SessionConfig {
+            threads: options.threads.max(1),
+            passthrough: options.passthrough,
+        };
         let session = Session::start(chan, view.clone(), &config)?;
-        Ok(Daemon { view, session_stats: session.stats.clone(), session: Some(session), mountpoint: None })
+        Ok(Daemon {
+            view,
+            session_stats: session.stats.clone(),
+            session: Some(session),
+            mountpoint: None,
+        })
     }
 
     pub fn policy(&self) -> &Arc<Policy> {

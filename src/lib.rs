@@ -6,10 +6,10 @@
 //! * [`view`]: the storage view, mirroring the lower tree, asking [`policy`], doing passthrough;
 //! * [`fuse`]: the protocol (knows no Android) and [`policy`]: pure decisions (does no I/O).
 
+pub mod daemon;
 pub mod fuse;
+pub mod logging;
 pub mod policy;
 pub mod view;
-pub mod daemon;
-pub mod logging;
 
 pub use daemon::{Daemon, DaemonError, Options, Stats};

@@ -4,7 +4,9 @@
 pub fn init() {
     #[cfg(target_os = "android")]
     android_logger::init_once(
-        android_logger::Config::default().with_tag("fusegate").with_max_level(log::LevelFilter::Info),
+        android_logger::Config::default()
+            .with_tag("fusegate")
+            .with_max_level(log::LevelFilter::Info),
     );
     #[cfg(not(target_os = "android"))]
     {

@@ -55,10 +55,16 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut options = Options::default();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("lower") => lower = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
-            Long("mount") => mount = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
+            Long("lower") => {
+                lower = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
+            }
+            Long("mount") => {
+                mount = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
+            }
             Long("fd") => fd = Some(number(&mut parser, "--fd")?),
-            Long("policy") => policy = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?)),
+            Long("policy") => {
+                policy = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
+            }
             Long("threads") => {
                 let n: usize = number(&mut parser, "--threads")?;
                 if n == 0 || n > 64 {
@@ -67,7 +73,9 @@ fn parse_args() -> Result<Option<Args>, String> {
                 options.threads = n;
             }
             Long("no-passthrough") => options.passthrough = false,
-            Long("cache-timeout") => options.cache_ttl = Duration::from_secs(number(&mut parser, "--cache-timeout")?),
+            Long("cache-timeout") => {
+                options.cache_ttl = Duration::from_secs(number(&mut parser, "--cache-timeout")?)
+            }
             Short('h') | Long("help") => return Ok(None),
             other => return Err(other.unexpected().to_string()),
         }
@@ -76,16 +84,25 @@ fn parse_args() -> Result<Option<Args>, String> {
     if mount.is_some() == fd.is_some() {
         return Err("give exactly one of --mount DIR or --fd N".into());
     }
-    Ok(Some(Args { lower, mount, fd, policy, options }))
+    Ok(Some(Args {
+        lower,
+        mount,
+        fd,
+        policy,
+        options,
+    }))
 }
 
 fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Result<T, String> {
     let v = parser.value().map_err(|e| e.to_string())?;
-    v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| format!("{flag} needs a number, got {v:?}"))
+    v.to_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{flag} needs a number, got {v:?}"))
 }
 
 fn load_policy(path: &PathBuf) -> Result<Table, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading policy {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading policy {}: {e}", path.display()))?;
     policy::parse_config(&text).map_err(|e| format!("policy {}: {e}", path.display()))
 }
 
@@ -103,13 +120,21 @@ fn main() -> ExitCode {
         }
     };
     if !args.lower.is_dir() {
-        eprintln!("fusegated: lower directory {} does not exist or is not a directory", args.lower.display());
+        eprintln!(
+            "fusegated: lower directory {} does not exist or is not a directory",
+            args.lower.display()
+        );
         return ExitCode::FAILURE;
     }
     if let Some(p) = &args.policy {
         match load_policy(p) {
             Ok(t) => {
-                log::info!("policy {}: {} apps, {} grants", p.display(), t.apps.len(), t.grants.len());
+                log::info!(
+                    "policy {}: {} apps, {} grants",
+                    p.display(),
+                    t.apps.len(),
+                    t.grants.len()
+                );
                 args.options.policy = t;
             }
             Err(e) => {
@@ -124,7 +149,12 @@ fn main() -> ExitCode {
     // Block the signals we handle before any thread starts, so they all inherit the mask and
     // the signals are taken only by the wait below.
     let mut signals = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1] {
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
         signals.add(s);
     }
     if let Err(e) = signals.thread_block() {
@@ -159,7 +189,11 @@ fn main() -> ExitCode {
             Some(Signal::SIGHUP) => match &args.policy {
                 Some(p) => match load_policy(p) {
                     Ok(t) => {
-                        log::info!("policy reloaded: {} apps, {} grants", t.apps.len(), t.grants.len());
+                        log::info!(
+                            "policy reloaded: {} apps, {} grants",
+                            t.apps.len(),
+                            t.grants.len()
+                        );
                         daemon.replace_policy(t);
                     }
                     Err(e) => log::error!("{e}; keeping the current policy"),
@@ -181,7 +215,10 @@ fn main() -> ExitCode {
 }
 
 fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
-    let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as _ };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
     // SAFETY: sigtimedwait reads the set and timeout we pass and writes no siginfo (null).
     let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
     if sig <= 0 {

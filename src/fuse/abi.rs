@@ -638,7 +638,9 @@ pod! {
 pub fn as_bytes<T: Pod>(value: &T) -> &[u8] {
     // SAFETY: T is Pod: fully initialised, no padding, so every byte is readable; the slice
     // borrows `value` and cannot outlive it.
-    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
+    }
 }
 
 /// Reads a plain ABI value from the start of `bytes`, or `None` if there are too few.
@@ -669,9 +671,14 @@ mod tests {
     #[test]
     fn ioctl_numbers_match_their_definitions() {
         // _IOC(dir, type, nr, size) = dir << 30 | size << 16 | type << 8 | nr
-        let ioc = |dir: u64, nr: u64, size: usize| (dir << 30 | (size as u64) << 16 | 229 << 8 | nr) as libc::c_ulong;
+        let ioc = |dir: u64, nr: u64, size: usize| {
+            (dir << 30 | (size as u64) << 16 | 229 << 8 | nr) as libc::c_ulong
+        };
         assert_eq!(FUSE_DEV_IOC_CLONE, ioc(2, 0, 4));
-        assert_eq!(FUSE_DEV_IOC_BACKING_OPEN, ioc(1, 1, std::mem::size_of::<BackingMap>()));
+        assert_eq!(
+            FUSE_DEV_IOC_BACKING_OPEN,
+            ioc(1, 1, std::mem::size_of::<BackingMap>())
+        );
         assert_eq!(FUSE_DEV_IOC_BACKING_CLOSE, ioc(1, 2, 4));
     }
 
@@ -686,7 +693,11 @@ mod tests {
 
     #[test]
     fn as_bytes_round_trips() {
-        let out = OpenOut { fh: 9, open_flags: fopen::PASSTHROUGH, backing_id: 3 };
+        let out = OpenOut {
+            fh: 9,
+            open_flags: fopen::PASSTHROUGH,
+            backing_id: 3,
+        };
         let back: OpenOut = read_pod(as_bytes(&out)).unwrap();
         assert_eq!((back.fh, back.open_flags, back.backing_id), (9, 128, 3));
     }

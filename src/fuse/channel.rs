@@ -25,7 +25,11 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 impl Channel {
     /// Opens a new, unmounted session on `/dev/fuse`.
     pub fn open() -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC).open(DEVICE)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(DEVICE)?;
         Ok(Channel { fd: file.into() })
     }
 
@@ -33,9 +37,13 @@ impl Channel {
     /// Fails with `EINVAL` if the fd is not a FUSE device.
     pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
         let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io::Error::from)?;
-        let is_fuse = (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(10, 229);
+        let is_fuse =
+            (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(10, 229);
         if !is_fuse {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a /dev/fuse file descriptor"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a /dev/fuse file descriptor",
+            ));
         }
         Ok(Channel { fd })
     }
@@ -46,7 +54,13 @@ impl Channel {
         let session_fd: u32 = self.fd.as_raw_fd() as u32;
         // SAFETY: FUSE_DEV_IOC_CLONE reads one u32 (the session fd) from the pointer, which is
         // valid for the duration of the call.
-        cvt(unsafe { libc::ioctl(clone.fd.as_raw_fd(), abi::FUSE_DEV_IOC_CLONE as _, &session_fd) })?;
+        cvt(unsafe {
+            libc::ioctl(
+                clone.fd.as_raw_fd(),
+                abi::FUSE_DEV_IOC_CLONE as _,
+                &session_fd,
+            )
+        })?;
         Ok(clone)
     }
 
@@ -76,7 +90,10 @@ impl Channel {
         if n < 0 {
             Err(io::Error::last_os_error())
         } else if n as usize != msg.len() {
-            Err(io::Error::new(io::ErrorKind::WriteZero, "short write to /dev/fuse"))
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short write to /dev/fuse",
+            ))
         } else {
             Ok(())
         }
@@ -85,16 +102,32 @@ impl Channel {
     /// Registers `file` as a passthrough backing file and returns its id (> 0).
     /// `EPERM` means passthrough is off for this connection (or we lack CAP_SYS_ADMIN).
     pub fn backing_open(&self, file: BorrowedFd<'_>) -> io::Result<i32> {
-        let map = abi::BackingMap { fd: file.as_raw_fd(), flags: 0, padding: 0 };
+        let map = abi::BackingMap {
+            fd: file.as_raw_fd(),
+            flags: 0,
+            padding: 0,
+        };
         // SAFETY: BACKING_OPEN reads a struct fuse_backing_map from the pointer, valid for the
         // call; the fd it names is borrowed for the call too.
-        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), abi::FUSE_DEV_IOC_BACKING_OPEN as _, &map) })
+        cvt(unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                abi::FUSE_DEV_IOC_BACKING_OPEN as _,
+                &map,
+            )
+        })
     }
 
     pub fn backing_close(&self, id: i32) -> io::Result<()> {
         let id = id as u32;
         // SAFETY: BACKING_CLOSE reads one u32 from the pointer, valid for the call.
-        cvt(unsafe { libc::ioctl(self.fd.as_raw_fd(), abi::FUSE_DEV_IOC_BACKING_CLOSE as _, &id) })?;
+        cvt(unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                abi::FUSE_DEV_IOC_BACKING_CLOSE as _,
+                &id,
+            )
+        })?;
         Ok(())
     }
 

@@ -51,7 +51,10 @@ impl SetAttr {
             if has(now) {
                 Some(TimeSpec::Now)
             } else if has(set) {
-                Some(TimeSpec::At { secs: secs as i64, nanos })
+                Some(TimeSpec::At {
+                    secs: secs as i64,
+                    nanos,
+                })
             } else {
                 None
             }
@@ -107,10 +110,25 @@ pub trait Filesystem: Send + Sync + 'static {
     fn symlink(&self, _ctx: &Ctx, _parent: u64, _name: Name<'_>, _target: &[u8]) -> Result<Entry> {
         Err(libc::ENOSYS)
     }
-    fn mknod(&self, _ctx: &Ctx, _parent: u64, _name: Name<'_>, _mode: u32, _rdev: u32, _umask: u32) -> Result<Entry> {
+    fn mknod(
+        &self,
+        _ctx: &Ctx,
+        _parent: u64,
+        _name: Name<'_>,
+        _mode: u32,
+        _rdev: u32,
+        _umask: u32,
+    ) -> Result<Entry> {
         Err(libc::ENOSYS)
     }
-    fn mkdir(&self, _ctx: &Ctx, _parent: u64, _name: Name<'_>, _mode: u32, _umask: u32) -> Result<Entry> {
+    fn mkdir(
+        &self,
+        _ctx: &Ctx,
+        _parent: u64,
+        _name: Name<'_>,
+        _mode: u32,
+        _umask: u32,
+    ) -> Result<Entry> {
         Err(libc::ENOSYS)
     }
     fn unlink(&self, _ctx: &Ctx, _parent: u64, _name: Name<'_>) -> Result<()> {
@@ -119,7 +137,15 @@ pub trait Filesystem: Send + Sync + 'static {
     fn rmdir(&self, _ctx: &Ctx, _parent: u64, _name: Name<'_>) -> Result<()> {
         Err(libc::ENOSYS)
     }
-    fn rename(&self, _ctx: &Ctx, _parent: u64, _name: Name<'_>, _newparent: u64, _newname: Name<'_>, _flags: u32) -> Result<()> {
+    fn rename(
+        &self,
+        _ctx: &Ctx,
+        _parent: u64,
+        _name: Name<'_>,
+        _newparent: u64,
+        _newname: Name<'_>,
+        _flags: u32,
+    ) -> Result<()> {
         Err(libc::ENOSYS)
     }
     fn link(&self, _ctx: &Ctx, _node: u64, _newparent: u64, _newname: Name<'_>) -> Result<Entry> {
@@ -128,15 +154,38 @@ pub trait Filesystem: Send + Sync + 'static {
     fn open(&self, _ctx: &Ctx, _node: u64, _flags: u32) -> Result<Opened> {
         Err(libc::ENOSYS)
     }
-    fn create(&self, _ctx: &Ctx, _parent: u64, _name: Name<'_>, _mode: u32, _umask: u32, _flags: u32) -> Result<(Entry, Opened)> {
+    fn create(
+        &self,
+        _ctx: &Ctx,
+        _parent: u64,
+        _name: Name<'_>,
+        _mode: u32,
+        _umask: u32,
+        _flags: u32,
+    ) -> Result<(Entry, Opened)> {
         Err(libc::ENOSYS)
     }
     /// Reads into `out` (sized to the request), returns the byte count.
-    fn read(&self, _ctx: &Ctx, _node: u64, _fh: u64, _offset: u64, _out: &mut [u8]) -> Result<usize> {
+    fn read(
+        &self,
+        _ctx: &Ctx,
+        _node: u64,
+        _fh: u64,
+        _offset: u64,
+        _out: &mut [u8],
+    ) -> Result<usize> {
         Err(libc::ENOSYS)
     }
     /// `write_flags` carries `abi::WRITE_KILL_SUIDGID`.
-    fn write(&self, _ctx: &Ctx, _node: u64, _fh: u64, _offset: u64, _data: &[u8], _write_flags: u32) -> Result<u32> {
+    fn write(
+        &self,
+        _ctx: &Ctx,
+        _node: u64,
+        _fh: u64,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: u32,
+    ) -> Result<u32> {
         Err(libc::ENOSYS)
     }
     fn flush(&self, _ctx: &Ctx, _node: u64, _fh: u64) -> Result<()> {
@@ -152,7 +201,14 @@ pub trait Filesystem: Send + Sync + 'static {
         Err(libc::ENOSYS)
     }
     /// Fills `out` with entries starting after `offset`; READDIRPLUS when `out.is_plus()`.
-    fn readdir(&self, _ctx: &Ctx, _node: u64, _fh: u64, _offset: u64, _out: &mut DirWriter<'_>) -> Result<()> {
+    fn readdir(
+        &self,
+        _ctx: &Ctx,
+        _node: u64,
+        _fh: u64,
+        _offset: u64,
+        _out: &mut DirWriter<'_>,
+    ) -> Result<()> {
         Err(libc::ENOSYS)
     }
     fn releasedir(&self, _ctx: &Ctx, _node: u64, _fh: u64) -> Result<()> {
@@ -167,10 +223,23 @@ pub trait Filesystem: Send + Sync + 'static {
     fn access(&self, _ctx: &Ctx, _node: u64, _mask: u32) -> Result<()> {
         Err(libc::ENOSYS)
     }
-    fn setxattr(&self, _ctx: &Ctx, _node: u64, _name: &[u8], _value: &[u8], _flags: u32) -> Result<()> {
+    fn setxattr(
+        &self,
+        _ctx: &Ctx,
+        _node: u64,
+        _name: &[u8],
+        _value: &[u8],
+        _flags: u32,
+    ) -> Result<()> {
         Err(libc::ENOSYS)
     }
-    fn getxattr(&self, _ctx: &Ctx, _node: u64, _name: &[u8], _out: &mut [u8]) -> Result<XattrReply> {
+    fn getxattr(
+        &self,
+        _ctx: &Ctx,
+        _node: u64,
+        _name: &[u8],
+        _out: &mut [u8],
+    ) -> Result<XattrReply> {
         Err(libc::ENOSYS)
     }
     fn listxattr(&self, _ctx: &Ctx, _node: u64, _out: &mut [u8]) -> Result<XattrReply> {
@@ -179,14 +248,32 @@ pub trait Filesystem: Send + Sync + 'static {
     fn removexattr(&self, _ctx: &Ctx, _node: u64, _name: &[u8]) -> Result<()> {
         Err(libc::ENOSYS)
     }
-    fn fallocate(&self, _ctx: &Ctx, _node: u64, _fh: u64, _offset: u64, _length: u64, _mode: u32) -> Result<()> {
+    fn fallocate(
+        &self,
+        _ctx: &Ctx,
+        _node: u64,
+        _fh: u64,
+        _offset: u64,
+        _length: u64,
+        _mode: u32,
+    ) -> Result<()> {
         Err(libc::ENOSYS)
     }
     fn lseek(&self, _ctx: &Ctx, _node: u64, _fh: u64, _offset: u64, _whence: u32) -> Result<u64> {
         Err(libc::ENOSYS)
     }
     #[allow(clippy::too_many_arguments)]
-    fn copy_file_range(&self, _ctx: &Ctx, _node_in: u64, _fh_in: u64, _off_in: u64, _node_out: u64, _fh_out: u64, _off_out: u64, _len: u64) -> Result<u64> {
+    fn copy_file_range(
+        &self,
+        _ctx: &Ctx,
+        _node_in: u64,
+        _fh_in: u64,
+        _off_in: u64,
+        _node_out: u64,
+        _fh_out: u64,
+        _off_out: u64,
+        _len: u64,
+    ) -> Result<u64> {
         Err(libc::ENOSYS)
     }
 }

@@ -31,7 +31,11 @@ impl KernelHandle {
     /// that is serving a request on this mount (the kernel may wait for that request: deadlock).
     /// `ENOENT` (the kernel did not have it cached) is success.
     pub fn inval_entry(&self, parent: u64, name: &[u8]) -> io::Result<()> {
-        let arg = abi::NotifyInvalEntryOut { parent, namelen: name.len() as u32, flags: 0 };
+        let arg = abi::NotifyInvalEntryOut {
+            parent,
+            namelen: name.len() as u32,
+            flags: 0,
+        };
         let mut msg = Vec::with_capacity(16 + 16 + name.len() + 1);
         let payload_len = std::mem::size_of_val(&arg) + name.len() + 1;
         self.notify(notify_code::INVAL_ENTRY, payload_len, &mut msg);
@@ -43,15 +47,27 @@ impl KernelHandle {
 
     /// Drops the kernel's cached attributes (and page cache range, `len` 0 = all) of `node`.
     pub fn inval_inode(&self, node: u64, offset: i64, len: i64) -> io::Result<()> {
-        let arg = abi::NotifyInvalInodeOut { ino: node, off: offset, len };
+        let arg = abi::NotifyInvalInodeOut {
+            ino: node,
+            off: offset,
+            len,
+        };
         let mut msg = Vec::with_capacity(16 + 24);
-        self.notify(notify_code::INVAL_INODE, std::mem::size_of_val(&arg), &mut msg);
+        self.notify(
+            notify_code::INVAL_INODE,
+            std::mem::size_of_val(&arg),
+            &mut msg,
+        );
         msg.extend_from_slice(abi::as_bytes(&arg));
         self.send_notify(&msg)
     }
 
     fn notify(&self, code: i32, payload_len: usize, msg: &mut Vec<u8>) {
-        let header = abi::OutHeader { len: (16 + payload_len) as u32, error: code, unique: 0 };
+        let header = abi::OutHeader {
+            len: (16 + payload_len) as u32,
+            error: code,
+            unique: 0,
+        };
         msg.extend_from_slice(abi::as_bytes(&header));
     }
 

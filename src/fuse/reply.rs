@@ -42,8 +42,16 @@ pub struct Opened {
 impl Opened {
     pub fn to_abi(&self) -> abi::OpenOut {
         match self.backing_id {
-            Some(id) => abi::OpenOut { fh: self.fh, open_flags: self.flags | abi::fopen::PASSTHROUGH, backing_id: id },
-            None => abi::OpenOut { fh: self.fh, open_flags: self.flags, backing_id: 0 },
+            Some(id) => abi::OpenOut {
+                fh: self.fh,
+                open_flags: self.flags | abi::fopen::PASSTHROUGH,
+                backing_id: id,
+            },
+            None => abi::OpenOut {
+                fh: self.fh,
+                open_flags: self.flags,
+                backing_id: 0,
+            },
         }
     }
 }
@@ -79,7 +87,10 @@ pub struct ReplyBuf {
 
 impl ReplyBuf {
     pub fn new(capacity: usize) -> Self {
-        ReplyBuf { buf: vec![0u8; capacity.max(HEADER + 4096)].into_boxed_slice(), used: HEADER }
+        ReplyBuf {
+            buf: vec![0u8; capacity.max(HEADER + 4096)].into_boxed_slice(),
+            used: HEADER,
+        }
     }
 
     /// Starts a new reply (the header is filled in by `finish`).
@@ -114,7 +125,11 @@ impl ReplyBuf {
         if error != 0 {
             self.used = HEADER;
         }
-        let header = abi::OutHeader { len: self.used as u32, error, unique };
+        let header = abi::OutHeader {
+            len: self.used as u32,
+            error,
+            unique,
+        };
         self.buf[..HEADER].copy_from_slice(abi::as_bytes(&header));
         &self.buf[..self.used]
     }
@@ -157,7 +172,14 @@ impl<'a> DirWriter<'a> {
 
     /// Appends one record; `entry` is required for READDIRPLUS (nodeid 0 means "not looked up",
     /// as for `.` and `..`). Returns false, writing nothing, if it does not fit.
-    pub fn push(&mut self, ino: u64, next_offset: u64, typ: u32, name: &[u8], entry: Option<&Entry>) -> bool {
+    pub fn push(
+        &mut self,
+        ino: u64,
+        next_offset: u64,
+        typ: u32,
+        name: &[u8],
+        entry: Option<&Entry>,
+    ) -> bool {
         if !self.fits(name) {
             return false;
         }
@@ -169,7 +191,12 @@ impl<'a> DirWriter<'a> {
             self.out[at..at + ENTRY_OUT].copy_from_slice(abi::as_bytes(&e));
             at += ENTRY_OUT;
         }
-        let d = abi::Dirent { ino, off: next_offset, namelen: name.len() as u32, typ };
+        let d = abi::Dirent {
+            ino,
+            off: next_offset,
+            namelen: name.len() as u32,
+            typ,
+        };
         self.out[at..at + DIRENT].copy_from_slice(abi::as_bytes(&d));
         at += DIRENT;
         self.out[at..at + name.len()].copy_from_slice(name);
@@ -205,9 +232,33 @@ mod tests {
     #[test]
     fn open_reply_sets_passthrough_only_with_a_backing_id() {
         let cases = [
-            (Opened { fh: 1, flags: 0, backing_id: Some(5) }, abi::fopen::PASSTHROUGH, 5),
-            (Opened { fh: 1, flags: abi::fopen::DIRECT_IO, backing_id: None }, abi::fopen::DIRECT_IO, 0),
-            (Opened { fh: 1, flags: abi::fopen::NOFLUSH, backing_id: Some(2) }, abi::fopen::NOFLUSH | abi::fopen::PASSTHROUGH, 2),
+            (
+                Opened {
+                    fh: 1,
+                    flags: 0,
+                    backing_id: Some(5),
+                },
+                abi::fopen::PASSTHROUGH,
+                5,
+            ),
+            (
+                Opened {
+                    fh: 1,
+                    flags: abi::fopen::DIRECT_IO,
+                    backing_id: None,
+                },
+                abi::fopen::DIRECT_IO,
+                0,
+            ),
+            (
+                Opened {
+                    fh: 1,
+                    flags: abi::fopen::NOFLUSH,
+                    backing_id: Some(2),
+                },
+                abi::fopen::NOFLUSH | abi::fopen::PASSTHROUGH,
+                2,
+            ),
         ];
         for (o, flags, id) in cases {
             let a = o.to_abi();
@@ -224,7 +275,10 @@ mod tests {
         assert_eq!(w.record_len(b"abcdefghi"), 40);
         assert!(w.push(1, 1, 8, b"a", None));
         assert!(w.push(2, 2, 8, b"abcdefgh", None));
-        assert!(!w.push(3, 3, 8, b"x", None), "third record must not fit in 64 bytes");
+        assert!(
+            !w.push(3, 3, 8, b"x", None),
+            "third record must not fit in 64 bytes"
+        );
         assert_eq!(w.len(), 64);
         assert_eq!(&region[24..32], b"a\0\0\0\0\0\0\0");
     }
@@ -233,7 +287,10 @@ mod tests {
     fn direntplus_records_hold_the_entry_first() {
         let mut region = vec![0u8; 4096];
         let mut w = DirWriter::new(&mut region, true);
-        let e = Entry { nodeid: 77, ..Default::default() };
+        let e = Entry {
+            nodeid: 77,
+            ..Default::default()
+        };
         assert!(w.push(5, 1, 8, b"file", Some(&e)));
         assert_eq!(w.len(), align8(128 + 24 + 4));
         let eo: abi::EntryOut = abi::read_pod(&region).unwrap();
@@ -244,8 +301,20 @@ mod tests {
 
     #[test]
     fn entry_timeouts_split_into_seconds_and_nanos() {
-        let e = Entry { entry_ttl: Duration::from_millis(1500), attr_ttl: Duration::ZERO, ..Default::default() };
+        let e = Entry {
+            entry_ttl: Duration::from_millis(1500),
+            attr_ttl: Duration::ZERO,
+            ..Default::default()
+        };
         let a = e.to_abi();
-        assert_eq!((a.entry_valid, a.entry_valid_nsec, a.attr_valid, a.attr_valid_nsec), (1, 500_000_000, 0, 0));
+        assert_eq!(
+            (
+                a.entry_valid,
+                a.entry_valid_nsec,
+                a.attr_valid,
+                a.attr_valid_nsec
+            ),
+            (1, 500_000_000, 0, 0)
+        );
     }
 }

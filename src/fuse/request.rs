@@ -14,13 +14,21 @@ pub enum DecodeError {
     #[error("header says {declared} bytes but {actual} were read")]
     LengthMismatch { declared: usize, actual: usize },
     #[error("{op} payload too short: need {need} bytes, have {have}")]
-    ShortPayload { op: &'static str, need: usize, have: usize },
+    ShortPayload {
+        op: &'static str,
+        need: usize,
+        have: usize,
+    },
     #[error("{op}: name is not NUL-terminated")]
     Unterminated { op: &'static str },
     #[error("{op}: invalid name (empty, or contains '/')")]
     BadName { op: &'static str },
     #[error("{op}: data length {declared} does not match payload {actual}")]
-    DataLength { op: &'static str, declared: usize, actual: usize },
+    DataLength {
+        op: &'static str,
+        declared: usize,
+        actual: usize,
+    },
 }
 
 impl DecodeError {
@@ -70,38 +78,98 @@ impl<'a> Iterator for ForgetList<'a> {
 pub enum Operation<'a> {
     Init(abi::InitIn),
     Destroy,
-    Interrupt { unique: u64 },
-    Lookup { name: Name<'a> },
-    Forget { nlookup: u64 },
-    BatchForget { items: ForgetList<'a> },
-    Getattr { fh: Option<u64> },
+    Interrupt {
+        unique: u64,
+    },
+    Lookup {
+        name: Name<'a>,
+    },
+    Forget {
+        nlookup: u64,
+    },
+    BatchForget {
+        items: ForgetList<'a>,
+    },
+    Getattr {
+        fh: Option<u64>,
+    },
     Setattr(abi::SetattrIn),
     Readlink,
-    Symlink { name: Name<'a>, target: &'a [u8] },
-    Mknod { arg: abi::MknodIn, name: Name<'a> },
-    Mkdir { arg: abi::MkdirIn, name: Name<'a> },
-    Unlink { name: Name<'a> },
-    Rmdir { name: Name<'a> },
-    Rename { newdir: u64, flags: u32, name: Name<'a>, newname: Name<'a> },
-    Link { oldnodeid: u64, name: Name<'a> },
-    Open { flags: u32 },
-    Create { arg: abi::CreateIn, name: Name<'a> },
+    Symlink {
+        name: Name<'a>,
+        target: &'a [u8],
+    },
+    Mknod {
+        arg: abi::MknodIn,
+        name: Name<'a>,
+    },
+    Mkdir {
+        arg: abi::MkdirIn,
+        name: Name<'a>,
+    },
+    Unlink {
+        name: Name<'a>,
+    },
+    Rmdir {
+        name: Name<'a>,
+    },
+    Rename {
+        newdir: u64,
+        flags: u32,
+        name: Name<'a>,
+        newname: Name<'a>,
+    },
+    Link {
+        oldnodeid: u64,
+        name: Name<'a>,
+    },
+    Open {
+        flags: u32,
+    },
+    Create {
+        arg: abi::CreateIn,
+        name: Name<'a>,
+    },
     Read(abi::ReadIn),
-    Write { arg: abi::WriteIn, data: &'a [u8] },
+    Write {
+        arg: abi::WriteIn,
+        data: &'a [u8],
+    },
     Flush(abi::FlushIn),
     Release(abi::ReleaseIn),
-    Fsync { fh: u64, datasync: bool },
+    Fsync {
+        fh: u64,
+        datasync: bool,
+    },
     Statfs,
-    Setxattr { flags: u32, name: &'a [u8], value: &'a [u8] },
-    Getxattr { size: u32, name: &'a [u8] },
-    Listxattr { size: u32 },
-    Removexattr { name: &'a [u8] },
-    Opendir { flags: u32 },
+    Setxattr {
+        flags: u32,
+        name: &'a [u8],
+        value: &'a [u8],
+    },
+    Getxattr {
+        size: u32,
+        name: &'a [u8],
+    },
+    Listxattr {
+        size: u32,
+    },
+    Removexattr {
+        name: &'a [u8],
+    },
+    Opendir {
+        flags: u32,
+    },
     Readdir(abi::ReadIn),
     Readdirplus(abi::ReadIn),
     Releasedir(abi::ReleaseIn),
-    Fsyncdir { fh: u64, datasync: bool },
-    Access { mask: u32 },
+    Fsyncdir {
+        fh: u64,
+        datasync: bool,
+    },
+    Access {
+        mask: u32,
+    },
     Fallocate(abi::FallocateIn),
     Lseek(abi::LseekIn),
     CopyFileRange(abi::CopyFileRangeIn),
@@ -158,21 +226,30 @@ impl<'a> Payload<'a> {
 impl<'a> Request<'a> {
     /// Decodes one request from exactly the bytes one `read()` returned.
     pub fn parse(buf: &'a [u8]) -> Result<Self, DecodeError> {
-        let header = abi::read_pod::<abi::InHeader>(buf).ok_or(DecodeError::ShortHeader(buf.len()))?;
+        let header =
+            abi::read_pod::<abi::InHeader>(buf).ok_or(DecodeError::ShortHeader(buf.len()))?;
         let declared = header.len as usize;
         if declared != buf.len() {
-            return Err(DecodeError::LengthMismatch { declared, actual: buf.len() });
+            return Err(DecodeError::LengthMismatch {
+                declared,
+                actual: buf.len(),
+            });
         }
         let hdr_len = std::mem::size_of::<abi::InHeader>();
         // Extension headers (security context, supplementary groups) sit at the end; we never
         // ask for them, but a kernel that sends them must not shift our parsing.
         let ext = header.total_extlen as usize * 8;
-        let body_end = declared.checked_sub(ext).filter(|&e| e >= hdr_len).ok_or(DecodeError::ShortPayload {
+        let body_end = declared.checked_sub(ext).filter(|&e| e >= hdr_len).ok_or(
+            DecodeError::ShortPayload {
+                op: opcode::name(header.opcode),
+                need: hdr_len + ext,
+                have: declared,
+            },
+        )?;
+        let mut p = Payload {
+            bytes: &buf[hdr_len..body_end],
             op: opcode::name(header.opcode),
-            need: hdr_len + ext,
-            have: declared,
-        })?;
-        let mut p = Payload { bytes: &buf[hdr_len..body_end], op: opcode::name(header.opcode) };
+        };
         let op = Self::operation(header.opcode, &mut p)?;
         Ok(Request { header, op })
     }
@@ -185,28 +262,45 @@ impl<'a> Request<'a> {
                 let mut raw = [0u8; std::mem::size_of::<abi::InitIn>()];
                 let have = p.rest();
                 if have.len() < abi::COMPAT_INIT_IN_SIZE {
-                    return Err(DecodeError::ShortPayload { op: "init", need: abi::COMPAT_INIT_IN_SIZE, have: have.len() });
+                    return Err(DecodeError::ShortPayload {
+                        op: "init",
+                        need: abi::COMPAT_INIT_IN_SIZE,
+                        have: have.len(),
+                    });
                 }
                 let n = have.len().min(raw.len());
                 raw[..n].copy_from_slice(&have[..n]);
                 O::Init(abi::read_pod(&raw).unwrap_or_default())
             }
             opcode::DESTROY => O::Destroy,
-            opcode::INTERRUPT => O::Interrupt { unique: p.pod::<abi::InterruptIn>()?.unique },
+            opcode::INTERRUPT => O::Interrupt {
+                unique: p.pod::<abi::InterruptIn>()?.unique,
+            },
             opcode::LOOKUP => O::Lookup { name: p.name()? },
-            opcode::FORGET => O::Forget { nlookup: p.pod::<abi::ForgetIn>()?.nlookup },
+            opcode::FORGET => O::Forget {
+                nlookup: p.pod::<abi::ForgetIn>()?.nlookup,
+            },
             opcode::BATCH_FORGET => {
                 let arg = p.pod::<abi::BatchForgetIn>()?;
                 let rest = p.rest();
-                let need = (arg.count as usize).saturating_mul(std::mem::size_of::<abi::ForgetOne>());
+                let need =
+                    (arg.count as usize).saturating_mul(std::mem::size_of::<abi::ForgetOne>());
                 if rest.len() < need {
-                    return Err(DecodeError::ShortPayload { op: "batch_forget", need, have: rest.len() });
+                    return Err(DecodeError::ShortPayload {
+                        op: "batch_forget",
+                        need,
+                        have: rest.len(),
+                    });
                 }
-                O::BatchForget { items: ForgetList(&rest[..need]) }
+                O::BatchForget {
+                    items: ForgetList(&rest[..need]),
+                }
             }
             opcode::GETATTR => {
                 let arg = p.pod::<abi::GetattrIn>()?;
-                O::Getattr { fh: (arg.getattr_flags & abi::GETATTR_FH != 0).then_some(arg.fh) }
+                O::Getattr {
+                    fh: (arg.getattr_flags & abi::GETATTR_FH != 0).then_some(arg.fh),
+                }
             }
             opcode::SETATTR => O::Setattr(p.pod()?),
             opcode::READLINK => O::Readlink,
@@ -217,39 +311,67 @@ impl<'a> Request<'a> {
             }
             opcode::MKNOD => {
                 let arg = p.pod()?;
-                O::Mknod { arg, name: p.name()? }
+                O::Mknod {
+                    arg,
+                    name: p.name()?,
+                }
             }
             opcode::MKDIR => {
                 let arg = p.pod()?;
-                O::Mkdir { arg, name: p.name()? }
+                O::Mkdir {
+                    arg,
+                    name: p.name()?,
+                }
             }
             opcode::UNLINK => O::Unlink { name: p.name()? },
             opcode::RMDIR => O::Rmdir { name: p.name()? },
             opcode::RENAME => {
                 let arg = p.pod::<abi::RenameIn>()?;
                 let name = p.name()?;
-                O::Rename { newdir: arg.newdir, flags: 0, name, newname: p.name()? }
+                O::Rename {
+                    newdir: arg.newdir,
+                    flags: 0,
+                    name,
+                    newname: p.name()?,
+                }
             }
             opcode::RENAME2 => {
                 let arg = p.pod::<abi::Rename2In>()?;
                 let name = p.name()?;
-                O::Rename { newdir: arg.newdir, flags: arg.flags, name, newname: p.name()? }
+                O::Rename {
+                    newdir: arg.newdir,
+                    flags: arg.flags,
+                    name,
+                    newname: p.name()?,
+                }
             }
             opcode::LINK => {
                 let arg = p.pod::<abi::LinkIn>()?;
-                O::Link { oldnodeid: arg.oldnodeid, name: p.name()? }
+                O::Link {
+                    oldnodeid: arg.oldnodeid,
+                    name: p.name()?,
+                }
             }
-            opcode::OPEN => O::Open { flags: p.pod::<abi::OpenIn>()?.flags },
+            opcode::OPEN => O::Open {
+                flags: p.pod::<abi::OpenIn>()?.flags,
+            },
             opcode::CREATE => {
                 let arg = p.pod()?;
-                O::Create { arg, name: p.name()? }
+                O::Create {
+                    arg,
+                    name: p.name()?,
+                }
             }
             opcode::READ => O::Read(p.pod()?),
             opcode::WRITE => {
                 let arg = p.pod::<abi::WriteIn>()?;
                 let data = p.rest();
                 if data.len() != arg.size as usize {
-                    return Err(DecodeError::DataLength { op: "write", declared: arg.size as usize, actual: data.len() });
+                    return Err(DecodeError::DataLength {
+                        op: "write",
+                        declared: arg.size as usize,
+                        actual: data.len(),
+                    });
                 }
                 O::Write { arg, data }
             }
@@ -257,7 +379,10 @@ impl<'a> Request<'a> {
             opcode::RELEASE => O::Release(p.pod()?),
             opcode::FSYNC => {
                 let arg = p.pod::<abi::FsyncIn>()?;
-                O::Fsync { fh: arg.fh, datasync: arg.fsync_flags & 1 != 0 }
+                O::Fsync {
+                    fh: arg.fh,
+                    datasync: arg.fsync_flags & 1 != 0,
+                }
             }
             opcode::STATFS => O::Statfs,
             opcode::SETXATTR => {
@@ -266,25 +391,45 @@ impl<'a> Request<'a> {
                 let rest = p.rest();
                 let size = arg.size as usize;
                 if rest.len() < size {
-                    return Err(DecodeError::DataLength { op: "setxattr", declared: size, actual: rest.len() });
+                    return Err(DecodeError::DataLength {
+                        op: "setxattr",
+                        declared: size,
+                        actual: rest.len(),
+                    });
                 }
-                O::Setxattr { flags: arg.flags, name, value: &rest[..size] }
+                O::Setxattr {
+                    flags: arg.flags,
+                    name,
+                    value: &rest[..size],
+                }
             }
             opcode::GETXATTR => {
                 let arg = p.pod::<abi::GetxattrIn>()?;
-                O::Getxattr { size: arg.size, name: p.cstr()? }
+                O::Getxattr {
+                    size: arg.size,
+                    name: p.cstr()?,
+                }
             }
-            opcode::LISTXATTR => O::Listxattr { size: p.pod::<abi::GetxattrIn>()?.size },
+            opcode::LISTXATTR => O::Listxattr {
+                size: p.pod::<abi::GetxattrIn>()?.size,
+            },
             opcode::REMOVEXATTR => O::Removexattr { name: p.cstr()? },
-            opcode::OPENDIR => O::Opendir { flags: p.pod::<abi::OpenIn>()?.flags },
+            opcode::OPENDIR => O::Opendir {
+                flags: p.pod::<abi::OpenIn>()?.flags,
+            },
             opcode::READDIR => O::Readdir(p.pod()?),
             opcode::READDIRPLUS => O::Readdirplus(p.pod()?),
             opcode::RELEASEDIR => O::Releasedir(p.pod()?),
             opcode::FSYNCDIR => {
                 let arg = p.pod::<abi::FsyncIn>()?;
-                O::Fsyncdir { fh: arg.fh, datasync: arg.fsync_flags & 1 != 0 }
+                O::Fsyncdir {
+                    fh: arg.fh,
+                    datasync: arg.fsync_flags & 1 != 0,
+                }
             }
-            opcode::ACCESS => O::Access { mask: p.pod::<abi::AccessIn>()?.mask },
+            opcode::ACCESS => O::Access {
+                mask: p.pod::<abi::AccessIn>()?.mask,
+            },
             opcode::FALLOCATE => O::Fallocate(p.pod()?),
             opcode::LSEEK => O::Lseek(p.pod()?),
             opcode::COPY_FILE_RANGE => O::CopyFileRange(p.pod()?),
@@ -322,7 +467,10 @@ mod tests {
     /// A well-formed payload for every opcode we decode.
     fn valid_payloads() -> Vec<(u32, Vec<u8>)> {
         let z = |n: usize| vec![0u8; n];
-        let write = abi::WriteIn { size: 3, ..Default::default() };
+        let write = abi::WriteIn {
+            size: 3,
+            ..Default::default()
+        };
         let setx = abi::SetxattrIn { size: 2, flags: 0 };
         let batch = abi::BatchForgetIn { count: 2, dummy: 0 };
         vec![
@@ -351,7 +499,10 @@ mod tests {
             (opcode::RELEASE, z(24)),
             (opcode::FSYNC, z(16)),
             (opcode::STATFS, vec![]),
-            (opcode::SETXATTR, cat(&[as_bytes(&setx), b"user.x\0", b"vv"])),
+            (
+                opcode::SETXATTR,
+                cat(&[as_bytes(&setx), b"user.x\0", b"vv"]),
+            ),
             (opcode::GETXATTR, cat(&[&z(8), b"user.x\0"])),
             (opcode::LISTXATTR, z(8)),
             (opcode::REMOVEXATTR, b"user.x\0".to_vec()),
@@ -372,7 +523,11 @@ mod tests {
         for (op, payload) in valid_payloads() {
             let buf = request(op, &payload);
             let req = Request::parse(&buf).unwrap_or_else(|e| panic!("{}: {e}", opcode::name(op)));
-            assert!(!matches!(req.op, Operation::Unsupported(_)), "{}", opcode::name(op));
+            assert!(
+                !matches!(req.op, Operation::Unsupported(_)),
+                "{}",
+                opcode::name(op)
+            );
         }
     }
 
@@ -388,7 +543,10 @@ mod tests {
             let mut buf = request(op, &payload);
             buf.pop();
             if !payload.is_empty() {
-                assert!(matches!(Request::parse(&buf), Err(DecodeError::LengthMismatch { .. })));
+                assert!(matches!(
+                    Request::parse(&buf),
+                    Err(DecodeError::LengthMismatch { .. })
+                ));
             }
         }
     }
@@ -419,7 +577,11 @@ mod tests {
         for &(op, size) in fixed {
             for cut in 0..size {
                 let buf = request(op, &vec![0u8; cut]);
-                assert!(Request::parse(&buf).is_err(), "{} with {cut} bytes", opcode::name(op));
+                assert!(
+                    Request::parse(&buf).is_err(),
+                    "{} with {cut} bytes",
+                    opcode::name(op)
+                );
             }
         }
     }
@@ -435,19 +597,42 @@ mod tests {
         ];
         for &(payload, ok) in cases {
             let buf = request(opcode::LOOKUP, payload);
-            assert_eq!(Request::parse(&buf).is_ok(), ok, "{:?}", String::from_utf8_lossy(payload));
+            assert_eq!(
+                Request::parse(&buf).is_ok(),
+                ok,
+                "{:?}",
+                String::from_utf8_lossy(payload)
+            );
         }
     }
 
     #[test]
     fn write_and_xattr_lengths_are_checked() {
-        let write = abi::WriteIn { size: 10, ..Default::default() };
+        let write = abi::WriteIn {
+            size: 10,
+            ..Default::default()
+        };
         let buf = request(opcode::WRITE, &cat(&[as_bytes(&write), b"abc"]));
-        assert!(matches!(Request::parse(&buf), Err(DecodeError::DataLength { .. })));
-        let setx = abi::SetxattrIn { size: 100, flags: 0 };
-        let buf = request(opcode::SETXATTR, &cat(&[as_bytes(&setx), b"user.x\0", b"vv"]));
-        assert!(matches!(Request::parse(&buf), Err(DecodeError::DataLength { .. })));
-        let batch = abi::BatchForgetIn { count: u32::MAX, dummy: 0 };
+        assert!(matches!(
+            Request::parse(&buf),
+            Err(DecodeError::DataLength { .. })
+        ));
+        let setx = abi::SetxattrIn {
+            size: 100,
+            flags: 0,
+        };
+        let buf = request(
+            opcode::SETXATTR,
+            &cat(&[as_bytes(&setx), b"user.x\0", b"vv"]),
+        );
+        assert!(matches!(
+            Request::parse(&buf),
+            Err(DecodeError::DataLength { .. })
+        ));
+        let batch = abi::BatchForgetIn {
+            count: u32::MAX,
+            dummy: 0,
+        };
         let buf = request(opcode::BATCH_FORGET, as_bytes(&batch));
         assert!(Request::parse(&buf).is_err());
     }
@@ -489,8 +674,14 @@ mod tests {
     #[test]
     fn unknown_opcodes_are_unsupported_not_errors() {
         let buf = request(9999, &[]);
-        assert!(matches!(Request::parse(&buf).unwrap().op, Operation::Unsupported(9999)));
+        assert!(matches!(
+            Request::parse(&buf).unwrap().op,
+            Operation::Unsupported(9999)
+        ));
         let buf = request(opcode::GETLK, &[0u8; 48]);
-        assert!(matches!(Request::parse(&buf).unwrap().op, Operation::Unsupported(_)));
+        assert!(matches!(
+            Request::parse(&buf).unwrap().op,
+            Operation::Unsupported(_)
+        ));
     }
 }

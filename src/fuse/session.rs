@@ -86,7 +86,10 @@ impl SessionStats {
     pub fn by_opcode(&self) -> Vec<(&'static str, u64)> {
         (0..opcode::COUNTED as u32)
             .map(|op| (opcode::name(op), self.requests[op as usize].load(Relaxed)))
-            .chain(std::iter::once(("unknown", self.requests[opcode::COUNTED].load(Relaxed))))
+            .chain(std::iter::once((
+                "unknown",
+                self.requests[opcode::COUNTED].load(Relaxed),
+            )))
             .filter(|&(_, n)| n > 0)
             .collect()
     }
@@ -106,7 +109,9 @@ impl Stopper {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fd was just returned by eventfd and is owned by nobody else.
-        Ok(Stopper { efd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Stopper {
+            efd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Wakes every worker; the eventfd stays readable, so all of them see it.
@@ -118,7 +123,11 @@ impl Stopper {
     }
 
     pub fn is_stopped(&self) -> bool {
-        let mut pfd = libc::pollfd { fd: self.efd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.efd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, zero timeout.
         unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
     }
@@ -126,8 +135,16 @@ impl Stopper {
     /// Blocks until `chan` is readable (true) or a stop was requested (false).
     fn wait(&self, chan: &Channel) -> bool {
         let mut fds = [
-            libc::pollfd { fd: chan.raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: self.efd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: chan.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.efd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         loop {
             // SAFETY: fds is a valid array of two pollfds for the duration of the call.
@@ -152,7 +169,11 @@ pub struct Session {
 
 impl Session {
     /// Answers INIT on `chan` (waiting for it if need be), then starts the workers.
-    pub fn start<F: Filesystem>(chan: Channel, fs: Arc<F>, config: &SessionConfig) -> Result<Session, SessionError> {
+    pub fn start<F: Filesystem>(
+        chan: Channel,
+        fs: Arc<F>,
+        config: &SessionConfig,
+    ) -> Result<Session, SessionError> {
         let stopper = Arc::new(Stopper::new()?);
         Self::start_with_stopper(chan, fs, config, stopper)
     }
@@ -172,23 +193,38 @@ impl Session {
         let mut workers = Vec::new();
         let alive = Arc::new(AtomicUsize::new(0));
         for i in 0..config.threads.max(1) {
-            let worker_chan = match chan.clone_session().and_then(|c| c.set_nonblocking().map(|_| c)) {
+            let worker_chan = match chan
+                .clone_session()
+                .and_then(|c| c.set_nonblocking().map(|_| c))
+            {
                 Ok(c) => c,
                 Err(e) => {
                     stopper.stop();
-                    workers.into_iter().for_each(|w: JoinHandle<()>| drop(w.join()));
+                    workers
+                        .into_iter()
+                        .for_each(|w: JoinHandle<()>| drop(w.join()));
                     return Err(SessionError::Clone(e));
                 }
             };
-            let (fs, stopper, stats, alive) = (fs.clone(), stopper.clone(), stats.clone(), alive.clone());
+            let (fs, stopper, stats, alive) =
+                (fs.clone(), stopper.clone(), stats.clone(), alive.clone());
             alive.fetch_add(1, Relaxed);
-            let handle = std::thread::Builder::new().name(format!("fuse-worker-{i}")).spawn(move || {
-                serve(worker_chan, &*fs, &stopper, &stats);
-                alive.fetch_sub(1, Relaxed);
-            })?;
+            let handle = std::thread::Builder::new()
+                .name(format!("fuse-worker-{i}"))
+                .spawn(move || {
+                    serve(worker_chan, &*fs, &stopper, &stats);
+                    alive.fetch_sub(1, Relaxed);
+                })?;
             workers.push(handle);
         }
-        Ok(Session { negotiated, kernel, stats, stopper, workers, alive })
+        Ok(Session {
+            negotiated,
+            kernel,
+            stats,
+            stopper,
+            workers,
+            alive,
+        })
     }
 
     /// False once every worker has ended (the mount went away or `stop` was called).
@@ -217,7 +253,12 @@ impl Drop for Session {
     }
 }
 
-fn negotiate(chan: &Channel, stopper: &Stopper, config: &SessionConfig, stats: &SessionStats) -> Result<Negotiated, SessionError> {
+fn negotiate(
+    chan: &Channel,
+    stopper: &Stopper,
+    config: &SessionConfig,
+    stats: &SessionStats,
+) -> Result<Negotiated, SessionError> {
     let mut buf = vec![0u8; BUFFER_SIZE];
     let mut reply = ReplyBuf::new(4096);
     loop {
@@ -257,7 +298,11 @@ fn negotiate(chan: &Channel, stopper: &Stopper, config: &SessionConfig, stats: &
         if init.major > abi::KERNEL_VERSION {
             // Tell the kernel our major; it sends a new INIT for it.
             reply.reset();
-            reply.push(&abi::InitOut { major: abi::KERNEL_VERSION, minor: abi::KERNEL_MINOR_VERSION, ..Default::default() });
+            reply.push(&abi::InitOut {
+                major: abi::KERNEL_VERSION,
+                minor: abi::KERNEL_MINOR_VERSION,
+                ..Default::default()
+            });
             let _ = chan.send(reply.finish(req.header.unique, 0));
             continue;
         }
@@ -266,7 +311,11 @@ fn negotiate(chan: &Channel, stopper: &Stopper, config: &SessionConfig, stats: &
         reply.push(&out);
         // Kernels before 7.23 expect the 24-byte compat reply.
         let msg = reply.finish(req.header.unique, 0);
-        let msg = if init.minor < 23 { &msg[..16 + 24] } else { msg };
+        let msg = if init.minor < 23 {
+            &msg[..16 + 24]
+        } else {
+            msg
+        };
         let mut msg = msg.to_vec();
         let len = msg.len() as u32;
         msg[..4].copy_from_slice(&len.to_ne_bytes());
@@ -277,7 +326,12 @@ fn negotiate(chan: &Channel, stopper: &Stopper, config: &SessionConfig, stats: &
 
 /// The flags we want, limited to what the kernel offered.
 fn init_reply(init: &abi::InitIn, config: &SessionConfig) -> (abi::InitOut, Negotiated) {
-    let offered = init.flags as u64 | if init.flags as u64 & F::INIT_EXT != 0 { (init.flags2 as u64) << 32 } else { 0 };
+    let offered = init.flags as u64
+        | if init.flags as u64 & F::INIT_EXT != 0 {
+            (init.flags2 as u64) << 32
+        } else {
+            0
+        };
     let minor = init.minor.min(abi::KERNEL_MINOR_VERSION);
     let mut wanted = F::ASYNC_READ
         | F::ATOMIC_O_TRUNC
@@ -355,10 +409,19 @@ fn serve<F: Filesystem + ?Sized>(chan: Channel, fs: &F, stopper: &Stopper, stats
 
 /// Requests the kernel expects no reply to.
 fn no_reply(op: u32) -> bool {
-    matches!(op, opcode::FORGET | opcode::BATCH_FORGET | opcode::INTERRUPT)
+    matches!(
+        op,
+        opcode::FORGET | opcode::BATCH_FORGET | opcode::INTERRUPT
+    )
 }
 
-fn handle<F: Filesystem + ?Sized>(chan: &Channel, fs: &F, buf: &[u8], reply: &mut ReplyBuf, stats: &SessionStats) {
+fn handle<F: Filesystem + ?Sized>(
+    chan: &Channel,
+    fs: &F,
+    buf: &[u8],
+    reply: &mut ReplyBuf,
+    stats: &SessionStats,
+) {
     reply.reset();
     let req = match Request::parse(buf) {
         Ok(r) => r,
@@ -375,7 +438,14 @@ fn handle<F: Filesystem + ?Sized>(chan: &Channel, fs: &F, buf: &[u8], reply: &mu
     };
     let h = &req.header;
     stats.count(h.opcode);
-    let ctx = Ctx { unique: h.unique, nodeid: h.nodeid, uid: h.uid, gid: h.gid, pid: h.pid, opcode: h.opcode };
+    let ctx = Ctx {
+        unique: h.unique,
+        nodeid: h.nodeid,
+        uid: h.uid,
+        gid: h.gid,
+        pid: h.pid,
+        opcode: h.opcode,
+    };
     let result = dispatch(fs, &ctx, req.op, reply, stats);
     match result {
         Ok(true) => send(chan, reply.finish(h.unique, 0)),
@@ -443,11 +513,21 @@ fn dispatch<F: Filesystem + ?Sized>(
             reply.commit(n);
         }
         O::Symlink { name, target } => reply.push(&fs.symlink(ctx, node, name, target)?.to_abi()),
-        O::Mknod { arg, name } => reply.push(&fs.mknod(ctx, node, name, arg.mode, arg.rdev, arg.umask)?.to_abi()),
-        O::Mkdir { arg, name } => reply.push(&fs.mkdir(ctx, node, name, arg.mode, arg.umask)?.to_abi()),
+        O::Mknod { arg, name } => reply.push(
+            &fs.mknod(ctx, node, name, arg.mode, arg.rdev, arg.umask)?
+                .to_abi(),
+        ),
+        O::Mkdir { arg, name } => {
+            reply.push(&fs.mkdir(ctx, node, name, arg.mode, arg.umask)?.to_abi())
+        }
         O::Unlink { name } => fs.unlink(ctx, node, name)?,
         O::Rmdir { name } => fs.rmdir(ctx, node, name)?,
-        O::Rename { newdir, flags, name, newname } => fs.rename(ctx, node, name, newdir, newname, flags)?,
+        O::Rename {
+            newdir,
+            flags,
+            name,
+            newname,
+        } => fs.rename(ctx, node, name, newdir, newname, flags)?,
         O::Link { oldnodeid, name } => reply.push(&fs.link(ctx, oldnodeid, node, name)?.to_abi()),
         O::Open { flags } => reply.push(&fs.open(ctx, node, flags)?.to_abi()),
         O::Create { arg, name } => {
@@ -462,14 +542,19 @@ fn dispatch<F: Filesystem + ?Sized>(
         }
         O::Write { arg, data } => {
             let n = fs.write(ctx, node, arg.fh, arg.offset, data, arg.write_flags)?;
-            reply.push(&abi::WriteOut { size: n, padding: 0 });
+            reply.push(&abi::WriteOut {
+                size: n,
+                padding: 0,
+            });
         }
         O::Flush(arg) => fs.flush(ctx, node, arg.fh)?,
         O::Release(arg) => fs.release(ctx, node, arg.fh, arg.flags)?,
         O::Fsync { fh, datasync } => fs.fsync(ctx, node, fh, datasync)?,
         O::Statfs => reply.push(&fs.statfs(ctx, node)?),
         O::Setxattr { flags, name, value } => fs.setxattr(ctx, node, name, value, flags)?,
-        O::Getxattr { size, name } => xattr_reply(reply, size, |out| fs.getxattr(ctx, node, name, out))?,
+        O::Getxattr { size, name } => {
+            xattr_reply(reply, size, |out| fs.getxattr(ctx, node, name, out))?
+        }
         O::Listxattr { size } => xattr_reply(reply, size, |out| fs.listxattr(ctx, node, out))?,
         O::Removexattr { name } => fs.removexattr(ctx, node, name)?,
         O::Opendir { flags } => reply.push(&fs.opendir(ctx, node, flags)?.to_abi()),
@@ -489,8 +574,20 @@ fn dispatch<F: Filesystem + ?Sized>(
             reply.push(&abi::LseekOut { offset });
         }
         O::CopyFileRange(arg) => {
-            let n = fs.copy_file_range(ctx, node, arg.fh_in, arg.off_in, arg.nodeid_out, arg.fh_out, arg.off_out, arg.len)?;
-            reply.push(&abi::WriteOut { size: n.min(u32::MAX as u64) as u32, padding: 0 });
+            let n = fs.copy_file_range(
+                ctx,
+                node,
+                arg.fh_in,
+                arg.off_in,
+                arg.nodeid_out,
+                arg.fh_out,
+                arg.off_out,
+                arg.len,
+            )?;
+            reply.push(&abi::WriteOut {
+                size: n.min(u32::MAX as u64) as u32,
+                padding: 0,
+            });
         }
         O::Unsupported(_) => return Err(libc::ENOSYS),
     }
@@ -498,7 +595,12 @@ fn dispatch<F: Filesystem + ?Sized>(
 }
 
 fn attr_out(a: &super::filesystem::AttrReply) -> abi::AttrOut {
-    abi::AttrOut { attr_valid: a.ttl.as_secs(), attr_valid_nsec: a.ttl.subsec_nanos(), dummy: 0, attr: a.attr }
+    abi::AttrOut {
+        attr_valid: a.ttl.as_secs(),
+        attr_valid_nsec: a.ttl.subsec_nanos(),
+        dummy: 0,
+        attr: a.attr,
+    }
 }
 
 fn xattr_reply(
@@ -507,7 +609,10 @@ fn xattr_reply(
     call: impl FnOnce(&mut [u8]) -> super::filesystem::Result<XattrReply>,
 ) -> Result<(), i32> {
     match call(reply.spare(size as usize))? {
-        XattrReply::Size(n) => reply.push(&abi::GetxattrOut { size: n, padding: 0 }),
+        XattrReply::Size(n) => reply.push(&abi::GetxattrOut {
+            size: n,
+            padding: 0,
+        }),
         XattrReply::Data(n) => reply.commit(n),
     }
     Ok(())
@@ -531,8 +636,14 @@ mod tests {
     #[test]
     fn init_negotiation_table() {
         let all = u64::MAX;
-        let cfg_pt = SessionConfig { threads: 1, passthrough: true };
-        let cfg_nopt = SessionConfig { threads: 1, passthrough: false };
+        let cfg_pt = SessionConfig {
+            threads: 1,
+            passthrough: true,
+        };
+        let cfg_nopt = SessionConfig {
+            threads: 1,
+            passthrough: false,
+        };
         // (offered flags, kernel minor, config, expect passthrough, expect minor)
         let cases: &[(u64, u32, &SessionConfig, bool, u32)] = &[
             (all, 45, &cfg_pt, true, 45),
@@ -557,7 +668,13 @@ mod tests {
 
     #[test]
     fn nothing_is_asked_that_was_not_offered() {
-        let (out, neg) = init_reply(&init_in(F::ASYNC_READ, 45), &SessionConfig { threads: 1, passthrough: true });
+        let (out, neg) = init_reply(
+            &init_in(F::ASYNC_READ, 45),
+            &SessionConfig {
+                threads: 1,
+                passthrough: true,
+            },
+        );
         assert_eq!(out.flags as u64, F::ASYNC_READ);
         assert_eq!(out.flags2, 0);
         assert!(!neg.passthrough);

@@ -153,10 +153,16 @@ pub struct Policy {
 
 impl Policy {
     pub fn new(table: Table) -> Self {
-        Policy { current: RwLock::new(Arc::new(Snapshot { table })), generation: Default::default() }
+        Policy {
+            current: RwLock::new(Arc::new(Snapshot { table })),
+            generation: Default::default(),
+        }
     }
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
@@ -166,7 +172,8 @@ impl Policy {
         let mut table = cur.table.clone();
         f(&mut table);
         *cur = Arc::new(Snapshot { table });
-        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
     pub fn set_app(&self, app: App) -> Result<(), PolicyError> {
         self.update(|t| {

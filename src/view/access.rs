@@ -19,7 +19,12 @@ const OWNER_XATTR_C: &std::ffi::CStr = c"user.fusegate.owner";
 #[derive(Debug, Clone, Copy)]
 pub enum Subject<'a> {
     Node(u64),
-    Child { parent: u64, name: &'a [u8], is_dir: bool, owner: Option<&'a [u8]> },
+    Child {
+        parent: u64,
+        name: &'a [u8],
+        is_dir: bool,
+        owner: Option<&'a [u8]>,
+    },
 }
 
 pub fn op_name(op: Op) -> &'static str {
@@ -48,7 +53,12 @@ pub struct Facts {
 
 impl Facts {
     pub fn target(&self) -> Target<'_> {
-        Target { path: &self.path, is_dir: self.is_dir, owner: self.owner.as_deref(), under_nomedia: self.under_nomedia }
+        Target {
+            path: &self.path,
+            is_dir: self.is_dir,
+            owner: self.owner.as_deref(),
+            under_nomedia: self.under_nomedia,
+        }
     }
 }
 
@@ -70,12 +80,27 @@ impl StorageView {
         let facts = self.facts(subject)?;
         let decision = self.policy.snapshot().decide(uid, op, &facts.target());
         if let Subject::Node(id) = subject {
-            self.nodes.with(id, |n| n.decision = Some(CachedDecision { uid, generation, op, decision }));
+            self.nodes.with(id, |n| {
+                n.decision = Some(CachedDecision {
+                    uid,
+                    generation,
+                    op,
+                    decision,
+                })
+            });
         }
-        self.verdict(uid, op, decision, || String::from_utf8_lossy(&facts.path).into_owned())
+        self.verdict(uid, op, decision, || {
+            String::from_utf8_lossy(&facts.path).into_owned()
+        })
     }
 
-    fn verdict(&self, uid: u32, op: Op, decision: Decision, path: impl FnOnce() -> String) -> Result<Decision, Errno> {
+    fn verdict(
+        &self,
+        uid: u32,
+        op: Op,
+        decision: Decision,
+        path: impl FnOnce() -> String,
+    ) -> Result<Decision, Errno> {
         match decision {
             Decision::Deny(e) => {
                 self.stats.denials.fetch_add(1, Relaxed);
@@ -87,7 +112,14 @@ impl StorageView {
     }
 
     /// Whether a listing of the directory described by `parent` shows `name` to `uid`.
-    pub(crate) fn listed_in(&self, uid: u32, parent: &Facts, dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> bool {
+    pub(crate) fn listed_in(
+        &self,
+        uid: u32,
+        parent: &Facts,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        is_dir: bool,
+    ) -> bool {
         if policy::bypasses(uid) {
             return true;
         }
@@ -114,7 +146,13 @@ impl StorageView {
         path.extend_from_slice(name);
         // A directory's own `.nomedia` hides what is inside it.
         let under_nomedia = parent.under_nomedia || parent.holds_nomedia;
-        Facts { path, is_dir, owner: None, under_nomedia, holds_nomedia: false }
+        Facts {
+            path,
+            is_dir,
+            owner: None,
+            under_nomedia,
+            holds_nomedia: false,
+        }
     }
 
     pub(crate) fn read_owner_at(&self, dir: BorrowedFd<'_>, name: &[u8]) -> Option<Box<[u8]>> {
@@ -123,39 +161,69 @@ impl StorageView {
 
     pub(crate) fn deny(&self, uid: u32, op: Op, facts: &Facts, errno: i32) {
         self.stats.denials.fetch_add(1, Relaxed);
-        self.denials.record(uid, op_name(op), || String::from_utf8_lossy(&facts.path).into_owned(), errno);
+        self.denials.record(
+            uid,
+            op_name(op),
+            || String::from_utf8_lossy(&facts.path).into_owned(),
+            errno,
+        );
     }
 
     pub(crate) fn facts(&self, subject: Subject<'_>) -> Result<Facts, Errno> {
         match subject {
             Subject::Node(id) => {
-                let (parent, is_dir) = self.nodes.with(id, |n| (n.parent, n.is_dir())).ok_or(libc::ENOENT)?;
+                let (parent, is_dir) = self
+                    .nodes
+                    .with(id, |n| (n.parent, n.is_dir()))
+                    .ok_or(libc::ENOENT)?;
                 let path = self.path_of(id)?;
                 let owner = if is_dir { None } else { self.owner_of(id) };
                 let under_nomedia = id != ROOT_ID && self.under_nomedia(parent);
                 let holds_nomedia = is_dir && self.dir_has_nomedia(id);
-                Ok(Facts { path, is_dir, owner, under_nomedia, holds_nomedia })
+                Ok(Facts {
+                    path,
+                    is_dir,
+                    owner,
+                    under_nomedia,
+                    holds_nomedia,
+                })
             }
-            Subject::Child { parent, name, is_dir, owner } => {
+            Subject::Child {
+                parent,
+                name,
+                is_dir,
+                owner,
+            } => {
                 let mut path = self.path_of(parent)?;
                 if !path.is_empty() {
                     path.push(b'/');
                 }
                 path.extend_from_slice(name);
-                Ok(Facts { path, is_dir, owner: owner.map(Into::into), under_nomedia: self.under_nomedia(parent), holds_nomedia: false })
+                Ok(Facts {
+                    path,
+                    is_dir,
+                    owner: owner.map(Into::into),
+                    under_nomedia: self.under_nomedia(parent),
+                    holds_nomedia: false,
+                })
             }
         }
     }
 
     fn path_string(&self, subject: Subject<'_>) -> String {
-        self.facts(subject).map(|f| String::from_utf8_lossy(&f.path).into_owned()).unwrap_or_default()
+        self.facts(subject)
+            .map(|f| String::from_utf8_lossy(&f.path).into_owned())
+            .unwrap_or_default()
     }
 
     /// The node's path relative to the storage root ("" for the root).
     pub(crate) fn path_of(&self, mut id: u64) -> Result<Vec<u8>, Errno> {
         let mut parts: Vec<Box<[u8]>> = Vec::new();
         while id != ROOT_ID {
-            let (parent, name) = self.nodes.with(id, |n| (n.parent, n.name.clone())).ok_or(libc::ENOENT)?;
+            let (parent, name) = self
+                .nodes
+                .with(id, |n| (n.parent, n.name.clone()))
+                .ok_or(libc::ENOENT)?;
             parts.push(name);
             id = parent;
             if parts.len() > 4096 {
@@ -174,7 +242,9 @@ impl StorageView {
 
     /// The owner tag of a regular file node, read from its xattr once and then cached.
     fn owner_of(&self, id: u64) -> Option<Box<[u8]>> {
-        let (fact, handle, kind) = self.nodes.with(id, |n| (n.owner.clone(), n.handle, n.kind))?;
+        let (fact, handle, kind) = self
+            .nodes
+            .with(id, |n| (n.owner.clone(), n.handle, n.kind))?;
         match fact {
             OwnerFact::Tag(t) => return Some(t),
             OwnerFact::None => return None,
@@ -227,7 +297,9 @@ impl StorageView {
             .ok()
             .map(|fd| lower::stat_at(fd.as_fd(), &c".nomedia".into()).is_ok())
             .unwrap_or(false);
-        self.nodes.with(dir, |n| n.nomedia = if has { Nomedia::Yes } else { Nomedia::No });
+        self.nodes.with(dir, |n| {
+            n.nomedia = if has { Nomedia::Yes } else { Nomedia::No }
+        });
         has
     }
 
@@ -281,7 +353,13 @@ fn read_owner_at(dir: BorrowedFd<'_>, name: &[u8]) -> Option<Box<[u8]>> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return None;
     }
-    let fd = lower::open_at(dir, &cname, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY, 0).ok()?;
+    let fd = lower::open_at(
+        dir,
+        &cname,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+    )
+    .ok()?;
     if lower::stat_fd(fd.as_fd()).ok()?.st_ino != st.st_ino {
         return None; // replaced in between
     }

@@ -31,7 +31,13 @@ pub struct DenialLog {
 
 impl DenialLog {
     /// Logs (rate-limited) and, if a listener is registered, queues the denial.
-    pub fn record(&self, uid: u32, operation: &'static str, path: impl FnOnce() -> String, errno: i32) {
+    pub fn record(
+        &self,
+        uid: u32,
+        operation: &'static str,
+        path: impl FnOnce() -> String,
+        errno: i32,
+    ) {
         let listening = self.listening.load(Relaxed);
         let log_it = self.may_log();
         if !listening && !log_it {
@@ -39,21 +45,32 @@ impl DenialLog {
         }
         let path = path();
         if log_it {
-            log::info!("denied: uid {uid} {operation} {path:?}: {}", std::io::Error::from_raw_os_error(errno));
+            log::info!(
+                "denied: uid {uid} {operation} {path:?}: {}",
+                std::io::Error::from_raw_os_error(errno)
+            );
         }
         if listening {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             if q.len() >= QUEUE_MAX {
                 self.dropped.fetch_add(1, Relaxed);
             } else {
-                q.push_back(Denial { uid, operation, path, errno });
+                q.push_back(Denial {
+                    uid,
+                    operation,
+                    path,
+                    errno,
+                });
                 self.ready.notify_one();
             }
         }
     }
 
     fn may_log(&self) -> bool {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         if self.window.swap(now, Relaxed) != now {
             self.logged_in_window.store(0, Relaxed);
         }

@@ -28,7 +28,13 @@ pub struct RawEntry<'a> {
 
 impl DirStream {
     pub fn new(fd: OwnedFd) -> Self {
-        DirStream { fd, buf: vec![0u8; BUFFER], pos: 0, end: 0, next_offset: 0 }
+        DirStream {
+            fd,
+            buf: vec![0u8; BUFFER],
+            pos: 0,
+            end: 0,
+            next_offset: 0,
+        }
     }
 
     /// Positions the stream at `offset` (0 = start, else a cookie we returned earlier).
@@ -53,7 +59,12 @@ impl DirStream {
         if self.pos >= self.end {
             // SAFETY: getdents64 writes at most buf.len() bytes into our buffer.
             let n = unsafe {
-                libc::syscall(libc::SYS_getdents64, self.fd.as_raw_fd(), self.buf.as_mut_ptr(), self.buf.len())
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr(),
+                    self.buf.len(),
+                )
             };
             if n < 0 {
                 return Err(io::Error::last_os_error());
@@ -98,8 +109,16 @@ fn parse(rest: &[u8]) -> io::Result<RawEntry<'_>> {
     }
     let dtype = rest[18];
     let name_field = &rest[19..reclen];
-    let nlen = name_field.iter().position(|&b| b == 0).unwrap_or(name_field.len());
-    Ok(RawEntry { ino, next_offset: off, dtype, name: &name_field[..nlen] })
+    let nlen = name_field
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(name_field.len());
+    Ok(RawEntry {
+        ino,
+        next_offset: off,
+        dtype,
+        name: &name_field[..nlen],
+    })
 }
 
 #[cfg(test)]
@@ -122,7 +141,10 @@ mod tests {
     fn parses_records_and_refuses_broken_ones() {
         let r = record(5, 77, 8, b"hello");
         let e = parse(&r).unwrap();
-        assert_eq!((e.ino, e.next_offset, e.dtype, e.name), (5, 77, 8, &b"hello"[..]));
+        assert_eq!(
+            (e.ino, e.next_offset, e.dtype, e.name),
+            (5, 77, 8, &b"hello"[..])
+        );
         assert!(parse(&r[..10]).is_err());
         let mut bad = r.clone();
         bad[16..18].copy_from_slice(&500u16.to_ne_bytes());

@@ -12,16 +12,26 @@ use super::dirstream::DirStream;
 #[derive(Debug)]
 pub enum OpenFile {
     /// Data flows through the kernel's backing file; we only track the open for RELEASE.
-    Passthrough { node: u64 },
+    Passthrough {
+        node: u64,
+    },
     /// Data is served by us from this lower fd.
-    Userspace { node: u64, fd: OwnedFd },
-    Dir { node: u64, stream: Mutex<DirStream> },
+    Userspace {
+        node: u64,
+        fd: OwnedFd,
+    },
+    Dir {
+        node: u64,
+        stream: Mutex<DirStream>,
+    },
 }
 
 impl OpenFile {
     pub fn node(&self) -> u64 {
         match self {
-            OpenFile::Passthrough { node } | OpenFile::Userspace { node, .. } | OpenFile::Dir { node, .. } => *node,
+            OpenFile::Passthrough { node }
+            | OpenFile::Userspace { node, .. }
+            | OpenFile::Dir { node, .. } => *node,
         }
     }
 }
@@ -35,13 +45,18 @@ pub struct FileTable {
 
 impl Default for FileTable {
     fn default() -> Self {
-        FileTable { next: AtomicU64::new(1), shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        FileTable {
+            next: AtomicU64::new(1),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
     }
 }
 
 impl FileTable {
     fn shard(&self, fh: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<OpenFile>>> {
-        self.shards[fh as usize % SHARDS].lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[fh as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn insert(&self, file: OpenFile) -> u64 {
@@ -59,6 +74,13 @@ impl FileTable {
     }
 
     pub fn count(&self) -> usize {
-        (0..SHARDS).map(|i| self.shards[i].lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
+        (0..SHARDS)
+            .map(|i| {
+                self.shards[i]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .len()
+            })
+            .sum()
     }
 }

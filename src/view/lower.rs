@@ -21,7 +21,12 @@ pub struct Handle {
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Handle({}:{:02x?})", self.kind, &self.bytes[..self.len as usize])
+        write!(
+            f,
+            "Handle({}:{:02x?})",
+            self.kind,
+            &self.bytes[..self.len as usize]
+        )
     }
 }
 
@@ -68,7 +73,14 @@ pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
 pub fn stat_at(dir: BorrowedFd<'_>, name: &CString) -> io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: name is NUL-terminated; fstatat writes a whole struct stat on success.
-    cvt(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) })?;
+    cvt(unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
     // SAFETY: fstatat succeeded, so st is initialised.
     Ok(unsafe { st.assume_init() })
 }
@@ -76,12 +88,23 @@ pub fn stat_at(dir: BorrowedFd<'_>, name: &CString) -> io::Result<libc::stat> {
 /// `openat` that never follows a symlink in the last component (the name has no '/').
 pub fn open_at(dir: BorrowedFd<'_>, name: &CString, flags: i32, mode: u32) -> io::Result<OwnedFd> {
     // SAFETY: name is NUL-terminated and lives across the call.
-    owned(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC, mode) })
+    owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode,
+        )
+    })
 }
 
 /// The handle of an open fd (any kind, O_PATH included).
 pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<Handle> {
-    let mut raw = RawHandle { handle_bytes: HANDLE_MAX as u32, handle_type: 0, f_handle: [0; HANDLE_MAX] };
+    let mut raw = RawHandle {
+        handle_bytes: HANDLE_MAX as u32,
+        handle_type: 0,
+        f_handle: [0; HANDLE_MAX],
+    };
     let mut mount_id: libc::c_int = 0;
     let empty = c"";
     // SAFETY: raw is a file_handle with handle_bytes = the room that follows it; the kernel
@@ -100,7 +123,11 @@ pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<Handle> {
         return Err(io::Error::last_os_error());
     }
     let len = (raw.handle_bytes as usize).min(HANDLE_MAX);
-    Ok(Handle { kind: raw.handle_type, len: len as u8, bytes: raw.f_handle })
+    Ok(Handle {
+        kind: raw.handle_type,
+        len: len as u8,
+        bytes: raw.f_handle,
+    })
 }
 
 /// The lower root and the operations that need it.
@@ -138,7 +165,11 @@ impl Lower {
 
     /// Reopens a node. `O_PATH` gives a cheap reference for `*at()` calls and stat.
     pub fn open_handle(&self, handle: &Handle, flags: i32) -> io::Result<OwnedFd> {
-        let mut raw = RawHandle { handle_bytes: handle.len as u32, handle_type: handle.kind, f_handle: handle.bytes };
+        let mut raw = RawHandle {
+            handle_bytes: handle.len as u32,
+            handle_type: handle.kind,
+            f_handle: handle.bytes,
+        };
         // SAFETY: raw is a valid file_handle whose handle_bytes matches the bytes that follow.
         let fd = unsafe {
             libc::syscall(
@@ -151,7 +182,11 @@ impl Lower {
         if fd < 0 {
             let e = io::Error::last_os_error();
             // ESTALE: the inode is gone (deleted outside the mount): to the kernel, ENOENT.
-            return Err(if e.raw_os_error() == Some(libc::ESTALE) { io::Error::from_raw_os_error(libc::ENOENT) } else { e });
+            return Err(if e.raw_os_error() == Some(libc::ESTALE) {
+                io::Error::from_raw_os_error(libc::ENOENT)
+            } else {
+                e
+            });
         }
         owned(fd as libc::c_int)
     }
@@ -221,6 +256,10 @@ pub mod tests_support {
     pub fn fake_handle(n: u8) -> Handle {
         let mut bytes = [0u8; HANDLE_MAX];
         bytes[0] = n;
-        Handle { kind: 1, len: 8, bytes }
+        Handle {
+            kind: 1,
+            len: 8,
+            bytes,
+        }
     }
 }

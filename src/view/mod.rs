@@ -35,16 +35,25 @@ pub struct ViewConfig {
 
 impl Default for ViewConfig {
     fn default() -> Self {
-        ViewConfig { passthrough: true, cache_ttl: Duration::from_secs(5) }
+        ViewConfig {
+            passthrough: true,
+            cache_ttl: Duration::from_secs(5),
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
     #[error("lower directory {path}: {source}")]
-    Lower { path: String, source: std::io::Error },
+    Lower {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("lower directory {path}: file handles are not usable ({source}); fusegate needs CAP_DAC_READ_SEARCH and a filesystem with export support (ext4, f2fs, tmpfs, btrfs, xfs)")]
-    Handles { path: String, source: std::io::Error },
+    Handles {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub struct StorageView {
@@ -64,13 +73,26 @@ pub struct StorageView {
 }
 
 impl StorageView {
-    pub fn new(lower_root: &Path, policy: Arc<Policy>, config: ViewConfig) -> Result<Self, ViewError> {
+    pub fn new(
+        lower_root: &Path,
+        policy: Arc<Policy>,
+        config: ViewConfig,
+    ) -> Result<Self, ViewError> {
         let shown = lower_root.display().to_string();
         let lower = Lower::open(lower_root).map_err(|source| match source.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => ViewError::Handles { path: shown.clone(), source },
-            _ => ViewError::Lower { path: shown.clone(), source },
+            Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => ViewError::Handles {
+                path: shown.clone(),
+                source,
+            },
+            _ => ViewError::Lower {
+                path: shown.clone(),
+                source,
+            },
         })?;
-        let st = lower::stat_fd(lower.root()).map_err(|source| ViewError::Lower { path: shown, source })?;
+        let st = lower::stat_fd(lower.root()).map_err(|source| ViewError::Lower {
+            path: shown,
+            source,
+        })?;
         let mut root = Node::new(ROOT_ID, b"", *lower.root_handle(), st.st_ino, libc::S_IFDIR);
         root.nlookup = 1;
         Ok(StorageView {
@@ -122,7 +144,9 @@ impl StorageView {
                     let _ = kernel.backing_close(id);
                     active = true;
                 }
-                Err(e) => log::warn!("kernel accepted passthrough but the backing-file probe failed: {e}"),
+                Err(e) => {
+                    log::warn!("kernel accepted passthrough but the backing-file probe failed: {e}")
+                }
             }
         }
         self.passthrough.store(active, Relaxed);
@@ -133,7 +157,10 @@ impl StorageView {
         } else {
             "userspace I/O (the kernel did not enable passthrough)"
         };
-        log::info!("FUSE protocol 7.{} negotiated; data path: {why}", negotiated.minor);
+        log::info!(
+            "FUSE protocol 7.{} negotiated; data path: {why}",
+            negotiated.minor
+        );
         let _ = self.kernel.set(kernel);
     }
 

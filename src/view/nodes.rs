@@ -116,7 +116,10 @@ pub struct Forgotten {
 
 impl NodeTable {
     pub fn new(root: Node) -> Self {
-        NodeTable { root: Mutex::new(root), shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect() }
+        NodeTable {
+            root: Mutex::new(root),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+        }
     }
 
     fn lock(&self, i: usize) -> std::sync::MutexGuard<'_, Shard> {
@@ -137,7 +140,15 @@ impl NodeTable {
 
     /// Records one more kernel reference to the inode `ino` reached as `parent/name`, reusing
     /// its node if the inode is already known (same handle), else creating one.
-    pub fn register(&self, parent: u64, name: &[u8], handle: Handle, ino: u64, kind: u32, caller_dependent: bool) -> Registered {
+    pub fn register(
+        &self,
+        parent: u64,
+        name: &[u8],
+        handle: Handle,
+        ino: u64,
+        kind: u32,
+        caller_dependent: bool,
+    ) -> Registered {
         let si = shard_of_ino(ino);
         let mut shard = self.lock(si);
         if let Some(&id) = shard.by_ino.get(&ino) {
@@ -150,7 +161,10 @@ impl NodeTable {
                         node.decision = None;
                     }
                     node.caller_dependent = caller_dependent;
-                    return Registered { nodeid: id, caller_dependent };
+                    return Registered {
+                        nodeid: id,
+                        caller_dependent,
+                    };
                 }
             }
         }
@@ -163,7 +177,10 @@ impl NodeTable {
         node.caller_dependent = caller_dependent;
         shard.nodes.insert(id, node);
         shard.by_ino.insert(ino, id);
-        Registered { nodeid: id, caller_dependent }
+        Registered {
+            nodeid: id,
+            caller_dependent,
+        }
     }
 
     /// Drops `n` kernel references. Returns the node's resources when it is gone.
@@ -181,7 +198,9 @@ impl NodeTable {
         if shard.by_ino.get(&node.ino) == Some(&id) {
             shard.by_ino.remove(&node.ino);
         }
-        Some(Forgotten { backing_id: node.backing_id })
+        Some(Forgotten {
+            backing_id: node.backing_id,
+        })
     }
 
     /// The node of a known inode (after a rename moved it, say).
@@ -197,9 +216,20 @@ impl NodeTable {
     /// Every registered backing id (for the final release at shutdown), cleared.
     pub fn take_backing_ids(&self) -> Vec<i32> {
         let mut ids: Vec<i32> = Vec::new();
-        ids.extend(self.root.lock().unwrap_or_else(|e| e.into_inner()).backing_id.take());
+        ids.extend(
+            self.root
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .backing_id
+                .take(),
+        );
         for i in 0..SHARDS {
-            ids.extend(self.lock(i).nodes.values_mut().filter_map(|n| n.backing_id.take()));
+            ids.extend(
+                self.lock(i)
+                    .nodes
+                    .values_mut()
+                    .filter_map(|n| n.backing_id.take()),
+            );
         }
         ids
     }
@@ -219,7 +249,13 @@ impl NodeTable {
         let mut out = Vec::new();
         for i in 0..SHARDS {
             let shard = self.lock(i);
-            out.extend(shard.nodes.values().filter(|n| n.caller_dependent).map(|n| (n.parent, n.name.clone())));
+            out.extend(
+                shard
+                    .nodes
+                    .values()
+                    .filter(|n| n.caller_dependent)
+                    .map(|n| (n.parent, n.name.clone())),
+            );
         }
         out
     }
@@ -258,8 +294,14 @@ mod tests {
     #[test]
     fn lookup_counts_follow_the_kernel() {
         let t = table();
-        let a = t.register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false).nodeid;
-        assert_eq!(t.register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false).nodeid, a);
+        let a = t
+            .register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
+            .nodeid;
+        assert_eq!(
+            t.register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
+                .nodeid,
+            a
+        );
         assert_eq!(t.with(a, |n| n.nlookup), Some(2));
         assert!(t.forget(a, 1).is_none());
         assert!(t.forget(a, 1).is_some());
@@ -270,7 +312,9 @@ mod tests {
     #[test]
     fn batch_forget_of_more_than_held_is_safe() {
         let t = table();
-        let a = t.register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false).nodeid;
+        let a = t
+            .register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
+            .nodeid;
         assert!(t.forget(a, 99).is_some());
         assert!(t.forget(a, 1).is_none());
         assert!(t.forget(12345, 1).is_none());
@@ -280,8 +324,12 @@ mod tests {
     #[test]
     fn reused_inode_number_with_new_handle_is_a_new_node() {
         let t = table();
-        let a = t.register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false).nodeid;
-        let b = t.register(ROOT_ID, b"b", handle(2), 100, libc::S_IFREG, false).nodeid;
+        let a = t
+            .register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
+            .nodeid;
+        let b = t
+            .register(ROOT_ID, b"b", handle(2), 100, libc::S_IFREG, false)
+            .nodeid;
         assert_ne!(a, b);
         assert_eq!(t.find_ino(100), Some(b));
         // Forgetting the old node must not unhook the new one.
@@ -292,17 +340,33 @@ mod tests {
     #[test]
     fn hard_links_share_one_node_and_the_latest_name() {
         let t = table();
-        let a = t.register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false).nodeid;
-        let b = t.register(7, b"other", handle(1), 100, libc::S_IFREG, false).nodeid;
+        let a = t
+            .register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
+            .nodeid;
+        let b = t
+            .register(7, b"other", handle(1), 100, libc::S_IFREG, false)
+            .nodeid;
         assert_eq!(a, b);
-        assert_eq!(t.with(a, |n| (n.parent, n.name.to_vec())), Some((7, b"other".to_vec())));
+        assert_eq!(
+            t.with(a, |n| (n.parent, n.name.to_vec())),
+            Some((7, b"other".to_vec()))
+        );
     }
 
     #[test]
     fn ids_never_collide_with_root_and_encode_their_shard() {
         let t = table();
         for ino in 0..10_000u64 {
-            let id = t.register(ROOT_ID, b"x", handle((ino % 200) as u8), ino, libc::S_IFREG, false).nodeid;
+            let id = t
+                .register(
+                    ROOT_ID,
+                    b"x",
+                    handle((ino % 200) as u8),
+                    ino,
+                    libc::S_IFREG,
+                    false,
+                )
+                .nodeid;
             assert!(id > ROOT_ID);
             assert_eq!(shard_of_id(id), shard_of_ino(ino));
         }

@@ -8,7 +8,10 @@ use super::lower::{self, cvt, errno, proc_path};
 use super::StorageView;
 use crate::fuse::abi::{self, fopen};
 use crate::fuse::reply::attr_from_stat;
-use crate::fuse::{AttrReply, Ctx, DirWriter, Entry, Filesystem, KernelHandle, Name, Negotiated, Opened, SetAttr, TimeSpec, XattrReply};
+use crate::fuse::{
+    AttrReply, Ctx, DirWriter, Entry, Filesystem, KernelHandle, Name, Negotiated, Opened, SetAttr,
+    TimeSpec, XattrReply,
+};
 use crate::policy::{self, Decision, Op};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
@@ -68,16 +71,43 @@ impl StorageView {
 
     /// Registers the child `name` of `parent` (open as `fd`, `O_PATH` or not) and builds the
     /// entry the kernel caches. Counts one lookup.
-    fn make_entry(&self, parent: u64, name: &[u8], fd: BorrowedFd<'_>, st: &libc::stat, caller_dependent: bool) -> Result<Entry> {
+    fn make_entry(
+        &self,
+        parent: u64,
+        name: &[u8],
+        fd: BorrowedFd<'_>,
+        st: &libc::stat,
+        caller_dependent: bool,
+    ) -> Result<Entry> {
         let handle = io(lower::handle_of(fd))?;
-        let reg = self.nodes.register(parent, name, handle, st.st_ino, st.st_mode & libc::S_IFMT, caller_dependent);
+        let reg = self.nodes.register(
+            parent,
+            name,
+            handle,
+            st.st_ino,
+            st.st_mode & libc::S_IFMT,
+            caller_dependent,
+        );
         let ttl = self.ttl(reg.caller_dependent);
-        Ok(Entry { nodeid: reg.nodeid, generation: 0, attr: attr_from_stat(st), entry_ttl: ttl, attr_ttl: ttl })
+        Ok(Entry {
+            nodeid: reg.nodeid,
+            generation: 0,
+            attr: attr_from_stat(st),
+            entry_ttl: ttl,
+            attr_ttl: ttl,
+        })
     }
 
     /// Looks up `name` in the open directory `dir` for `uid`, applying the policy's lookup
     /// rules. `parent_facts` are the facts of the directory's own path (reused in listings).
-    fn lookup_in(&self, uid: u32, parent: u64, dir: BorrowedFd<'_>, name: &[u8], parent_facts: &Facts) -> Result<Entry> {
+    fn lookup_in(
+        &self,
+        uid: u32,
+        parent: u64,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        parent_facts: &Facts,
+    ) -> Result<Entry> {
         let cname = io(lower::cname(name))?;
         let fd = io(lower::open_at(dir, &cname, libc::O_PATH, 0))?;
         let st = io(lower::stat_fd(fd.as_fd()))?;
@@ -112,7 +142,13 @@ impl StorageView {
 
     /// Facts of an existing child (stat, and the owner for regular files when the caller is
     /// subject to the policy), for unlink/rmdir/rename decisions.
-    fn existing_child(&self, uid: u32, parent: u64, dir: BorrowedFd<'_>, name: &[u8]) -> Result<(libc::stat, Option<Box<[u8]>>)> {
+    fn existing_child(
+        &self,
+        uid: u32,
+        parent: u64,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+    ) -> Result<(libc::stat, Option<Box<[u8]>>)> {
         let cname = io(lower::cname(name))?;
         let st = io(lower::stat_at(dir, &cname))?;
         let owner = if !policy::bypasses(uid) && st.st_mode & libc::S_IFMT == libc::S_IFREG {
@@ -124,8 +160,25 @@ impl StorageView {
         Ok((st, owner))
     }
 
-    fn check_child(&self, uid: u32, op: Op, parent: u64, name: &[u8], is_dir: bool, owner: Option<&[u8]>) -> Result<Decision> {
-        self.check(uid, op, Subject::Child { parent, name, is_dir, owner })
+    fn check_child(
+        &self,
+        uid: u32,
+        op: Op,
+        parent: u64,
+        name: &[u8],
+        is_dir: bool,
+        owner: Option<&[u8]>,
+    ) -> Result<Decision> {
+        self.check(
+            uid,
+            op,
+            Subject::Child {
+                parent,
+                name,
+                is_dir,
+                owner,
+            },
+        )
     }
 
     /// chmod through /proc so that it works on O_PATH fds.
@@ -155,7 +208,11 @@ impl StorageView {
     /// The one backing id of this inode, registering it on first use.
     fn backing_for(&self, node: u64, fd: Option<BorrowedFd<'_>>) -> Result<i32> {
         let kernel = self.kernel().ok_or(libc::EIO)?;
-        if let Some(id) = self.nodes.with(node, |n| n.backing_id).ok_or(libc::ENOENT)? {
+        if let Some(id) = self
+            .nodes
+            .with(node, |n| n.backing_id)
+            .ok_or(libc::ENOENT)?
+        {
             return Ok(id);
         }
         // The kernel reopens the backing file with the daemon's credentials at each
@@ -202,19 +259,34 @@ impl StorageView {
 
     /// Answers an allowed open of `node`: passthrough when possible, else a userspace fd.
     /// `fd` is an already-open lower fd (from CREATE), reused instead of reopening.
-    fn finish_open(&self, node: u64, flags: u32, decision: Decision, fd: Option<OwnedFd>) -> Result<Opened> {
+    fn finish_open(
+        &self,
+        node: u64,
+        flags: u32,
+        decision: Decision,
+        fd: Option<OwnedFd>,
+    ) -> Result<Opened> {
         let redacted = decision == Decision::AllowRedacted;
         if self.passthrough_active() && !redacted {
             let id = self.backing_for(node, fd.as_ref().map(|f| f.as_fd()))?;
-            self.nodes.with(node, |n| n.passthrough_opens += 1).ok_or(libc::ENOENT)?;
+            self.nodes
+                .with(node, |n| n.passthrough_opens += 1)
+                .ok_or(libc::ENOENT)?;
             let fh = self.files.insert(OpenFile::Passthrough { node });
             self.stats.passthrough_opens.fetch_add(1, Relaxed);
             // NOFLUSH: close() of a local file needs no round trip to us.
-            return Ok(Opened { fh, flags: fopen::NOFLUSH, backing_id: Some(id) });
+            return Ok(Opened {
+                fh,
+                flags: fopen::NOFLUSH,
+                backing_id: Some(id),
+            });
         }
         // The kernel refuses a non-passthrough open while passthrough opens of the inode
         // exist (EIO from the app's open): say "busy" instead.
-        let busy = self.nodes.with(node, |n| n.passthrough_opens > 0).ok_or(libc::ENOENT)?;
+        let busy = self
+            .nodes
+            .with(node, |n| n.passthrough_opens > 0)
+            .ok_or(libc::ENOENT)?;
         if busy {
             return Err(libc::EBUSY);
         }
@@ -222,7 +294,9 @@ impl StorageView {
             Some(fd) => fd,
             None => self.open_node(node, userspace_flags(flags))?,
         };
-        self.nodes.with(node, |n| n.userspace_opens += 1).ok_or(libc::ENOENT)?;
+        self.nodes
+            .with(node, |n| n.userspace_opens += 1)
+            .ok_or(libc::ENOENT)?;
         let fh = self.files.insert(OpenFile::Userspace { node, fd });
         self.stats.userspace_opens.fetch_add(1, Relaxed);
         let mut open_flags = fopen::NOFLUSH;
@@ -234,7 +308,11 @@ impl StorageView {
         if redacted || self.passthrough_active() {
             open_flags |= fopen::DIRECT_IO;
         }
-        Ok(Opened { fh, flags: open_flags, backing_id: None })
+        Ok(Opened {
+            fh,
+            flags: open_flags,
+            backing_id: None,
+        })
     }
 
     /// A lower fd usable for `flags`-style I/O on an open file: its own fd when it has one.
@@ -250,10 +328,14 @@ impl StorageView {
     }
 
     fn release_file(&self, fh: u64) {
-        let Some(file) = self.files.remove(fh) else { return };
+        let Some(file) = self.files.remove(fh) else {
+            return;
+        };
         let node = file.node();
         self.nodes.with(node, |n| match &*file {
-            OpenFile::Passthrough { .. } => n.passthrough_opens = n.passthrough_opens.saturating_sub(1),
+            OpenFile::Passthrough { .. } => {
+                n.passthrough_opens = n.passthrough_opens.saturating_sub(1)
+            }
             OpenFile::Userspace { .. } => n.userspace_opens = n.userspace_opens.saturating_sub(1),
             OpenFile::Dir { .. } => {}
         });
@@ -267,8 +349,12 @@ impl StorageView {
 
     /// Re-reads where a renamed inode now lives and moves its node there.
     fn moved(&self, newparent: u64, dir: BorrowedFd<'_>, newname: &[u8]) {
-        let Ok(cname) = lower::cname(newname) else { return };
-        let Ok(st) = lower::stat_at(dir, &cname) else { return };
+        let Ok(cname) = lower::cname(newname) else {
+            return;
+        };
+        let Ok(st) = lower::stat_at(dir, &cname) else {
+            return;
+        };
         if let Some(id) = self.nodes.find_ino(st.st_ino) {
             self.nodes.with(id, |n| {
                 n.parent = newparent;
@@ -294,7 +380,8 @@ impl StorageView {
 /// pages; O_APPEND is dropped because the kernel already computed the offset.
 fn userspace_flags(flags: u32) -> i32 {
     let f = flags as i32;
-    let mut out = f & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_DIRECT | libc::O_APPEND);
+    let mut out =
+        f & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_DIRECT | libc::O_APPEND);
     if out & libc::O_ACCMODE == libc::O_WRONLY {
         out = (out & !libc::O_ACCMODE) | libc::O_RDWR;
     }
@@ -334,9 +421,18 @@ fn kill_suidgid(fd: i32) -> Result<()> {
 
 fn timespec(t: Option<TimeSpec>) -> libc::timespec {
     match t {
-        None => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-        Some(TimeSpec::Now) => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
-        Some(TimeSpec::At { secs, nanos }) => libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: nanos as _ },
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(TimeSpec::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(TimeSpec::At { secs, nanos }) => libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: nanos as _,
+        },
     }
 }
 
@@ -369,7 +465,10 @@ impl Filesystem for StorageView {
     }
 
     fn getattr(&self, ctx: &Ctx, node: u64, fh: Option<u64>) -> Result<AttrReply> {
-        let caller_dependent = self.nodes.with(node, |n| n.caller_dependent).ok_or(libc::ENOENT)?;
+        let caller_dependent = self
+            .nodes
+            .with(node, |n| n.caller_dependent)
+            .ok_or(libc::ENOENT)?;
         if caller_dependent {
             self.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
         }
@@ -381,7 +480,10 @@ impl Filesystem for StorageView {
                 io(lower::stat_fd(unsafe { BorrowedFd::borrow_raw(fd.raw()) }))?
             }
         };
-        Ok(AttrReply { attr: attr_from_stat(&st), ttl: self.ttl(caller_dependent) })
+        Ok(AttrReply {
+            attr: attr_from_stat(&st),
+            ttl: self.ttl(caller_dependent),
+        })
     }
 
     fn setattr(&self, ctx: &Ctx, node: u64, set: &SetAttr) -> Result<AttrReply> {
@@ -398,7 +500,13 @@ impl Filesystem for StorageView {
             let gid = set.gid.unwrap_or(u32::MAX);
             // SAFETY: "" with AT_EMPTY_PATH acts on fd itself; -1 leaves an id unchanged.
             io(cvt(unsafe {
-                libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW)
+                libc::fchownat(
+                    fd.as_raw_fd(),
+                    c"".as_ptr(),
+                    uid,
+                    gid,
+                    libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+                )
             }))?;
         }
         if let Some(size) = set.size {
@@ -407,7 +515,9 @@ impl Filesystem for StorageView {
             }
             let wfd = self.io_fd(node, set.fh.unwrap_or(0), libc::O_WRONLY)?;
             // SAFETY: ftruncate on an fd that is open (kept alive by wfd).
-            io(cvt(unsafe { libc::ftruncate(wfd.raw(), size as libc::off_t) }))?;
+            io(cvt(unsafe {
+                libc::ftruncate(wfd.raw(), size as libc::off_t)
+            }))?;
             if set.kill_suidgid {
                 kill_suidgid(wfd.raw())?;
             }
@@ -416,26 +526,51 @@ impl Filesystem for StorageView {
             let times = [timespec(set.atime), timespec(set.mtime)];
             // SAFETY: times is an array of two timespecs; "" + AT_EMPTY_PATH targets fd.
             io(cvt(unsafe {
-                libc::utimensat(fd.as_raw_fd(), c"".as_ptr(), times.as_ptr(), libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW)
+                libc::utimensat(
+                    fd.as_raw_fd(),
+                    c"".as_ptr(),
+                    times.as_ptr(),
+                    libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+                )
             }))?;
         }
         let st = io(lower::stat_fd(fd.as_fd()))?;
-        let cd = self.nodes.with(node, |n| n.caller_dependent).unwrap_or(true);
-        Ok(AttrReply { attr: attr_from_stat(&st), ttl: self.ttl(cd) })
+        let cd = self
+            .nodes
+            .with(node, |n| n.caller_dependent)
+            .unwrap_or(true);
+        Ok(AttrReply {
+            attr: attr_from_stat(&st),
+            ttl: self.ttl(cd),
+        })
     }
 
     fn readlink(&self, ctx: &Ctx, node: u64, out: &mut [u8]) -> Result<usize> {
         self.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
         let fd = self.open_node(node, libc::O_PATH | libc::O_NOFOLLOW)?;
         // SAFETY: readlinkat writes at most out.len() bytes into out; "" reads fd's own link.
-        let n = unsafe { libc::readlinkat(fd.as_raw_fd(), c"".as_ptr(), out.as_mut_ptr().cast(), out.len()) };
+        let n = unsafe {
+            libc::readlinkat(
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+            )
+        };
         if n < 0 {
             return Err(errno(&std::io::Error::last_os_error()));
         }
         let n = n as usize;
-        let depth = self.path_of(node)?.split(|&b| b == b'/').count().saturating_sub(1);
+        let depth = self
+            .path_of(node)?
+            .split(|&b| b == b'/')
+            .count()
+            .saturating_sub(1);
         if !symlink_stays_inside(depth, &out[..n]) {
-            log::info!("refusing to follow a symlink that leaves the storage root (uid {})", ctx.uid);
+            log::info!(
+                "refusing to follow a symlink that leaves the storage root (uid {})",
+                ctx.uid
+            );
             return Err(libc::EACCES);
         }
         Ok(n)
@@ -444,7 +579,11 @@ impl Filesystem for StorageView {
     fn symlink(&self, ctx: &Ctx, parent: u64, name: Name<'_>, target: &[u8]) -> Result<Entry> {
         let name = name.as_bytes();
         let parent_facts = self.dir_facts(parent)?;
-        let depth = if parent_facts.path.is_empty() { 0 } else { parent_facts.path.split(|&b| b == b'/').count() };
+        let depth = if parent_facts.path.is_empty() {
+            0
+        } else {
+            parent_facts.path.split(|&b| b == b'/').count()
+        };
         if !symlink_stays_inside(depth, target) {
             return Err(libc::EPERM);
         }
@@ -453,11 +592,21 @@ impl Filesystem for StorageView {
         let cname = io(lower::cname(name))?;
         let ctarget = io(lower::cname(target))?;
         // SAFETY: both strings are NUL-terminated and live across the call.
-        io(cvt(unsafe { libc::symlinkat(ctarget.as_ptr(), dir.as_raw_fd(), cname.as_ptr()) }))?;
+        io(cvt(unsafe {
+            libc::symlinkat(ctarget.as_ptr(), dir.as_raw_fd(), cname.as_ptr())
+        }))?;
         self.lookup_in(0, parent, dir.as_fd(), name, &parent_facts)
     }
 
-    fn mknod(&self, ctx: &Ctx, parent: u64, name: Name<'_>, mode: u32, _rdev: u32, _umask: u32) -> Result<Entry> {
+    fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: Name<'_>,
+        mode: u32,
+        _rdev: u32,
+        _umask: u32,
+    ) -> Result<Entry> {
         let kind = mode & libc::S_IFMT;
         if kind != libc::S_IFREG && kind != libc::S_IFIFO {
             return Err(libc::EPERM);
@@ -467,11 +616,15 @@ impl Filesystem for StorageView {
         let dir = self.open_node(parent, libc::O_PATH)?;
         let cname = io(lower::cname(name))?;
         // SAFETY: cname is NUL-terminated; regular files and fifos need no device number.
-        io(cvt(unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), mode, 0) }))?;
+        io(cvt(unsafe {
+            libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), mode, 0)
+        }))?;
         let fd = io(lower::open_at(dir.as_fd(), &cname, libc::O_PATH, 0))?;
         self.fix_mode(fd.as_fd(), mode)?;
         if kind == libc::S_IFREG {
-            if let Ok(rfd) = lower::open_at(dir.as_fd(), &cname, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+            if let Ok(rfd) =
+                lower::open_at(dir.as_fd(), &cname, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+            {
                 self.record_creator(ctx.uid, rfd.as_fd());
             }
         }
@@ -480,13 +633,22 @@ impl Filesystem for StorageView {
         self.lookup_in(0, parent, dir.as_fd(), name, &parent_facts)
     }
 
-    fn mkdir(&self, ctx: &Ctx, parent: u64, name: Name<'_>, mode: u32, _umask: u32) -> Result<Entry> {
+    fn mkdir(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: Name<'_>,
+        mode: u32,
+        _umask: u32,
+    ) -> Result<Entry> {
         let name = name.as_bytes();
         self.check_child(ctx.uid, Op::Mkdir, parent, name, true, None)?;
         let dir = self.open_node(parent, libc::O_PATH)?;
         let cname = io(lower::cname(name))?;
         // SAFETY: cname is NUL-terminated and lives across the call.
-        io(cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), mode & 0o7777) }))?;
+        io(cvt(unsafe {
+            libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), mode & 0o7777)
+        }))?;
         let fd = io(lower::open_at(dir.as_fd(), &cname, libc::O_PATH, 0))?;
         self.fix_mode(fd.as_fd(), mode)?;
         let parent_facts = self.dir_facts(parent)?;
@@ -503,7 +665,9 @@ impl Filesystem for StorageView {
         self.check_child(ctx.uid, Op::Delete, parent, name, false, owner.as_deref())?;
         let cname = io(lower::cname(name))?;
         // SAFETY: cname is NUL-terminated and lives across the call.
-        io(cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) }))?;
+        io(cvt(unsafe {
+            libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0)
+        }))?;
         self.after_name_change(parent, name);
         Ok(())
     }
@@ -518,11 +682,21 @@ impl Filesystem for StorageView {
         self.check_child(ctx.uid, Op::Delete, parent, name, true, None)?;
         let cname = io(lower::cname(name))?;
         // SAFETY: cname is NUL-terminated and lives across the call.
-        io(cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), libc::AT_REMOVEDIR) }))?;
+        io(cvt(unsafe {
+            libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), libc::AT_REMOVEDIR)
+        }))?;
         Ok(())
     }
 
-    fn rename(&self, ctx: &Ctx, parent: u64, name: Name<'_>, newparent: u64, newname: Name<'_>, flags: u32) -> Result<()> {
+    fn rename(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: Name<'_>,
+        newparent: u64,
+        newname: Name<'_>,
+        flags: u32,
+    ) -> Result<()> {
         if flags & !(abi::RENAME_NOREPLACE | abi::RENAME_EXCHANGE) != 0 {
             return Err(libc::EINVAL);
         }
@@ -532,19 +706,55 @@ impl Filesystem for StorageView {
         if !policy::bypasses(ctx.uid) {
             let (st, owner) = self.existing_child(ctx.uid, parent, olddir.as_fd(), name)?;
             let is_dir = is_dir_mode(st.st_mode);
-            self.check_child(ctx.uid, Op::RenameFrom, parent, name, is_dir, owner.as_deref())?;
-            self.check_child(ctx.uid, Op::RenameTo, newparent, newname, is_dir, owner.as_deref())?;
+            self.check_child(
+                ctx.uid,
+                Op::RenameFrom,
+                parent,
+                name,
+                is_dir,
+                owner.as_deref(),
+            )?;
+            self.check_child(
+                ctx.uid,
+                Op::RenameTo,
+                newparent,
+                newname,
+                is_dir,
+                owner.as_deref(),
+            )?;
             if flags & abi::RENAME_EXCHANGE != 0 {
-                let (st2, owner2) = self.existing_child(ctx.uid, newparent, newdir.as_fd(), newname)?;
+                let (st2, owner2) =
+                    self.existing_child(ctx.uid, newparent, newdir.as_fd(), newname)?;
                 let is_dir2 = is_dir_mode(st2.st_mode);
-                self.check_child(ctx.uid, Op::RenameFrom, newparent, newname, is_dir2, owner2.as_deref())?;
-                self.check_child(ctx.uid, Op::RenameTo, parent, name, is_dir2, owner2.as_deref())?;
+                self.check_child(
+                    ctx.uid,
+                    Op::RenameFrom,
+                    newparent,
+                    newname,
+                    is_dir2,
+                    owner2.as_deref(),
+                )?;
+                self.check_child(
+                    ctx.uid,
+                    Op::RenameTo,
+                    parent,
+                    name,
+                    is_dir2,
+                    owner2.as_deref(),
+                )?;
             }
         }
         let (c1, c2) = (io(lower::cname(name))?, io(lower::cname(newname))?);
         // SAFETY: renameat2 with NUL-terminated names relative to fds we hold.
         io(cvt(unsafe {
-            libc::syscall(libc::SYS_renameat2, olddir.as_raw_fd(), c1.as_ptr(), newdir.as_raw_fd(), c2.as_ptr(), flags) as libc::c_int
+            libc::syscall(
+                libc::SYS_renameat2,
+                olddir.as_raw_fd(),
+                c1.as_ptr(),
+                newdir.as_raw_fd(),
+                c2.as_ptr(),
+                flags,
+            ) as libc::c_int
         }))?;
         self.moved(newparent, newdir.as_fd(), newname);
         if flags & abi::RENAME_EXCHANGE != 0 {
@@ -565,7 +775,15 @@ impl Filesystem for StorageView {
         let dir = self.open_node(newparent, libc::O_PATH)?;
         let cname = io(lower::cname(newname))?;
         // SAFETY: "" + AT_EMPTY_PATH links the inode behind src; names are NUL-terminated.
-        io(cvt(unsafe { libc::linkat(src.as_raw_fd(), c"".as_ptr(), dir.as_raw_fd(), cname.as_ptr(), libc::AT_EMPTY_PATH) }))?;
+        io(cvt(unsafe {
+            libc::linkat(
+                src.as_raw_fd(),
+                c"".as_ptr(),
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        }))?;
         let parent_facts = self.dir_facts(newparent)?;
         self.lookup_in(0, newparent, dir.as_fd(), newname, &parent_facts)
     }
@@ -591,30 +809,53 @@ impl Filesystem for StorageView {
         self.finish_open(node, flags, decision, None)
     }
 
-    fn create(&self, ctx: &Ctx, parent: u64, name: Name<'_>, mode: u32, _umask: u32, flags: u32) -> Result<(Entry, Opened)> {
+    fn create(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: Name<'_>,
+        mode: u32,
+        _umask: u32,
+        flags: u32,
+    ) -> Result<(Entry, Opened)> {
         let name = name.as_bytes();
         let dir = self.open_node(parent, libc::O_PATH)?;
         let cname = io(lower::cname(name))?;
         let open_flags = userspace_flags(flags);
         // The kernel sends CREATE when its cache had no such name; the file may still exist.
         // Then (without O_EXCL) this is an open of that file, decided like any other open.
-        let (fd, created, decision) = match self.existing_child(ctx.uid, parent, dir.as_fd(), name) {
+        let (fd, created, decision) = match self.existing_child(ctx.uid, parent, dir.as_fd(), name)
+        {
             Ok(_) if flags as i32 & libc::O_EXCL != 0 => return Err(libc::EEXIST),
             Ok((st, owner)) => {
                 if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                    return Err(if is_dir_mode(st.st_mode) { libc::EISDIR } else { libc::EEXIST });
+                    return Err(if is_dir_mode(st.st_mode) {
+                        libc::EISDIR
+                    } else {
+                        libc::EEXIST
+                    });
                 }
                 let acc = flags as i32 & libc::O_ACCMODE;
                 let mut decision = Decision::Allow;
                 if acc != libc::O_WRONLY {
-                    decision = self.check_child(ctx.uid, Op::Read, parent, name, false, owner.as_deref())?;
+                    decision =
+                        self.check_child(ctx.uid, Op::Read, parent, name, false, owner.as_deref())?;
                 }
                 self.check_child(ctx.uid, Op::Write, parent, name, false, owner.as_deref())?;
-                (io(lower::open_at(dir.as_fd(), &cname, open_flags, 0))?, false, decision)
+                (
+                    io(lower::open_at(dir.as_fd(), &cname, open_flags, 0))?,
+                    false,
+                    decision,
+                )
             }
             Err(libc::ENOENT) => {
                 self.check_child(ctx.uid, Op::Create, parent, name, false, None)?;
-                let fd = io(lower::open_at(dir.as_fd(), &cname, open_flags | libc::O_CREAT | libc::O_EXCL, mode & 0o7777))?;
+                let fd = io(lower::open_at(
+                    dir.as_fd(),
+                    &cname,
+                    open_flags | libc::O_CREAT | libc::O_EXCL,
+                    mode & 0o7777,
+                ))?;
                 (fd, true, Decision::Allow)
             }
             Err(e) => return Err(e),
@@ -627,7 +868,13 @@ impl Filesystem for StorageView {
         }
         let parent_facts = self.dir_facts(parent)?;
         let facts = self.child_facts(&parent_facts, name, false);
-        let entry = self.make_entry(parent, name, fd.as_fd(), &st, policy::caller_dependent(&facts.target()))?;
+        let entry = self.make_entry(
+            parent,
+            name,
+            fd.as_fd(),
+            &st,
+            policy::caller_dependent(&facts.target()),
+        )?;
         match self.finish_open(entry.nodeid, flags, decision, Some(fd)) {
             Ok(opened) => Ok((entry, opened)),
             Err(e) => {
@@ -641,7 +888,14 @@ impl Filesystem for StorageView {
     fn read(&self, _ctx: &Ctx, node: u64, fh: u64, offset: u64, out: &mut [u8]) -> Result<usize> {
         let fd = self.io_fd(node, fh, libc::O_RDONLY)?;
         // SAFETY: pread writes at most out.len() bytes into out; the fd is kept open by fd.
-        let n = unsafe { libc::pread(fd.raw(), out.as_mut_ptr().cast(), out.len(), offset as libc::off_t) };
+        let n = unsafe {
+            libc::pread(
+                fd.raw(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+                offset as libc::off_t,
+            )
+        };
         if n < 0 {
             return Err(errno(&std::io::Error::last_os_error()));
         }
@@ -649,7 +903,15 @@ impl Filesystem for StorageView {
         Ok(n as usize)
     }
 
-    fn write(&self, _ctx: &Ctx, node: u64, fh: u64, offset: u64, data: &[u8], write_flags: u32) -> Result<u32> {
+    fn write(
+        &self,
+        _ctx: &Ctx,
+        node: u64,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        write_flags: u32,
+    ) -> Result<u32> {
         let fd = self.io_fd(node, fh, libc::O_WRONLY)?;
         if write_flags & abi::WRITE_KILL_SUIDGID != 0 {
             kill_suidgid(fd.raw())?;
@@ -658,7 +920,14 @@ impl Filesystem for StorageView {
         while done < data.len() {
             let rest = &data[done..];
             // SAFETY: pwrite reads rest.len() bytes from rest; the fd is kept open by fd.
-            let n = unsafe { libc::pwrite(fd.raw(), rest.as_ptr().cast(), rest.len(), (offset + done as u64) as libc::off_t) };
+            let n = unsafe {
+                libc::pwrite(
+                    fd.raw(),
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    (offset + done as u64) as libc::off_t,
+                )
+            };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.raw_os_error() == Some(libc::EINTR) {
@@ -703,14 +972,34 @@ impl Filesystem for StorageView {
     fn opendir(&self, ctx: &Ctx, node: u64, _flags: u32) -> Result<Opened> {
         self.check(ctx.uid, Op::ListDir, Subject::Node(node))?;
         let fd = self.open_node(node, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let fh = self.files.insert(OpenFile::Dir { node, stream: std::sync::Mutex::new(DirStream::new(fd)) });
+        let fh = self.files.insert(OpenFile::Dir {
+            node,
+            stream: std::sync::Mutex::new(DirStream::new(fd)),
+        });
         // Never FOPEN_CACHE_DIR: listings are filtered per caller.
-        Ok(Opened { fh, flags: 0, backing_id: None })
+        Ok(Opened {
+            fh,
+            flags: 0,
+            backing_id: None,
+        })
     }
 
-    fn readdir(&self, ctx: &Ctx, node: u64, fh: u64, offset: u64, out: &mut DirWriter<'_>) -> Result<()> {
+    fn readdir(
+        &self,
+        ctx: &Ctx,
+        node: u64,
+        fh: u64,
+        offset: u64,
+        out: &mut DirWriter<'_>,
+    ) -> Result<()> {
         let file = self.files.get(fh).ok_or(libc::EBADF)?;
-        let OpenFile::Dir { node: dnode, stream } = &*file else { return Err(libc::EBADF) };
+        let OpenFile::Dir {
+            node: dnode,
+            stream,
+        } = &*file
+        else {
+            return Err(libc::EBADF);
+        };
         if *dnode != node {
             return Err(libc::EBADF);
         }
@@ -788,7 +1077,9 @@ impl Filesystem for StorageView {
     fn statfs(&self, _ctx: &Ctx, _node: u64) -> Result<abi::Kstatfs> {
         let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
         // SAFETY: fstatvfs fills the struct on success; read only then.
-        io(cvt(unsafe { libc::fstatvfs(self.lower_fd_for_root().as_raw_fd(), st.as_mut_ptr()) }))?;
+        io(cvt(unsafe {
+            libc::fstatvfs(self.lower_fd_for_root().as_raw_fd(), st.as_mut_ptr())
+        }))?;
         // SAFETY: fstatvfs succeeded.
         let st = unsafe { st.assume_init() };
         Ok(abi::Kstatfs {
@@ -813,7 +1104,11 @@ impl Filesystem for StorageView {
             self.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
         }
         if mask & libc::R_OK != 0 {
-            self.check(ctx.uid, if is_dir { Op::ListDir } else { Op::Read }, Subject::Node(node))?;
+            self.check(
+                ctx.uid,
+                if is_dir { Op::ListDir } else { Op::Read },
+                Subject::Node(node),
+            )?;
         }
         if mask & libc::W_OK != 0 && !is_dir {
             self.check(ctx.uid, Op::Write, Subject::Node(node))?;
@@ -840,7 +1135,15 @@ impl Filesystem for StorageView {
         let (_fd, path) = self.xattr_path(node)?;
         let cname = io(lower::cname(name))?;
         // SAFETY: path and name are NUL-terminated; value is read for value.len() bytes.
-        io(cvt(unsafe { libc::setxattr(path.as_ptr(), cname.as_ptr(), value.as_ptr().cast(), value.len(), flags as i32) }))?;
+        io(cvt(unsafe {
+            libc::setxattr(
+                path.as_ptr(),
+                cname.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                flags as i32,
+            )
+        }))?;
         Ok(())
     }
 
@@ -852,13 +1155,21 @@ impl Filesystem for StorageView {
         let (_fd, path) = self.xattr_path(node)?;
         let cname = io(lower::cname(name))?;
         let size = out.len();
-        let ptr = if size == 0 { std::ptr::null_mut() } else { out.as_mut_ptr().cast() };
+        let ptr = if size == 0 {
+            std::ptr::null_mut()
+        } else {
+            out.as_mut_ptr().cast()
+        };
         // SAFETY: writes at most size bytes into out (nothing when size is 0 and ptr null).
         let n = unsafe { libc::getxattr(path.as_ptr(), cname.as_ptr(), ptr, size) };
         if n < 0 {
             return Err(errno(&std::io::Error::last_os_error()));
         }
-        Ok(if size == 0 { XattrReply::Size(n as u32) } else { XattrReply::Data(n as usize) })
+        Ok(if size == 0 {
+            XattrReply::Size(n as u32)
+        } else {
+            XattrReply::Data(n as usize)
+        })
     }
 
     fn listxattr(&self, ctx: &Ctx, node: u64, out: &mut [u8]) -> Result<XattrReply> {
@@ -895,14 +1206,31 @@ impl Filesystem for StorageView {
         let (_fd, path) = self.xattr_path(node)?;
         let cname = io(lower::cname(name))?;
         // SAFETY: both strings are NUL-terminated.
-        io(cvt(unsafe { libc::removexattr(path.as_ptr(), cname.as_ptr()) }))?;
+        io(cvt(unsafe {
+            libc::removexattr(path.as_ptr(), cname.as_ptr())
+        }))?;
         Ok(())
     }
 
-    fn fallocate(&self, _ctx: &Ctx, node: u64, fh: u64, offset: u64, length: u64, mode: u32) -> Result<()> {
+    fn fallocate(
+        &self,
+        _ctx: &Ctx,
+        node: u64,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: u32,
+    ) -> Result<()> {
         let fd = self.io_fd(node, fh, libc::O_WRONLY)?;
         // SAFETY: fallocate on an fd kept open by fd.
-        io(cvt(unsafe { libc::fallocate(fd.raw(), mode as i32, offset as libc::off_t, length as libc::off_t) }))?;
+        io(cvt(unsafe {
+            libc::fallocate(
+                fd.raw(),
+                mode as i32,
+                offset as libc::off_t,
+                length as libc::off_t,
+            )
+        }))?;
         Ok(())
     }
 
@@ -917,14 +1245,32 @@ impl Filesystem for StorageView {
         Ok(r as u64)
     }
 
-    fn copy_file_range(&self, _ctx: &Ctx, node_in: u64, fh_in: u64, off_in: u64, node_out: u64, fh_out: u64, off_out: u64, len: u64) -> Result<u64> {
+    fn copy_file_range(
+        &self,
+        _ctx: &Ctx,
+        node_in: u64,
+        fh_in: u64,
+        off_in: u64,
+        node_out: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> Result<u64> {
         let fin = self.io_fd(node_in, fh_in, libc::O_RDONLY)?;
         let fout = self.io_fd(node_out, fh_out, libc::O_WRONLY)?;
         let mut oin = off_in as libc::loff_t;
         let mut oout = off_out as libc::loff_t;
         // SAFETY: copy_file_range between two open fds, offsets passed by pointer to locals.
         let n = unsafe {
-            libc::syscall(libc::SYS_copy_file_range, fin.raw(), &mut oin as *mut libc::loff_t, fout.raw(), &mut oout as *mut libc::loff_t, len as usize, 0u32)
+            libc::syscall(
+                libc::SYS_copy_file_range,
+                fin.raw(),
+                &mut oin as *mut libc::loff_t,
+                fout.raw(),
+                &mut oout as *mut libc::loff_t,
+                len as usize,
+                0u32,
+            )
         };
         if n < 0 {
             return Err(errno(&std::io::Error::last_os_error()));
@@ -957,7 +1303,12 @@ mod tests {
             (1, b"x/../../y", true),
         ];
         for &(depth, target, ok) in cases {
-            assert_eq!(symlink_stays_inside(depth, target), ok, "{depth} {:?}", String::from_utf8_lossy(target));
+            assert_eq!(
+                symlink_stays_inside(depth, target),
+                ok,
+                "{depth} {:?}",
+                String::from_utf8_lossy(target)
+            );
         }
     }
 
@@ -967,7 +1318,10 @@ mod tests {
             (libc::O_RDONLY, libc::O_RDONLY),
             (libc::O_WRONLY, libc::O_RDWR),
             (libc::O_RDWR | libc::O_APPEND, libc::O_RDWR),
-            (libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC, libc::O_RDWR | libc::O_TRUNC),
+            (
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC,
+                libc::O_RDWR | libc::O_TRUNC,
+            ),
             (libc::O_RDONLY | libc::O_DIRECT, libc::O_RDONLY),
         ];
         for &(input, want) in cases {
