@@ -685,7 +685,7 @@ mod tests {
     #[test]
     fn read_pod_refuses_short_input_and_reads_unaligned() {
         assert!(read_pod::<InHeader>(&[0u8; 39]).is_none());
-        let mut buf = vec![0u8; 41];
+        let mut buf = [0u8; 41];
         buf[1..5].copy_from_slice(&77u32.to_ne_bytes());
         let h = read_pod::<InHeader>(&buf[1..]).unwrap();
         assert_eq!(h.len, 77);

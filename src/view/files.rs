@@ -38,9 +38,11 @@ impl OpenFile {
 
 const SHARDS: usize = 16;
 
+type Shard = Mutex<HashMap<u64, Arc<OpenFile>>>;
+
 pub struct FileTable {
     next: AtomicU64,
-    shards: Box<[Mutex<HashMap<u64, Arc<OpenFile>>>]>,
+    shards: Box<[Shard]>,
 }
 
 impl Default for FileTable {

@@ -1009,8 +1009,7 @@ impl Filesystem for StorageView {
         let dirfd = io(lower::dup_fd(stream.fd().as_fd()))?;
         let bypass = policy::bypasses(ctx.uid);
         let plus = out.is_plus();
-        loop {
-            let Some(e) = io(stream.peek())? else { break };
+        while let Some(e) = io(stream.peek())? {
             let (ino, next, name) = (e.ino, e.next_offset, e.name.to_vec());
             let mut dtype = e.dtype as u32;
             if name == b"." || name == b".." {
@@ -1074,6 +1073,8 @@ impl Filesystem for StorageView {
         io(cvt(r).map(|_| ()))
     }
 
+    // statvfs field widths differ between libc targets.
+    #[allow(clippy::unnecessary_cast)]
     fn statfs(&self, _ctx: &Ctx, _node: u64) -> Result<abi::Kstatfs> {
         let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
         // SAFETY: fstatvfs fills the struct on success; read only then.

@@ -158,7 +158,8 @@ impl Mount {
         );
         let mut child = cmd.spawn().expect("spawning fusegated");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !is_mounted(self.mnt.path()) {
+        // Mounted, and served by *this* daemon (not a dead mount it is about to replace).
+        while !(is_mounted(self.mnt.path()) && self.log_text().contains("serving")) {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "fusegated exited with {status} before mounting:\n{}",
