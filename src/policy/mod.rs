@@ -20,6 +20,9 @@ mod path;
 mod rules;
 mod table;
 
+#[cfg(test)]
+mod rules_tests;
+
 pub use caller::CallerClass;
 pub use config::parse_config;
 pub use mime::MediaKind;
