@@ -16,9 +16,9 @@
 //! keys (anywhere), missing keys, wrong types, bad or duplicate uids, bad package names,
 //! unknown permissions or access, bad paths, two grants for one (uid, path).
 
-use super::path::{fold_eq, normalize};
+use super::path::normalize;
 use super::table::{check_package, check_uid};
-use super::{Access, App, Permissions, PolicyError, Table};
+use super::{same_grant, Access, App, Permissions, PolicyError, Table};
 use serde::Deserialize;
 use std::ops::Range;
 use toml::Spanned;
@@ -140,10 +140,7 @@ pub fn parse_config(text: &str) -> Result<Table, PolicyError> {
                 return Err(lines.error(grant.access.span(), message));
             }
         };
-        let duplicate = table
-            .grants
-            .iter()
-            .any(|(u, p, _)| *u == uid && fold_eq(p.as_bytes(), path.as_bytes()));
+        let duplicate = table.grants.iter().any(|g| same_grant(g, uid, &path));
         if duplicate {
             let message = format!("duplicate grant for uid {uid} on {path:?}");
             return Err(lines.error(grant.path.span(), message));

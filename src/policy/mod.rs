@@ -283,8 +283,7 @@ impl Policy {
         table::check_uid(i64::from(uid))?;
         let path = path::normalize(path)?;
         self.update(|t| {
-            t.grants
-                .retain(|g| !(g.0 == uid && path::fold_eq(g.1.as_bytes(), path.as_bytes())));
+            t.grants.retain(|g| !same_grant(g, uid, &path));
             t.grants.push((uid, path, access))
         });
         Ok(())
@@ -294,10 +293,7 @@ impl Policy {
     pub fn revoke(&self, uid: u32, path: &str) -> Result<(), PolicyError> {
         table::check_uid(i64::from(uid))?;
         let path = path::normalize(path)?;
-        self.update(|t| {
-            t.grants
-                .retain(|g| !(g.0 == uid && path::fold_eq(g.1.as_bytes(), path.as_bytes())))
-        });
+        self.update(|t| t.grants.retain(|g| !same_grant(g, uid, &path)));
         Ok(())
     }
 
@@ -313,6 +309,11 @@ impl Policy {
         self.replace(table);
         Ok(())
     }
+}
+
+/// Whether a table grant is `uid`'s on `path` (paths compared case-insensitively).
+fn same_grant(grant: &(u32, String, Access), uid: u32, path: &str) -> bool {
+    grant.0 == uid && path::fold_eq(grant.1.as_bytes(), path.as_bytes())
 }
 
 #[cfg(test)]

@@ -42,7 +42,10 @@ pub fn decide(index: &Index, uid: u32, op: Op, target: &Target<'_>) -> Decision 
     match caller::classify(uid) {
         CallerClass::Bypass => ALLOW,
         CallerClass::Isolated => DENIED,
-        CallerClass::App => App::new(index, uid).decide(op, target),
+        CallerClass::App => {
+            let app = App::new(index, uid);
+            app.decide(op, &app.look_at(target))
+        }
     }
 }
 
@@ -54,7 +57,8 @@ pub fn listed(index: &Index, uid: u32, target: &Target<'_>) -> bool {
         CallerClass::Isolated => false,
         CallerClass::App => {
             let app = App::new(index, uid);
-            let visible = |op| !matches!(app.decide(op, target), Decision::Deny(_));
+            let subject = app.look_at(target);
+            let visible = |op| !matches!(app.decide(op, &subject), Decision::Deny(_));
             visible(Op::Lookup) && (target.is_dir || visible(Op::Read))
         }
     }
@@ -71,14 +75,27 @@ struct App<'s> {
     uid: u32,
     entry: Option<&'s AppEntry>,
     index: &'s Index,
+    /// All-files access: `manage_external_storage` or `legacy_storage`.
+    broad: bool,
+}
+
+/// The target as one caller sees it, whatever the operation.
+struct Subject<'t> {
+    target: &'t Target<'t>,
+    info: PathInfo<'t>,
+    /// The caller owns it (by its owner tag).
+    owner: bool,
 }
 
 impl<'s> App<'s> {
     fn new(index: &'s Index, uid: u32) -> Self {
+        let entry = index.app(uid);
+        let broad = Permissions::MANAGE_EXTERNAL_STORAGE | Permissions::LEGACY_STORAGE;
         App {
             uid,
-            entry: index.app(uid),
+            entry,
             index,
+            broad: entry.is_some_and(|e| e.permissions.has(broad)),
         }
     }
 
@@ -86,32 +103,32 @@ impl<'s> App<'s> {
         self.entry.is_some_and(|e| e.permissions.has(bit))
     }
 
-    /// All-files access: `manage_external_storage` or `legacy_storage`.
-    fn broad(&self) -> bool {
-        self.has(Permissions::MANAGE_EXTERNAL_STORAGE | Permissions::LEGACY_STORAGE)
-    }
-
     fn holds(&self, package: &[u8]) -> bool {
         self.entry.is_some_and(|e| e.holds(package))
     }
 
-    fn owns(&self, target: &Target<'_>) -> bool {
+    fn look_at<'t>(&self, target: &'t Target<'t>) -> Subject<'t> {
         let packages = self
             .entry
             .into_iter()
             .flat_map(|e| e.packages.iter().map(|p| &**p));
-        target
+        let owner = target
             .owner
             .and_then(Tag::parse)
-            .is_some_and(|tag| tag.owned_by(self.uid, packages))
+            .is_some_and(|tag| tag.owned_by(self.uid, packages));
+        Subject {
+            target,
+            info: PathInfo::of(target.path),
+            owner,
+        }
     }
 
     fn grant(&self, path: &[u8]) -> Option<Access> {
         self.index.grant(self.uid, path)
     }
 
-    fn decide(&self, op: Op, target: &Target<'_>) -> Decision {
-        let info = PathInfo::of(target.path);
+    fn decide(&self, op: Op, subject: &Subject<'_>) -> Decision {
+        let info = &subject.info;
 
         // 1. App-specific directories.
         if let Some(dir) = info.app_dir {
@@ -131,12 +148,10 @@ impl<'s> App<'s> {
             };
         }
 
-        let broad = self.broad();
-        let owner = self.owns(target);
-        let creating = matches!(op, Op::Create | Op::Mkdir | Op::RenameTo);
-
         // 3. Hidden names and .nomedia trees.
-        if (info.hidden || target.under_nomedia) && !broad && !owner && !creating {
+        let creating = matches!(op, Op::Create | Op::Mkdir | Op::RenameTo);
+        let hidden = info.hidden || subject.target.under_nomedia;
+        if hidden && !self.broad && !subject.owner && !creating {
             return NOT_FOUND;
         }
 
@@ -148,33 +163,35 @@ impl<'s> App<'s> {
         let dir_op = match op {
             Op::Mkdir | Op::ListDir => true,
             Op::Create => false,
-            _ => target.is_dir,
+            _ => subject.target.is_dir,
         };
 
-        // 5. Directly in the root.
+        // 5. Directly in the root: no changes without broad access, and no new files even
+        // with it.
         if info.depth == 1 {
             let structural = match op {
                 Op::Create | Op::Mkdir | Op::Delete | Op::RenameFrom | Op::RenameTo => true,
                 Op::Write => dir_op,
                 Op::Lookup | Op::Read | Op::ListDir => false,
             };
-            if structural && (!broad || (!dir_op && matches!(op, Op::Create | Op::RenameTo))) {
+            let new_file = !dir_op && matches!(op, Op::Create | Op::RenameTo);
+            if structural && (!self.broad || new_file) {
                 return DENIED;
             }
         }
 
         if dir_op {
-            self.directory(op, &info, broad)
+            self.directory(op, info)
         } else {
-            self.file(op, target, &info, owner, broad)
+            self.file(op, subject)
         }
     }
 
-    /// 6, 7: operations on a directory (below the root).
-    fn directory(&self, op: Op, info: &PathInfo<'_>, broad: bool) -> Decision {
+    /// 6, 7: operations on a directory below the root. (`Create` never gets here.)
+    fn directory(&self, op: Op, info: &PathInfo<'_>) -> Decision {
         match op {
             Op::Lookup | Op::ListDir | Op::Read => ALLOW,
-            _ if broad || info.top != TopDir::Android => ALLOW,
+            _ if self.broad || info.top != TopDir::Android => ALLOW,
             // In Android/, outside the caller's own app directories.
             Op::Mkdir | Op::Create | Op::RenameTo if info.skeleton => ALLOW,
             Op::Mkdir | Op::Create | Op::RenameTo => NOT_PERMITTED,
@@ -182,27 +199,21 @@ impl<'s> App<'s> {
         }
     }
 
-    /// 6, 8: operations on a file.
-    fn file(
-        &self,
-        op: Op,
-        target: &Target<'_>,
-        info: &PathInfo<'_>,
-        owner: bool,
-        broad: bool,
-    ) -> Decision {
-        let kind = kind_of(info.name);
+    /// 6, 8: operations on a file. (`Mkdir` and `ListDir` never get here.)
+    fn file(&self, op: Op, subject: &Subject<'_>) -> Decision {
+        let kind = kind_of(subject.info.name);
+        let path = subject.target.path;
         match op {
             Op::Lookup => ALLOW,
             Op::Create | Op::RenameTo => {
-                if broad || may_create(info.top, kind) {
+                if self.broad || may_create(subject.info.top, kind) {
                     ALLOW
                 } else {
                     NOT_PERMITTED
                 }
             }
             Op::Read | Op::ListDir => {
-                if owner {
+                if subject.owner {
                     return ALLOW;
                 }
                 let permission = match kind {
@@ -211,7 +222,7 @@ impl<'s> App<'s> {
                     MediaKind::Audio => Permissions::READ_AUDIO,
                     MediaKind::Other => 0,
                 };
-                let readable = broad || self.has(permission) || self.grant(target.path).is_some();
+                let readable = self.broad || self.has(permission) || self.grant(path).is_some();
                 if !readable {
                     DENIED
                 } else if kind == MediaKind::Image && !self.has(Permissions::ACCESS_MEDIA_LOCATION)
@@ -222,10 +233,10 @@ impl<'s> App<'s> {
                 }
             }
             Op::Write | Op::Delete | Op::RenameFrom | Op::Mkdir => {
-                let writable = owner
-                    || broad
+                let writable = subject.owner
+                    || self.broad
                     || (kind.is_media() && self.has(Permissions::WRITE_MEDIA))
-                    || self.grant(target.path) == Some(Access::Write);
+                    || self.grant(path) == Some(Access::Write);
                 if writable {
                     ALLOW
                 } else {
