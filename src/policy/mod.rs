@@ -1,13 +1,13 @@
 //! Android scoped-storage policy: a pure function of (caller, operation, path, file facts,
 //! app table, grants) to a decision. No I/O, no FUSE types, no JNI.
 //!
-//! * [`caller`]: uid classes (bypass, isolated, app);
-//! * [`mime`]: file name extension -> media kind;
-//! * [`path`]: normalizing user paths, case folding, classifying a relative path;
-//! * [`owner`]: the owner tag recorded on created files;
-//! * [`table`]: checking app / grant input; [`index`]: the precomputed lookup tables;
-//! * [`rules`]: the decisions themselves (see there for the rule order);
-//! * [`config`]: the TOML policy file.
+//! * `caller.rs`: uid classes (bypass, isolated, app);
+//! * `mime.rs`: file name extension -> media kind;
+//! * `path.rs`: normalizing user paths, case folding, classifying a relative path;
+//! * `owner.rs`: the owner tag recorded on created files;
+//! * `table.rs`: checking app / grant input; `index.rs`: the precomputed lookup tables;
+//! * `rules.rs`: the decisions themselves (see there for the rule order);
+//! * `config.rs`: the TOML policy file.
 //!
 //! The live [`Policy`] hands out immutable [`Snapshot`]s; each change builds a new one.
 
@@ -173,7 +173,7 @@ impl Snapshot {
         self.generation
     }
 
-    /// May `uid` do `op` to `target`? See [`rules`] for the rules.
+    /// May `uid` do `op` to `target`? The rules are in `rules.rs`.
     pub fn decide(&self, uid: u32, op: Op, target: &Target<'_>) -> Decision {
         rules::decide(&self.index, uid, op, target)
     }
@@ -184,7 +184,7 @@ impl Snapshot {
     }
 
     /// What the view records on a file created by `uid` (the owner xattr value):
-    /// `"<uid>:<first package>"`, or `"<uid>"` for a uid without packages. See [`owner`].
+    /// `"<uid>:<first package>"`, or `"<uid>"` for a uid without packages. See `owner.rs`.
     pub fn owner_tag(&self, uid: u32) -> Vec<u8> {
         match self.index.app(uid) {
             Some(app) => app.tag.to_vec(),
