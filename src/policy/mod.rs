@@ -1,10 +1,34 @@
 //! Android scoped-storage policy: a pure function of (caller, operation, path, file facts,
 //! app table, grants) to a decision. No I/O, no FUSE types, no JNI.
 //!
-//! STUB: the API below is the contract the storage view and the faces use; the rules are being
-//! written (issue 3). Until then every decision is Allow.
+//! * `caller.rs`: uid classes (bypass, isolated, app);
+//! * `mime.rs`: file name extension -> media kind;
+//! * `path.rs`: normalizing user paths, case folding, classifying a relative path;
+//! * `owner.rs`: the owner tag recorded on created files;
+//! * `table.rs`: checking app / grant input; `index.rs`: the precomputed lookup tables;
+//! * `rules.rs`: the decisions themselves (see there for the rule order);
+//! * `config.rs`: the TOML policy file.
+//!
+//! The live [`Policy`] hands out immutable [`Snapshot`]s; each change builds a new one.
 
-use std::sync::{Arc, RwLock};
+mod caller;
+mod config;
+mod index;
+mod mime;
+mod owner;
+mod path;
+mod rules;
+mod table;
+
+#[cfg(test)]
+mod rules_tests;
+
+pub use caller::CallerClass;
+pub use config::parse_config;
+pub use mime::MediaKind;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Permission bits; the numeric values are the Java API's constants.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -61,6 +85,10 @@ pub enum PolicyError {
     BadUid(i64),
     #[error("unknown permission bits {0:#x}")]
     BadPermissions(u32),
+    #[error("invalid package name {0:?}: must be non-empty, without '/' or control characters")]
+    BadPackage(String),
+    #[error("two app entries for uid {0}")]
+    DuplicateUid(u32),
     #[error("line {line}: {message}")]
     Config { line: usize, message: String },
 }
@@ -113,93 +141,327 @@ pub enum Decision {
 /// An immutable view of the table, shared by all workers; replaced whole on every change.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub table: Table,
+    table: Table,
+    index: index::Index,
+    generation: u64,
 }
 
 impl Snapshot {
-    pub fn decide(&self, _uid: u32, _op: Op, _target: &Target<'_>) -> Decision {
-        Decision::Allow
+    /// Builds a snapshot of `table` (generation 0). Invalid entries are skipped with a warning;
+    /// use [`Table::validate`] first to refuse them instead.
+    pub fn new(table: Table) -> Self {
+        Self::with_generation(table, 0)
+    }
+
+    fn with_generation(table: Table, generation: u64) -> Self {
+        let index = index::Index::build(&table);
+        Snapshot {
+            table,
+            index,
+            generation,
+        }
+    }
+
+    /// The table this snapshot was built from.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// The [`Policy::generation`] this snapshot belongs to: results cached under it are valid
+    /// as long as `Policy::generation()` still returns it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// May `uid` do `op` to `target`? The rules are in `rules.rs`.
+    pub fn decide(&self, uid: u32, op: Op, target: &Target<'_>) -> Decision {
+        rules::decide(&self.index, uid, op, target)
     }
 
     /// Whether a directory listing shows the target to this caller.
     pub fn listed(&self, uid: u32, target: &Target<'_>) -> bool {
-        self.decide(uid, Op::Lookup, target) == Decision::Allow
+        rules::listed(&self.index, uid, target)
     }
 
-    /// What the view records on a file created by `uid` (the owner xattr value).
+    /// What the view records on a file created by `uid` (the owner xattr value):
+    /// `"<uid>:<first package>"`, or `"<uid>"` for a uid without packages. See `owner.rs`.
     pub fn owner_tag(&self, uid: u32) -> Vec<u8> {
-        uid.to_string().into_bytes()
+        match self.index.app(uid) {
+            Some(app) => app.tag.to_vec(),
+            None => owner::encode(uid, None),
+        }
     }
-}
-
-/// Callers that bypass app rules entirely (root, system uids, shell): the view skips the
-/// policy for them.
-pub fn bypasses(uid: u32) -> bool {
-    uid % 100_000 < 10_000
 }
 
 /// Whether the answer for this path can depend on who asks: the kernel must then not cache
-/// the entry (entry timeout 0), since its caches are shared by all apps.
-pub fn caller_dependent(_target: &Target<'_>) -> bool {
-    false
+/// the entry (entry timeout 0), since its caches are shared by all apps. True for
+/// `Android/data/<x>`, `Android/obb/<x>` and below, dot-names anywhere in the path, and
+/// `under_nomedia`.
+pub fn caller_dependent(target: &Target<'_>) -> bool {
+    rules::caller_dependent(target)
+}
+
+/// Callers that bypass app rules entirely (root, shell, system uids): the view skips the
+/// policy for them.
+pub fn bypasses(uid: u32) -> bool {
+    caller::classify(uid) == CallerClass::Bypass
+}
+
+/// The class of a caller: bypass (root, shell, system), isolated, or app.
+pub fn caller_class(uid: u32) -> CallerClass {
+    caller::classify(uid)
+}
+
+/// The media kind of a file name, by extension (case-insensitive).
+pub fn media_kind(name: &[u8]) -> MediaKind {
+    mime::kind_of(name)
+}
+
+/// Checks a user-supplied relative path (policy file, Java) and returns it normalized; see
+/// [`PolicyError::BadPath`].
+pub fn normalize_path(path: &str) -> Result<String, PolicyError> {
+    path::normalize(path)
 }
 
 /// The live policy: a snapshot swapped atomically on each change, and a generation counter.
 #[derive(Debug, Default)]
 pub struct Policy {
     current: RwLock<Arc<Snapshot>>,
-    generation: std::sync::atomic::AtomicU64,
+    /// Serializes changes, so that snapshots are rebuilt outside the `current` write lock.
+    writer: Mutex<()>,
+    generation: AtomicU64,
 }
 
 impl Policy {
+    /// A policy starting with `table`. Invalid entries are skipped with a warning (use
+    /// [`Table::validate`] to refuse them).
     pub fn new(table: Table) -> Self {
         Policy {
-            current: RwLock::new(Arc::new(Snapshot { table })),
-            generation: Default::default(),
+            current: RwLock::new(Arc::new(Snapshot::new(table))),
+            writer: Mutex::new(()),
+            generation: AtomicU64::new(0),
         }
     }
+
+    /// The current snapshot: a read lock and an `Arc` clone.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// Incremented on every change, after the new snapshot is in place: read it before
+    /// taking a snapshot to tag cached results (or use [`Snapshot::generation`]).
     pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
+        self.generation.load(Ordering::Acquire)
     }
+
     fn update(&self, f: impl FnOnce(&mut Table)) {
-        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let mut table = cur.table.clone();
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.snapshot().table.clone();
         f(&mut table);
-        *cur = Arc::new(Snapshot { table });
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        let next = Arc::new(Snapshot::with_generation(table, generation));
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
+        self.generation.store(generation, Ordering::Release);
     }
+
+    /// Adds or replaces the entry for `app.uid`. Refuses uids of 2^31 and above
+    /// ([`PolicyError::BadUid`]) and empty or malformed package names
+    /// ([`PolicyError::BadPackage`]).
     pub fn set_app(&self, app: App) -> Result<(), PolicyError> {
+        table::check_app(&app)?;
         self.update(|t| {
             t.apps.retain(|a| a.uid != app.uid);
             t.apps.push(app)
         });
         Ok(())
     }
+
     pub fn remove_app(&self, uid: u32) {
         self.update(|t| t.apps.retain(|a| a.uid != uid));
     }
+
+    /// Gives `uid` `access` to one file, replacing any grant it had on that path (compared
+    /// case-insensitively). The path is normalized; bad paths are refused.
     pub fn grant(&self, uid: u32, path: &str, access: Access) -> Result<(), PolicyError> {
-        let path = path.to_string();
-        self.update(|t| t.grants.push((uid, path, access)));
+        table::check_uid(i64::from(uid))?;
+        let path = path::normalize(path)?;
+        self.update(|t| {
+            t.grants.retain(|g| !same_grant(g, uid, &path));
+            t.grants.push((uid, path, access))
+        });
         Ok(())
     }
+
+    /// Removes `uid`'s grant on the path (compared case-insensitively), if any.
     pub fn revoke(&self, uid: u32, path: &str) -> Result<(), PolicyError> {
-        self.update(|t| t.grants.retain(|g| !(g.0 == uid && g.1 == path)));
+        table::check_uid(i64::from(uid))?;
+        let path = path::normalize(path)?;
+        self.update(|t| t.grants.retain(|g| !same_grant(g, uid, &path)));
         Ok(())
     }
+
+    /// Replaces the whole table. Invalid entries are skipped with a warning; see
+    /// [`Policy::try_replace`].
     pub fn replace(&self, table: Table) {
         self.update(|t| *t = table);
     }
+
+    /// Replaces the whole table if [`Table::validate`] accepts it.
+    pub fn try_replace(&self, table: Table) -> Result<(), PolicyError> {
+        table.validate()?;
+        self.replace(table);
+        Ok(())
+    }
 }
 
-/// Parses a policy file (TOML). Errors carry the line number.
-pub fn parse_config(_text: &str) -> Result<Table, PolicyError> {
-    Ok(Table::default())
+/// Whether a table grant is `uid`'s on `path` (paths compared case-insensitively).
+fn same_grant(grant: &(u32, String, Access), uid: u32, path: &str) -> bool {
+    grant.0 == uid && path::fold_eq(grant.1.as_bytes(), path.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_updates() {
+        let policy = Policy::default();
+        assert_eq!(policy.generation(), 0);
+        let camera = App {
+            uid: 10057,
+            packages: vec!["com.example.camera".into()],
+            permissions: Permissions::from_bits(Permissions::READ_IMAGES).unwrap(),
+        };
+        policy.set_app(camera.clone()).unwrap();
+        assert_eq!(policy.generation(), 1);
+        let snap = policy.snapshot();
+        assert_eq!(snap.generation(), 1);
+        assert_eq!(snap.table().apps, vec![camera.clone()]);
+        assert_eq!(snap.owner_tag(10057), b"10057:com.example.camera");
+        assert_eq!(snap.owner_tag(10058), b"10058");
+        assert_eq!(snap.owner_tag(0), b"0");
+
+        let bad_uid = App {
+            uid: 1 << 31,
+            ..camera.clone()
+        };
+        assert_eq!(policy.set_app(bad_uid), Err(PolicyError::BadUid(1 << 31)));
+        let bad_pkg = App {
+            packages: vec!["".into()],
+            ..camera.clone()
+        };
+        assert_eq!(
+            policy.set_app(bad_pkg),
+            Err(PolicyError::BadPackage("".into()))
+        );
+        assert_eq!(policy.generation(), 1);
+
+        let replaced = App {
+            packages: vec!["com.example.camera2".into()],
+            ..camera
+        };
+        policy.set_app(replaced.clone()).unwrap();
+        assert_eq!(policy.snapshot().table().apps, vec![replaced]);
+
+        let file = Target {
+            path: b"Download/doc.pdf",
+            is_dir: false,
+            owner: None,
+            under_nomedia: false,
+        };
+        let read = |p: &Policy| p.snapshot().decide(10057, Op::Read, &file);
+        assert_eq!(read(&policy), Decision::Deny(libc::EACCES));
+        policy
+            .grant(10057, "download/DOC.pdf", Access::Read)
+            .unwrap();
+        assert_eq!(read(&policy), Decision::Allow);
+        let write = |p: &Policy| p.snapshot().decide(10057, Op::Write, &file);
+        assert_eq!(write(&policy), Decision::Deny(libc::EACCES));
+        policy
+            .grant(10057, "Download/doc.pdf", Access::Write)
+            .unwrap();
+        assert_eq!(write(&policy), Decision::Allow);
+        assert_eq!(policy.snapshot().table().grants.len(), 1);
+        assert_eq!(
+            policy.grant(10057, "/Download/doc.pdf", Access::Read),
+            Err(PolicyError::BadPath("/Download/doc.pdf".into()))
+        );
+        assert_eq!(
+            policy.grant(u32::MAX, "Download/doc.pdf", Access::Read),
+            Err(PolicyError::BadUid(u32::MAX.into()))
+        );
+        assert_eq!(
+            policy.revoke(10057, "Download/../doc.pdf"),
+            Err(PolicyError::BadPath("Download/../doc.pdf".into()))
+        );
+        let before = policy.generation();
+        policy.revoke(10057, "DOWNLOAD/doc.PDF").unwrap();
+        assert_eq!(policy.generation(), before + 1);
+        assert_eq!(read(&policy), Decision::Deny(libc::EACCES));
+        assert!(policy.snapshot().table().grants.is_empty());
+
+        policy.remove_app(10057);
+        assert!(policy.snapshot().table().apps.is_empty());
+        assert_eq!(policy.snapshot().owner_tag(10057), b"10057");
+
+        let bad = Table {
+            grants: vec![(10057, "a//b".into(), Access::Read)],
+            ..Table::default()
+        };
+        assert_eq!(
+            policy.try_replace(bad.clone()),
+            Err(PolicyError::BadPath("a//b".into()))
+        );
+        let before = policy.generation();
+        policy.replace(bad);
+        assert_eq!(policy.generation(), before + 1);
+        assert_eq!(policy.snapshot().index.grant(10057, b"a//b"), None);
+    }
+
+    #[test]
+    fn old_snapshots_stay_valid() {
+        let policy = Policy::new(Table::default());
+        let old = policy.snapshot();
+        policy.grant(10057, "Download/x.pdf", Access::Read).unwrap();
+        assert!(old.table().grants.is_empty());
+        assert_eq!(old.generation(), 0);
+        assert_eq!(policy.snapshot().table().grants.len(), 1);
+    }
+
+    #[test]
+    fn concurrent_readers_and_writers() {
+        let policy = Arc::new(Policy::default());
+        let writers: Vec<_> = (0..4u32)
+            .map(|i| {
+                let policy = policy.clone();
+                std::thread::spawn(move || {
+                    for n in 0..50u32 {
+                        let path = format!("Download/{i}-{n}.pdf");
+                        policy.grant(10_000 + i, &path, Access::Read).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let reader = {
+            let policy = policy.clone();
+            std::thread::spawn(move || {
+                let mut last = 0;
+                for _ in 0..1000 {
+                    let snap = policy.snapshot();
+                    assert!(snap.generation() >= last);
+                    last = snap.generation();
+                }
+            })
+        };
+        for w in writers {
+            w.join().unwrap();
+        }
+        reader.join().unwrap();
+        assert_eq!(policy.generation(), 200);
+        assert_eq!(policy.snapshot().generation(), 200);
+        assert_eq!(policy.snapshot().table().grants.len(), 200);
+    }
 }
