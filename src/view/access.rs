@@ -128,10 +128,7 @@ impl StorageView {
         if snapshot.listed(uid, &facts.target()) {
             return true;
         }
-        // Only a file the caller might own is worth reading the owner xattr for.
-        if is_dir {
-            return false;
-        }
+        // Only now is the owner worth reading: hidden things are visible to their owner.
         facts.owner = read_owner_at(dir, name);
         facts.owner.is_some() && snapshot.listed(uid, &facts.target())
     }
@@ -177,7 +174,7 @@ impl StorageView {
                     .with(id, |n| (n.parent, n.is_dir()))
                     .ok_or(libc::ENOENT)?;
                 let path = self.path_of(id)?;
-                let owner = if is_dir { None } else { self.owner_of(id) };
+                let owner = self.owner_of(id);
                 let under_nomedia = id != ROOT_ID && self.under_nomedia(parent);
                 let holds_nomedia = is_dir && self.dir_has_nomedia(id);
                 Ok(Facts {
@@ -240,7 +237,7 @@ impl StorageView {
         Ok(path)
     }
 
-    /// The owner tag of a regular file node, read from its xattr once and then cached.
+    /// The owner tag of a file or directory node, read from its xattr once and then cached.
     fn owner_of(&self, id: u64) -> Option<Box<[u8]>> {
         let (fact, handle, kind) = self
             .nodes
@@ -250,7 +247,7 @@ impl StorageView {
             OwnerFact::None => return None,
             OwnerFact::Unknown => {}
         }
-        let tag = if kind == libc::S_IFREG {
+        let tag = if kind == libc::S_IFREG || kind == libc::S_IFDIR {
             self.lower
                 .open_handle(&handle, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)
                 .ok()
@@ -346,11 +343,12 @@ fn read_owner(fd: BorrowedFd<'_>) -> Option<Box<[u8]>> {
 }
 
 /// The owner tag of `name` in `dir`, without following symlinks or opening anything but a
-/// regular file (opening a device could have side effects, a fifo could block).
+/// regular file or directory (opening a device could have side effects, a fifo could block).
 fn read_owner_at(dir: BorrowedFd<'_>, name: &[u8]) -> Option<Box<[u8]>> {
     let cname = lower::cname(name).ok()?;
     let st = lower::stat_at(dir, &cname).ok()?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFREG && kind != libc::S_IFDIR {
         return None;
     }
     let fd = lower::open_at(

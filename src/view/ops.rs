@@ -116,7 +116,9 @@ impl StorageView {
         if !policy::bypasses(uid) {
             let snapshot = self.policy.snapshot();
             let mut decision = snapshot.decide(uid, Op::Lookup, &facts.target());
-            if matches!(decision, Decision::Deny(_)) && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            if matches!(decision, Decision::Deny(_))
+                && matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR)
+            {
                 // Hidden files are visible to their owner: only now is the owner worth reading.
                 let mut with_owner = facts;
                 with_owner.owner = self.read_owner_at(dir, name);
@@ -151,7 +153,8 @@ impl StorageView {
     ) -> Result<(libc::stat, Option<Box<[u8]>>)> {
         let cname = io(lower::cname(name))?;
         let st = io(lower::stat_at(dir, &cname))?;
-        let owner = if !policy::bypasses(uid) && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+        let kind = st.st_mode & libc::S_IFMT;
+        let owner = if !policy::bypasses(uid) && (kind == libc::S_IFREG || kind == libc::S_IFDIR) {
             self.read_owner_at(dir, name)
         } else {
             None
@@ -649,8 +652,15 @@ impl Filesystem for StorageView {
         io(cvt(unsafe {
             libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), mode & 0o7777)
         }))?;
-        let fd = io(lower::open_at(dir.as_fd(), &cname, libc::O_PATH, 0))?;
+        let fd = io(lower::open_at(
+            dir.as_fd(),
+            &cname,
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        ))?;
         self.fix_mode(fd.as_fd(), mode)?;
+        // Directories carry their creator too: an app's own hidden directory stays visible to it.
+        self.record_creator(ctx.uid, fd.as_fd());
         let parent_facts = self.dir_facts(parent)?;
         self.lookup_in(0, parent, dir.as_fd(), name, &parent_facts)
     }
@@ -675,11 +685,11 @@ impl Filesystem for StorageView {
     fn rmdir(&self, ctx: &Ctx, parent: u64, name: Name<'_>) -> Result<()> {
         let name = name.as_bytes();
         let dir = self.open_node(parent, libc::O_PATH)?;
-        let (st, _) = self.existing_child(ctx.uid, parent, dir.as_fd(), name)?;
+        let (st, owner) = self.existing_child(ctx.uid, parent, dir.as_fd(), name)?;
         if !is_dir_mode(st.st_mode) {
             return Err(libc::ENOTDIR);
         }
-        self.check_child(ctx.uid, Op::Delete, parent, name, true, None)?;
+        self.check_child(ctx.uid, Op::Delete, parent, name, true, owner.as_deref())?;
         let cname = io(lower::cname(name))?;
         // SAFETY: cname is NUL-terminated and lives across the call.
         io(cvt(unsafe {
