@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod fuse;
+pub mod jni;
 pub mod logging;
 pub mod policy;
 pub mod view;

@@ -1,0 +1,286 @@
+package dev.fusegate;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.util.Arrays;
+import java.util.Collections;
+
+/**
+ * One running fusegate daemon: Android-style scoped storage over a plain directory, served
+ * through FUSE inside this process by native code ({@code libfusegate.so}).
+ *
+ * <p>The policy service pushes the app table ({@link #setApp}) and per-file grants
+ * ({@link #grant}); every later access through the mount is decided by native code from what
+ * was pushed (no call back into Java on the request path). Every method may be called from any
+ * thread while requests are being served. Bad input throws {@link IllegalArgumentException};
+ * any use after {@link #close()} throws {@link IllegalStateException}.
+ */
+public final class FuseGate implements AutoCloseable {
+    static {
+        System.loadLibrary("fusegate");
+    }
+
+    /** Permission bits for {@link #setApp}. */
+    public static final int READ_IMAGES = 1, READ_VIDEO = 2, READ_AUDIO = 4,
+            ACCESS_MEDIA_LOCATION = 8, WRITE_MEDIA = 16, MANAGE_EXTERNAL_STORAGE = 32,
+            LEGACY_STORAGE = 64;
+    /** Every known permission bit. */
+    public static final int ALL_PERMISSIONS = 127;
+
+    /** Access for {@link #grant}; a write grant includes reading. */
+    public static final int ACCESS_READ = 1, ACCESS_WRITE = 2;
+
+    /** Key of the native instance; never a pointer. */
+    private final long handle;
+    private final boolean mounted;
+    private volatile boolean closed;
+
+    private FuseGate(long handle, boolean mounted) {
+        this.handle = handle;
+        this.mounted = mounted;
+    }
+
+    /**
+     * Mounts a new view of {@code lowerRoot} on {@code mountPoint} (both absolute directory
+     * paths) and starts serving it. Needs root (or CAP_SYS_ADMIN) and /dev/fuse.
+     *
+     * @throws IOException the mount failed; the message carries the system's reason
+     */
+    public static FuseGate mount(String mountPoint, String lowerRoot, Options options)
+            throws IOException {
+        checkAbsolute(mountPoint, "mountPoint");
+        checkAbsolute(lowerRoot, "lowerRoot");
+        checkOptions(options);
+        long h = nativeMount(mountPoint, lowerRoot, options.getThreads(), options.isPassthrough(),
+                options.getCacheTimeoutMillis());
+        return new FuseGate(h, true);
+    }
+
+    /**
+     * Serves a FUSE session that is already mounted (e.g. by vold), on its /dev/fuse fd.
+     * On success the fd belongs to this object (it is closed by {@link #close()}; do not use or
+     * close it yourself); if this throws, the caller still owns it, untouched. Unmounting stays
+     * the caller's job.
+     *
+     * @throws IllegalArgumentException the fd is not an open /dev/fuse descriptor
+     * @throws IOException the daemon could not start (e.g. {@code lowerRoot} is not usable)
+     */
+    public static FuseGate attach(int fuseFd, String lowerRoot, Options options)
+            throws IOException {
+        if (fuseFd < 0) {
+            throw new IllegalArgumentException(
+                    "fuseFd " + fuseFd + " is not a file descriptor (negative)");
+        }
+        checkAbsolute(lowerRoot, "lowerRoot");
+        checkOptions(options);
+        long h = nativeAttach(fuseFd, lowerRoot, options.getThreads(), options.isPassthrough(),
+                options.getCacheTimeoutMillis());
+        return new FuseGate(h, false);
+    }
+
+    /**
+     * Adds or replaces the app entry of {@code uid}: its package names (a shared uid has
+     * several) and permission bits ({@link #READ_IMAGES} ...). Takes effect for the next
+     * access.
+     */
+    public void setApp(int uid, String[] packages, int permissions) {
+        checkUid(uid);
+        if (packages == null) {
+            throw new IllegalArgumentException("packages is null");
+        }
+        String[] copy = packages.clone();
+        for (int i = 0; i < copy.length; i++) {
+            if (copy[i] == null) {
+                throw new IllegalArgumentException("packages[" + i + "] is null");
+            }
+            if (copy[i].isEmpty()) {
+                throw new IllegalArgumentException("packages[" + i + "] is empty");
+            }
+        }
+        if ((permissions & ~ALL_PERMISSIONS) != 0) {
+            throw new IllegalArgumentException("unknown permission bits 0x"
+                    + Integer.toHexString(permissions & ~ALL_PERMISSIONS));
+        }
+        ensureOpen();
+        nativeSetApp(handle, uid, copy, permissions);
+    }
+
+    /** Removes the app entry of {@code uid}: it keeps access to its own files only. */
+    public void removeApp(int uid) {
+        checkUid(uid);
+        ensureOpen();
+        nativeRemoveApp(handle, uid);
+    }
+
+    /**
+     * Gives {@code uid} access to one file, {@code path} relative to the storage root (e.g.
+     * {@code Download/report.pdf}), replacing the grant it had there.
+     *
+     * @param access {@link #ACCESS_READ} or {@link #ACCESS_WRITE} (which includes reading)
+     */
+    public void grant(int uid, String path, int access) {
+        checkUid(uid);
+        checkRelative(path);
+        if (access != ACCESS_READ && access != ACCESS_WRITE && access != (ACCESS_READ | ACCESS_WRITE)) {
+            throw new IllegalArgumentException(
+                    "unknown access " + access + ": use ACCESS_READ (1) or ACCESS_WRITE (2)");
+        }
+        ensureOpen();
+        nativeGrant(handle, uid, path, access);
+    }
+
+    /** Removes {@code uid}'s grant on {@code path}, if any. Takes effect for the next access. */
+    public void revoke(int uid, String path) {
+        checkUid(uid);
+        checkRelative(path);
+        ensureOpen();
+        nativeRevoke(handle, uid, path);
+    }
+
+    /** Drops what the kernel cached about {@code path} (relative to the storage root). */
+    public void invalidate(String path) {
+        checkRelative(path);
+        ensureOpen();
+        nativeInvalidate(handle, path);
+    }
+
+    /** Whether opens are answered with kernel passthrough (decided when the kernel connected). */
+    public boolean passthroughActive() {
+        ensureOpen();
+        return nativePassthroughActive(handle);
+    }
+
+    /** False once the session ended: closed, or unmounted from outside. */
+    public boolean isRunning() {
+        return !closed && nativeIsRunning(handle);
+    }
+
+    /** A snapshot of the counters. */
+    public Stats stats() {
+        ensureOpen();
+        return nativeStats(handle);
+    }
+
+    /**
+     * Sets the listener that hears denied accesses, in batches, on a dispatcher thread of this
+     * instance (started here, ended when the listener is removed or on close). Replaces the
+     * previous listener; {@code null} removes it. Once this returns with {@code null} (or
+     * {@link #close()} returns), the listener is not called again.
+     */
+    public void setDenialListener(DenialListener listener) {
+        ensureOpen();
+        nativeSetDenialListener(handle, listener);
+    }
+
+    /**
+     * Stops serving and, if {@link #mount} mounted it, unmounts (lazily when files are still
+     * open: their reads and writes go on working, new opens fail). Waits for calls in progress
+     * on other threads and for a listener call in progress; may be called from the listener.
+     * Idempotent.
+     */
+    @Override
+    public void close() {
+        closed = true;
+        // The native side serializes: a concurrent close() waits for the first one (except
+        // inside the listener, where waiting could deadlock), a later one does nothing.
+        nativeClose(handle);
+    }
+
+    @Override
+    public String toString() {
+        return "FuseGate{" + handle + (mounted ? ", mounted" : ", attached")
+                + (closed ? ", closed" : "") + "}";
+    }
+
+    // ---- checks (cheap ones here; the native side checks everything again) --------------
+
+    private void ensureOpen() {
+        if (closed) {
+            throw new IllegalStateException("this FuseGate is closed");
+        }
+    }
+
+    private static void checkUid(int uid) {
+        if (uid < 0) {
+            throw new IllegalArgumentException("invalid uid " + uid + ": negative");
+        }
+    }
+
+    private static void checkOptions(Options options) {
+        if (options == null) {
+            throw new IllegalArgumentException("options is null: use Options.defaults()");
+        }
+    }
+
+    private static void checkString(String s, String what) {
+        if (s == null) {
+            throw new IllegalArgumentException(what + " is null");
+        }
+        if (s.isEmpty()) {
+            throw new IllegalArgumentException(what + " is empty");
+        }
+        if (s.indexOf('\0') >= 0) {
+            throw new IllegalArgumentException(what + " contains a NUL character");
+        }
+    }
+
+    private static void checkAbsolute(String path, String what) {
+        checkString(path, what);
+        if (!path.startsWith("/")) {
+            throw new IllegalArgumentException(what + " \"" + path + "\" must be an absolute path");
+        }
+    }
+
+    /** Relative to the storage root: no leading '/', no empty, "." or ".." components. */
+    private static void checkRelative(String path) {
+        checkString(path, "path");
+        if (path.startsWith("/")) {
+            throw new IllegalArgumentException("invalid path \"" + path
+                    + "\": must be relative to the storage root, not absolute");
+        }
+        for (String component : path.split("/", -1)) {
+            if (component.isEmpty() || component.equals(".") || component.equals("..")) {
+                throw new IllegalArgumentException("invalid path \"" + path
+                        + "\": must be relative, without '..', '.' or empty components");
+            }
+        }
+    }
+
+    // ---- native side ------------------------------------------------------------------------
+
+    /** Called by the dispatcher thread; returns what the listener threw, or null. */
+    static String deliver(DenialListener listener, Denial[] batch) {
+        try {
+            listener.onDenials(Collections.unmodifiableList(Arrays.asList(batch)));
+            return null;
+        } catch (Throwable t) {
+            StringWriter w = new StringWriter();
+            t.printStackTrace(new PrintWriter(w));
+            return w.toString();
+        }
+    }
+
+    // Package-private so that tests can prove the native side checks input on its own.
+    static native long nativeMount(String mountPoint, String lowerRoot, int threads,
+            boolean passthrough, long cacheTimeoutMillis) throws IOException;
+    static native long nativeAttach(int fuseFd, String lowerRoot, int threads,
+            boolean passthrough, long cacheTimeoutMillis) throws IOException;
+    static native void nativeClose(long handle);
+    static native void nativeSetApp(long handle, int uid, String[] packages, int permissions);
+    static native void nativeRemoveApp(long handle, int uid);
+    static native void nativeGrant(long handle, int uid, String path, int access);
+    static native void nativeRevoke(long handle, int uid, String path);
+    static native void nativeInvalidate(long handle, String path);
+    static native boolean nativePassthroughActive(long handle);
+    static native boolean nativeIsRunning(long handle);
+    static native Stats nativeStats(long handle);
+    static native void nativeSetDenialListener(long handle, DenialListener listener);
+    /** Test hook: panics inside native code, which must surface as IllegalStateException. */
+    static native void nativePanicForTesting();
+
+    /** The native handle, for tests in this package. */
+    long handleForTesting() {
+        return handle;
+    }
+}
