@@ -1009,3 +1009,126 @@ pub unsafe extern "system" fn JNI_OnLoad(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn is_illegal_argument(r: Result<impl std::fmt::Debug>, fragment: &str) -> bool {
+        matches!(r, Err(Error::IllegalArgument(m)) if m.contains(fragment))
+    }
+
+    #[test]
+    fn uids_and_options_are_checked() {
+        assert_eq!(uid_arg(0).unwrap(), 0);
+        assert_eq!(uid_arg(10057).unwrap(), 10057);
+        assert!(is_illegal_argument(uid_arg(-1), "negative"));
+        assert!(is_illegal_argument(uid_arg(i32::MIN), "negative"));
+
+        let o = options_arg(3, JNI_FALSE, 1500).unwrap();
+        assert_eq!((o.threads, o.passthrough), (3, false));
+        assert_eq!(o.cache_ttl, Duration::from_millis(1500));
+        assert!(options_arg(1, JNI_TRUE, 0).unwrap().passthrough);
+        assert!(is_illegal_argument(options_arg(0, 1, 0), "threads"));
+        assert!(is_illegal_argument(options_arg(65, 1, 0), "threads"));
+        assert!(is_illegal_argument(options_arg(2, 1, -1), "cache timeout"));
+        assert!(is_illegal_argument(
+            options_arg(2, 1, MAX_CACHE_TIMEOUT_MS + 1),
+            "cache timeout"
+        ));
+    }
+
+    #[test]
+    fn only_open_dev_fuse_fds_are_accepted() {
+        assert!(is_illegal_argument(check_fuse_fd(-1), "negative"));
+        assert!(is_illegal_argument(
+            check_fuse_fd(1 << 30),
+            "not an open file descriptor"
+        ));
+        let null = std::fs::File::open("/dev/null").unwrap();
+        assert!(is_illegal_argument(
+            check_fuse_fd(null.as_raw_fd()),
+            "not a /dev/fuse"
+        ));
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(is_illegal_argument(
+            check_fuse_fd(file.as_raw_fd()),
+            "not a /dev/fuse"
+        ));
+        if let Ok(fuse) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+        {
+            assert!(check_fuse_fd(fuse.as_raw_fd()).is_ok());
+        }
+    }
+
+    #[test]
+    fn errors_map_to_the_documented_exceptions() {
+        let bad_fd = DaemonError::BadFd(std::io::Error::from_raw_os_error(libc::EINVAL));
+        assert!(matches!(Error::from(bad_fd), Error::IllegalArgument(_)));
+        let mount = DaemonError::Mount(MountError::Mount {
+            path: "/mnt".into(),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+            hint: "",
+        });
+        match Error::from(mount) {
+            Error::Io(m) => assert!(m.contains("Operation not permitted"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Error::from(PolicyError::BadPath("/x".into())),
+            Error::IllegalArgument(_)
+        ));
+        assert!(matches!(
+            Error::from(jni::errors::Error::JavaException),
+            Error::Pending
+        ));
+    }
+
+    #[test]
+    fn counters_follow_the_java_order() {
+        let s = crate::Stats {
+            requests: 1,
+            errors: 2,
+            malformed: 3,
+            interrupts: 4,
+            passthrough_opens: 5,
+            userspace_opens: 6,
+            redacted_opens: 7,
+            bytes_read: 8,
+            bytes_written: 9,
+            denials: 10,
+            backing_registered: 11,
+            backing_released: 12,
+            nodes: 13,
+            open_files: 14,
+            ..Default::default()
+        };
+        assert_eq!(counters(&s, 15), std::array::from_fn(|i| i as jlong + 1));
+        let huge = crate::Stats {
+            bytes_read: u64::MAX,
+            ..Default::default()
+        };
+        assert_eq!(counters(&huge, 0)[7], i64::MAX);
+    }
+
+    #[test]
+    fn panic_messages() {
+        let p = catch_unwind(|| panic!("static text")).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "static text");
+        let p = catch_unwind(|| panic!("formatted {}", 7)).unwrap_err();
+        assert_eq!(panic_message(p.as_ref()), "formatted 7");
+    }
+
+    #[test]
+    fn unknown_handles_are_closed() {
+        assert!(matches!(instance(-42), Err(Error::IllegalState(_))));
+        assert!(matches!(
+            with_daemon(i64::MAX, |_| Ok(())),
+            Err(Error::IllegalState(_))
+        ));
+    }
+}
