@@ -62,7 +62,7 @@ fi
 echo "== javac: API (--release 8, as Android and Kotlin 1.3 read it) and tests into $out/"
 rm -rf "$out/classes" "$out/test-classes" "$out/kotlin"
 mkdir -p "$out/classes" "$out/test-classes" "$out/kotlin"
-javac --release 8 -Xlint:all -Werror -d "$out/classes" \
+javac --release 8 -Xlint:all,-options -Werror -d "$out/classes" \
     $(find jni/src/main/java -name '*.java' | sort)
 javac -Xlint:all,-options -Werror -cp "$out/classes" -d "$out/test-classes" \
     $(find jni/src/test/java -name '*.java' | sort)
