@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "cargo test (unit + integration, real FUSE mounts)"
-cargo test --all-targets
+cargo test
 
 if [ -x jni/run-tests.sh ]; then
     step "JNI: Java and Kotlin against libfusegate.so"
