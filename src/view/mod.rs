@@ -2,10 +2,14 @@
 //! access the kernel lets us see, and hands allowed file data to the kernel via passthrough.
 
 mod access;
+mod attrs;
+mod data;
 mod denials;
+mod dirs;
 mod dirstream;
 mod files;
 mod lower;
+mod names;
 mod nodes;
 mod ops;
 mod stats;

@@ -1,0 +1,302 @@
+//! Attributes, permissions checks (ACCESS), extended attributes and statfs.
+
+use super::access::{Subject, OWNER_XATTR};
+use super::data::{kill_suidgid, IoFd};
+use super::lower::{self, cvt, errno, proc_path};
+use super::ops::{io, Result};
+use super::StorageView;
+use crate::fuse::abi;
+use crate::fuse::reply::attr_from_stat;
+use crate::fuse::{AttrReply, Ctx, SetAttr, TimeSpec, XattrReply};
+use crate::policy::Op;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+pub(super) fn timespec(t: Option<TimeSpec>) -> libc::timespec {
+    match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(TimeSpec::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(TimeSpec::At { secs, nanos }) => libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: nanos as _,
+        },
+    }
+}
+
+impl StorageView {
+    /// chmod through /proc so that it works on O_PATH fds.
+    pub(super) fn chmod_fd(&self, fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
+        let p = proc_path(fd.as_raw_fd());
+        // SAFETY: p is a NUL-terminated path that lives across the call.
+        io(cvt(unsafe { libc::chmod(p.as_ptr(), mode & 0o7777) }).map(|_| ()))
+    }
+
+    /// The kernel already applied the caller's umask; undo the daemon's own where it bit.
+    pub(super) fn fix_mode(&self, fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
+        let wanted = mode & 0o7777;
+        if wanted & self.umask != 0 {
+            self.chmod_fd(fd, wanted)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn xattr_path(&self, node: u64) -> Result<(OwnedFd, std::ffi::CString)> {
+        let fd = self.open_node(node, libc::O_PATH)?;
+        let p = proc_path(fd.as_raw_fd());
+        Ok((fd, p))
+    }
+}
+
+pub(super) fn getattr(
+    view: &StorageView,
+    ctx: &Ctx,
+    node: u64,
+    fh: Option<u64>,
+) -> Result<AttrReply> {
+    let caller_dependent = view
+        .nodes
+        .with(node, |n| n.caller_dependent)
+        .ok_or(libc::ENOENT)?;
+    if caller_dependent {
+        view.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
+    }
+    let fd = view.io_fd(node, fh.unwrap_or(0), libc::O_PATH)?;
+    let st = match &fd {
+        IoFd::Own(fd) => io(lower::stat_fd(fd.as_fd()))?,
+        IoFd::Shared(_) => {
+            // SAFETY: raw() is an fd kept open by the Arc we hold.
+            io(lower::stat_fd(unsafe { BorrowedFd::borrow_raw(fd.raw()) }))?
+        }
+    };
+    Ok(AttrReply {
+        attr: attr_from_stat(&st),
+        ttl: view.ttl(caller_dependent),
+    })
+}
+
+pub(super) fn setattr(
+    view: &StorageView,
+    ctx: &Ctx,
+    node: u64,
+    set: &SetAttr,
+) -> Result<AttrReply> {
+    if (set.uid.is_some() || set.gid.is_some()) && ctx.uid != 0 {
+        return Err(libc::EPERM);
+    }
+    view.check(ctx.uid, Op::Write, Subject::Node(node))?;
+    let fd = view.open_node(node, libc::O_PATH)?;
+    if let Some(mode) = set.mode {
+        view.chmod_fd(fd.as_fd(), mode)?;
+    }
+    if set.uid.is_some() || set.gid.is_some() {
+        let uid = set.uid.unwrap_or(u32::MAX);
+        let gid = set.gid.unwrap_or(u32::MAX);
+        // SAFETY: "" with AT_EMPTY_PATH acts on fd itself; -1 leaves an id unchanged.
+        io(cvt(unsafe {
+            libc::fchownat(
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                uid,
+                gid,
+                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            )
+        }))?;
+    }
+    if let Some(size) = set.size {
+        if view.node_kind(node)? == libc::S_IFDIR {
+            return Err(libc::EISDIR);
+        }
+        let wfd = view.io_fd(node, set.fh.unwrap_or(0), libc::O_WRONLY)?;
+        // SAFETY: ftruncate on an fd that is open (kept alive by wfd).
+        io(cvt(unsafe {
+            libc::ftruncate(wfd.raw(), size as libc::off_t)
+        }))?;
+        if set.kill_suidgid {
+            kill_suidgid(wfd.raw())?;
+        }
+    }
+    if set.atime.is_some() || set.mtime.is_some() {
+        let times = [timespec(set.atime), timespec(set.mtime)];
+        // SAFETY: times is an array of two timespecs; "" + AT_EMPTY_PATH targets fd.
+        io(cvt(unsafe {
+            libc::utimensat(
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                times.as_ptr(),
+                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            )
+        }))?;
+    }
+    let st = io(lower::stat_fd(fd.as_fd()))?;
+    let cd = view
+        .nodes
+        .with(node, |n| n.caller_dependent)
+        .unwrap_or(true);
+    Ok(AttrReply {
+        attr: attr_from_stat(&st),
+        ttl: view.ttl(cd),
+    })
+}
+
+// statvfs field widths differ between libc targets.
+#[allow(clippy::unnecessary_cast)]
+pub(super) fn statfs(view: &StorageView, _ctx: &Ctx, _node: u64) -> Result<abi::Kstatfs> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: fstatvfs fills the struct on success; read only then.
+    io(cvt(unsafe {
+        libc::fstatvfs(view.lower_fd_for_root().as_raw_fd(), st.as_mut_ptr())
+    }))?;
+    // SAFETY: fstatvfs succeeded.
+    let st = unsafe { st.assume_init() };
+    Ok(abi::Kstatfs {
+        blocks: st.f_blocks as u64,
+        bfree: st.f_bfree as u64,
+        bavail: st.f_bavail as u64,
+        files: st.f_files as u64,
+        ffree: st.f_ffree as u64,
+        bsize: st.f_bsize as u32,
+        namelen: st.f_namemax as u32,
+        frsize: st.f_frsize as u32,
+        padding: 0,
+        spare: [0; 6],
+    })
+}
+
+pub(super) fn access(view: &StorageView, ctx: &Ctx, node: u64, mask: u32) -> Result<()> {
+    let kind = view.node_kind(node)?;
+    let is_dir = kind == libc::S_IFDIR;
+    let mask = mask as i32;
+    if mask == libc::F_OK {
+        view.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
+    }
+    if mask & libc::R_OK != 0 {
+        view.check(
+            ctx.uid,
+            if is_dir { Op::ListDir } else { Op::Read },
+            Subject::Node(node),
+        )?;
+    }
+    if mask & libc::W_OK != 0 && !is_dir {
+        view.check(ctx.uid, Op::Write, Subject::Node(node))?;
+    }
+    if mask & libc::X_OK != 0 {
+        if is_dir {
+            view.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
+        } else {
+            let fd = view.open_node(node, libc::O_PATH)?;
+            let st = io(lower::stat_fd(fd.as_fd()))?;
+            if st.st_mode & 0o111 == 0 {
+                return Err(libc::EACCES);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn setxattr(
+    view: &StorageView,
+    ctx: &Ctx,
+    node: u64,
+    name: &[u8],
+    value: &[u8],
+    flags: u32,
+) -> Result<()> {
+    if name == OWNER_XATTR && ctx.uid != 0 {
+        return Err(libc::EPERM);
+    }
+    view.check(ctx.uid, Op::Write, Subject::Node(node))?;
+    let (_fd, path) = view.xattr_path(node)?;
+    let cname = io(lower::cname(name))?;
+    // SAFETY: path and name are NUL-terminated; value is read for value.len() bytes.
+    io(cvt(unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags as i32,
+        )
+    }))?;
+    Ok(())
+}
+
+pub(super) fn getxattr(
+    view: &StorageView,
+    ctx: &Ctx,
+    node: u64,
+    name: &[u8],
+    out: &mut [u8],
+) -> Result<XattrReply> {
+    if name == OWNER_XATTR && ctx.uid != 0 {
+        return Err(libc::ENODATA);
+    }
+    view.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
+    let (_fd, path) = view.xattr_path(node)?;
+    let cname = io(lower::cname(name))?;
+    let size = out.len();
+    let ptr = if size == 0 {
+        std::ptr::null_mut()
+    } else {
+        out.as_mut_ptr().cast()
+    };
+    // SAFETY: writes at most size bytes into out (nothing when size is 0 and ptr null).
+    let n = unsafe { libc::getxattr(path.as_ptr(), cname.as_ptr(), ptr, size) };
+    if n < 0 {
+        return Err(errno(&std::io::Error::last_os_error()));
+    }
+    Ok(if size == 0 {
+        XattrReply::Size(n as u32)
+    } else {
+        XattrReply::Data(n as usize)
+    })
+}
+
+pub(super) fn listxattr(
+    view: &StorageView,
+    ctx: &Ctx,
+    node: u64,
+    out: &mut [u8],
+) -> Result<XattrReply> {
+    view.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
+    let (_fd, path) = view.xattr_path(node)?;
+    let mut all = vec![0u8; 64 * 1024];
+    // SAFETY: writes at most all.len() bytes into all.
+    let n = unsafe { libc::listxattr(path.as_ptr(), all.as_mut_ptr().cast(), all.len()) };
+    if n < 0 {
+        return Err(errno(&std::io::Error::last_os_error()));
+    }
+    // Our bookkeeping xattr is not the apps' business.
+    let mut shown = Vec::with_capacity(n as usize);
+    for item in all[..n as usize].split_inclusive(|&b| b == 0) {
+        if ctx.uid == 0 || item.strip_suffix(b"\0").unwrap_or(item) != OWNER_XATTR {
+            shown.extend_from_slice(item);
+        }
+    }
+    if out.is_empty() {
+        return Ok(XattrReply::Size(shown.len() as u32));
+    }
+    if shown.len() > out.len() {
+        return Err(libc::ERANGE);
+    }
+    out[..shown.len()].copy_from_slice(&shown);
+    Ok(XattrReply::Data(shown.len()))
+}
+
+pub(super) fn removexattr(view: &StorageView, ctx: &Ctx, node: u64, name: &[u8]) -> Result<()> {
+    if name == OWNER_XATTR && ctx.uid != 0 {
+        return Err(libc::EPERM);
+    }
+    view.check(ctx.uid, Op::Write, Subject::Node(node))?;
+    let (_fd, path) = view.xattr_path(node)?;
+    let cname = io(lower::cname(name))?;
+    // SAFETY: both strings are NUL-terminated.
+    io(cvt(unsafe {
+        libc::removexattr(path.as_ptr(), cname.as_ptr())
+    }))?;
+    Ok(())
+}
