@@ -3,7 +3,7 @@
 //!
 //! * Natives are bound with `RegisterNatives` in `JNI_OnLoad`, which also caches every class
 //!   and method id used later (a thread attached from Rust could not find app classes).
-//! * Java never holds a pointer: it holds an id into [`REGISTRY`]. `close()` removes the id,
+//! * Java never holds a pointer: it holds an id into a registry. `close()` removes the id,
 //!   so a closed handle is an `IllegalStateException`, never a dangling pointer, and a second
 //!   `close()` finds nothing to do.
 //! * Every native body runs under `catch_unwind`: bad input and failures become Java

@@ -14,7 +14,9 @@ import java.util.Collections;
  * ({@link #grant}); every later access through the mount is decided by native code from what
  * was pushed (no call back into Java on the request path). Every method may be called from any
  * thread while requests are being served. Bad input throws {@link IllegalArgumentException};
- * any use after {@link #close()} throws {@link IllegalStateException}.
+ * any use after {@link #close()} throws {@link IllegalStateException}. The garbage collector
+ * never closes an instance (a mount must not vanish with a lost reference): call
+ * {@link #close()}, e.g. with try-with-resources or Kotlin's {@code use}.
  */
 public final class FuseGate implements AutoCloseable {
     static {
