@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
 # Every test, as root: Rust unit tests and integration tests that mount real FUSE, the Java/Kotlin
 # tests of the JNI surface in a real JVM, the suite on an arm64 emulator through adb, and the
-# benchmark in quick mode (checks it runs; asserts no speed).
-set -euo pipefail
+# benchmark in quick mode (checks that it runs; asserts no speed). Every suite runs even when an
+# earlier one failed; the exit status is non-zero if any failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n=== %s ===\n' "$*"; }
+failed=()
+suite() {
+    local name=$1
+    shift
+    printf '\n=== %s ===\n' "$name"
+    if ! "$@"; then
+        failed+=("$name")
+        printf '=== %s: FAILED ===\n' "$name"
+    fi
+}
 
-step "cargo test (unit + integration, real FUSE mounts)"
-cargo test
+suite "Rust: unit and integration tests (real FUSE mounts)" cargo test
+suite "JNI: Java and Kotlin against libfusegate.so" jni/run-tests.sh
+suite "arm64 emulator through adb" android/emulator/test-arm64.sh
+suite "benchmark, quick mode" bench/run.sh --quick
 
-if [ -x jni/run-tests.sh ]; then
-    step "JNI: Java and Kotlin against libfusegate.so"
-    jni/run-tests.sh
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+    printf 'FAILED suites: %s\n' "${failed[*]}"
+    exit 1
 fi
-if [ -x android/emulator/test-arm64.sh ]; then
-    step "arm64 emulator through adb"
-    android/emulator/test-arm64.sh
-fi
-if [ -x bench/run.sh ]; then
-    step "benchmark, quick mode"
-    bench/run.sh --quick
-fi
+echo "all suites passed"
