@@ -1,0 +1,272 @@
+//! Denials reach a `DenialListener` in batches from one dispatcher thread per instance,
+//! attached to the JVM only while a listener is set, off the request path.
+
+use super::class_cache::{cache, Cache};
+use super::errors::{Error, Result};
+use super::registry::{instance, lock, Instance};
+use crate::view::{Denial, StorageView};
+use jni::objects::{GlobalRef, JObject, JString, JValueOwned};
+use jni::signature::ReturnType;
+use jni::sys::{jint, jlong, jvalue};
+use jni::{JNIEnv, JavaVM};
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Longest wait of the dispatcher for denials before it looks at its stop flag again.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(200);
+/// Longest wait for a new dispatcher thread to attach to the JVM.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// On a dispatcher thread: the id of the instance it delivers for (else 0).
+    pub(super) static DISPATCHING_FOR: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// The listener thread of one instance.
+pub(super) struct Dispatcher {
+    shared: Arc<DispatchShared>,
+    thread: JoinHandle<()>,
+}
+
+struct DispatchShared {
+    listener: Mutex<GlobalRef>,
+    stop: AtomicBool,
+}
+
+impl Instance {
+    /// Stops the dispatcher, if any: after this returns the listener is not called again
+    /// (unless this runs on the dispatcher thread itself, inside the listener, which is then
+    /// called no more once it returns).
+    pub(super) fn stop_listener(&self, view: Option<&StorageView>) {
+        let old = {
+            let mut slot = lock(&self.listener);
+            let old = slot.take();
+            if let Some(d) = &old {
+                d.shared.stop.store(true, Ordering::Release);
+                if let Some(view) = view {
+                    view.denials.set_listening(false);
+                }
+            }
+            old
+        };
+        // Joined without holding the lock: the listener may itself call setDenialListener.
+        if let Some(d) = old {
+            if d.thread.thread().id() != std::thread::current().id() {
+                let _ = d.thread.join();
+            }
+        }
+    }
+}
+
+/// `setDenialListener`: a null `listener` stops the dispatcher of handle `id`; another one
+/// replaces the listener of a running dispatcher, or starts one.
+pub(super) fn set_denial_listener(
+    env: &mut JNIEnv<'_>,
+    id: jlong,
+    listener: &JObject<'_>,
+) -> Result<()> {
+    let inst = instance(id)?;
+    let closed = || Error::IllegalState("this FuseGate is closed".into());
+    if listener.is_null() {
+        let view = {
+            let guard = inst.daemon.read().unwrap_or_else(|e| e.into_inner());
+            guard.as_ref().ok_or_else(closed)?.view().clone()
+        };
+        // Joins the dispatcher: with no lock held.
+        inst.stop_listener(Some(&view));
+        return Ok(());
+    }
+    let listener = env.new_global_ref(listener)?;
+    // Held while starting the dispatcher, so that `close` cannot miss it.
+    let guard = inst.daemon.read().unwrap_or_else(|e| e.into_inner());
+    let view = guard.as_ref().ok_or_else(closed)?.view().clone();
+    let mut slot = lock(&inst.listener);
+    if let Some(d) = slot.as_ref() {
+        *lock(&d.shared.listener) = listener;
+        return Ok(());
+    }
+    let shared = Arc::new(DispatchShared {
+        listener: Mutex::new(listener),
+        stop: AtomicBool::new(false),
+    });
+    view.denials.set_listening(true);
+    let thread_shared = shared.clone();
+    let thread_view = view.clone();
+    let name = format!("fusegate-denials-{id}");
+    let jvm_name = CString::new(name.clone()).unwrap_or_default();
+    let (attached_tx, attached_rx) = std::sync::mpsc::sync_channel(1);
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || dispatch(thread_view, thread_shared, jvm_name, id, attached_tx))
+        .map_err(|e| {
+            view.denials.set_listening(false);
+            Error::IllegalState(format!("starting the denial listener thread: {e}"))
+        })?;
+    // Return once the dispatcher is attached (so it is a visible Java thread), or failed.
+    let attached = attached_rx
+        .recv_timeout(ATTACH_TIMEOUT)
+        .unwrap_or_else(|e| Err(format!("no answer from the dispatcher thread: {e}")));
+    if let Err(why) = attached {
+        shared.stop.store(true, Ordering::Release);
+        view.denials.set_listening(false);
+        return Err(Error::IllegalState(format!(
+            "the denial listener thread could not attach to the JVM: {why}"
+        )));
+    }
+    *slot = Some(Dispatcher { shared, thread });
+    Ok(())
+}
+
+/// The dispatcher thread: attached to the JVM as a named daemon thread (it never keeps the VM
+/// alive) for as long as it runs, it drains the denial queue with a timeout and hands each
+/// batch to the listener until told to stop; then it detaches.
+fn dispatch(
+    view: Arc<StorageView>,
+    shared: Arc<DispatchShared>,
+    name: CString,
+    id: jlong,
+    attached: SyncSender<std::result::Result<(), String>>,
+) {
+    let c = match cache() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = attached.send(Err(format!("{e:?}")));
+            return;
+        }
+    };
+    if let Err(e) = attach_as_daemon(&c.vm, &name) {
+        let _ = attached.send(Err(format!("{e:?}")));
+        return;
+    }
+    let _ = attached.send(Ok(()));
+    DISPATCHING_FOR.set(id);
+    match c.vm.get_env() {
+        Ok(mut env) => {
+            while !shared.stop.load(Ordering::Acquire) {
+                let batch = view.denials.drain(DRAIN_TIMEOUT);
+                if batch.is_empty() || shared.stop.load(Ordering::Acquire) {
+                    continue;
+                }
+                let listener = lock(&shared.listener).clone();
+                if let Err(e) = deliver(&mut env, c, &listener, &batch) {
+                    log::warn!("delivering {} denials: {e:?}", batch.len());
+                }
+            }
+        }
+        Err(e) => log::error!("no JNIEnv on the attached dispatcher: {e}"),
+    }
+    drop(shared);
+    detach(&c.vm);
+}
+
+/// `AttachCurrentThreadAsDaemon` with a thread name (the jni crate attaches unnamed).
+fn attach_as_daemon(vm: &JavaVM, name: &CStr) -> Result<()> {
+    let raw = vm.get_java_vm_pointer();
+    let mut args = jni::sys::JavaVMAttachArgs {
+        version: jni::sys::JNI_VERSION_1_6,
+        name: name.as_ptr() as *mut c_char,
+        group: std::ptr::null_mut(),
+    };
+    let mut env: *mut c_void = std::ptr::null_mut();
+    // SAFETY: `raw` is the process's JavaVM, whose invoke interface table lives as long as the
+    // VM; `env` and `args` (with a NUL-terminated name) outlive the call.
+    let rc = unsafe {
+        let attach = (**raw)
+            .AttachCurrentThreadAsDaemon
+            .ok_or_else(|| Error::IllegalState("JVM without AttachCurrentThreadAsDaemon".into()))?;
+        attach(
+            raw,
+            &mut env,
+            (&mut args as *mut jni::sys::JavaVMAttachArgs).cast(),
+        )
+    };
+    if rc == jni::sys::JNI_OK {
+        Ok(())
+    } else {
+        Err(Error::IllegalState(format!(
+            "AttachCurrentThreadAsDaemon: {rc}"
+        )))
+    }
+}
+
+/// `DetachCurrentThread`, the counterpart of [`attach_as_daemon`].
+fn detach(vm: &JavaVM) {
+    let raw = vm.get_java_vm_pointer();
+    // SAFETY: called at the end of the thread that `attach_as_daemon` attached, after its
+    // JNIEnv and every local reference it made went out of scope.
+    let rc = unsafe {
+        match (**raw).DetachCurrentThread {
+            Some(detach) => detach(raw),
+            None => jni::sys::JNI_ERR,
+        }
+    };
+    if rc != jni::sys::JNI_OK {
+        log::warn!("DetachCurrentThread: {rc}");
+    }
+}
+
+fn deliver(env: &mut JNIEnv<'_>, c: &Cache, listener: &GlobalRef, batch: &[Denial]) -> Result<()> {
+    let outcome = env.with_local_frame(8, |env| -> Result<Option<String>> {
+        let array = env.new_object_array(batch.len() as jint, &c.denial, JObject::null())?;
+        for (i, d) in batch.iter().enumerate() {
+            let operation = env.new_string(d.operation)?;
+            let path = env.new_string(&d.path)?;
+            let args = [
+                jvalue {
+                    i: d.uid.min(i32::MAX as u32) as jint,
+                },
+                jvalue {
+                    l: operation.as_raw(),
+                },
+                jvalue { l: path.as_raw() },
+                jvalue { i: d.errno },
+            ];
+            // SAFETY: `denial_ctor` was looked up on `denial` with the signature
+            // (ILjava/lang/String;Ljava/lang/String;I)V, which `args` follows.
+            let obj = unsafe { env.new_object_unchecked(&c.denial, c.denial_ctor, &args) }?;
+            env.set_object_array_element(&array, i as jint, &obj)?;
+            env.delete_local_ref(obj)?;
+            env.delete_local_ref(operation)?;
+            env.delete_local_ref(path)?;
+        }
+        let args = [
+            jvalue {
+                l: listener.as_obj().as_raw(),
+            },
+            jvalue { l: array.as_raw() },
+        ];
+        // SAFETY: `deliver` was looked up on `fusegate` as a static method with the signature
+        // (Ldev/fusegate/DenialListener;[Ldev/fusegate/Denial;)Ljava/lang/String;, which
+        // `args` and the return type follow.
+        let ret = unsafe {
+            env.call_static_method_unchecked(&c.fusegate, c.deliver, ReturnType::Object, &args)
+        }?;
+        let JValueOwned::Object(failure) = ret else {
+            return Ok(None);
+        };
+        if failure.is_null() {
+            return Ok(None);
+        }
+        let failure = JString::from(failure);
+        let text: String = env.get_string(&failure)?.into();
+        Ok(Some(text))
+    });
+    match outcome {
+        Ok(None) => Ok(()),
+        Ok(Some(thrown)) => {
+            log::warn!("the denial listener threw: {thrown}");
+            Ok(())
+        }
+        Err(e) => {
+            if env.exception_check().unwrap_or(false) {
+                let _ = env.exception_describe();
+                let _ = env.exception_clear();
+            }
+            Err(e)
+        }
+    }
+}

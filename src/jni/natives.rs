@@ -1,0 +1,310 @@
+//! The bodies of `FuseGate`'s native methods (bound in `JNI_OnLoad`): each checks its
+//! arguments, calls the daemon under `run`, and converts the result for Java.
+
+use super::args::{
+    absolute_path_arg, access_arg, check_fuse_fd, options_arg, packages_arg, permissions_arg,
+    relative_path_arg, uid_arg,
+};
+use super::class_cache::cache;
+use super::errors::{run, Error, Result};
+use super::listener::set_denial_listener;
+use super::registry::{close, register, with_daemon};
+use crate::daemon::Daemon;
+use crate::policy::App;
+use jni::objects::{JClass, JObject, JObjectArray, JString};
+use jni::sys::{jboolean, jint, jlong, jobject, jvalue, JNI_FALSE, JNI_TRUE};
+use jni::JNIEnv;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+fn jbool(b: bool) -> jboolean {
+    if b {
+        JNI_TRUE
+    } else {
+        JNI_FALSE
+    }
+}
+
+pub(super) extern "system" fn native_mount<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    mount_point: JString<'l>,
+    lower_root: JString<'l>,
+    threads: jint,
+    passthrough: jboolean,
+    cache_ms: jlong,
+) -> jlong {
+    run(&mut env, 0, |env| {
+        let mount_point = absolute_path_arg(env, &mount_point, "mountPoint")?;
+        let lower_root = absolute_path_arg(env, &lower_root, "lowerRoot")?;
+        let options = options_arg(threads, passthrough, cache_ms)?;
+        let daemon = Daemon::mount(Path::new(&mount_point), Path::new(&lower_root), options)?;
+        Ok(register(daemon))
+    })
+}
+
+pub(super) extern "system" fn native_attach<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    fuse_fd: jint,
+    lower_root: JString<'l>,
+    threads: jint,
+    passthrough: jboolean,
+    cache_ms: jlong,
+) -> jlong {
+    run(&mut env, 0, |env| {
+        let lower_root = absolute_path_arg(env, &lower_root, "lowerRoot")?;
+        let options = options_arg(threads, passthrough, cache_ms)?;
+        check_fuse_fd(fuse_fd)?;
+        // Serve a duplicate, and close the caller's fd only once serving started: on any
+        // error the caller still owns its fd, untouched.
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor just checked to be open; it creates a new fd.
+        let dup = unsafe { libc::fcntl(fuse_fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if dup < 0 {
+            return Err(Error::Io(format!(
+                "duplicating fuseFd {fuse_fd}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        // SAFETY: `dup` is a new descriptor that nothing else owns.
+        let owned = unsafe { OwnedFd::from_raw_fd(dup) };
+        let daemon = Daemon::attach(owned, Path::new(&lower_root), options)?;
+        // SAFETY: the caller handed the fd over; the session runs on our duplicate.
+        unsafe { libc::close(fuse_fd) };
+        Ok(register(daemon))
+    })
+}
+
+pub(super) extern "system" fn native_close<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, id: jlong) {
+    run(&mut env, (), |_| close(id))
+}
+
+pub(super) extern "system" fn native_set_app<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    uid: jint,
+    packages: JObjectArray<'l>,
+    permissions: jint,
+) {
+    run(&mut env, (), |env| {
+        let uid = uid_arg(uid)?;
+        let names = packages_arg(env, &packages)?;
+        let permissions = permissions_arg(permissions)?;
+        with_daemon(id, |d| {
+            d.policy().set_app(App {
+                uid,
+                packages: names,
+                permissions,
+            })?;
+            d.view().invalidate_all();
+            Ok(())
+        })
+    })
+}
+
+pub(super) extern "system" fn native_remove_app<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    uid: jint,
+) {
+    run(&mut env, (), |_| {
+        let uid = uid_arg(uid)?;
+        with_daemon(id, |d| {
+            d.policy().remove_app(uid);
+            d.view().invalidate_all();
+            Ok(())
+        })
+    })
+}
+
+pub(super) extern "system" fn native_grant<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    uid: jint,
+    path: JString<'l>,
+    access: jint,
+) {
+    run(&mut env, (), |env| {
+        let uid = uid_arg(uid)?;
+        let path = relative_path_arg(env, &path, "path")?;
+        let access = access_arg(access)?;
+        with_daemon(id, |d| {
+            d.policy().grant(uid, &path, access)?;
+            d.invalidate(&path);
+            Ok(())
+        })
+    })
+}
+
+pub(super) extern "system" fn native_revoke<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    uid: jint,
+    path: JString<'l>,
+) {
+    run(&mut env, (), |env| {
+        let uid = uid_arg(uid)?;
+        let path = relative_path_arg(env, &path, "path")?;
+        with_daemon(id, |d| {
+            d.policy().revoke(uid, &path)?;
+            d.invalidate(&path);
+            Ok(())
+        })
+    })
+}
+
+pub(super) extern "system" fn native_invalidate<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    path: JString<'l>,
+) {
+    run(&mut env, (), |env| {
+        let path = relative_path_arg(env, &path, "path")?;
+        with_daemon(id, |d| {
+            d.invalidate(&path);
+            Ok(())
+        })
+    })
+}
+
+pub(super) extern "system" fn native_passthrough_active<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+) -> jboolean {
+    run(&mut env, JNI_FALSE, |_| {
+        with_daemon(id, |d| Ok(jbool(d.passthrough_active())))
+    })
+}
+
+pub(super) extern "system" fn native_is_running<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+) -> jboolean {
+    run(&mut env, JNI_FALSE, |_| {
+        Ok(jbool(
+            with_daemon(id, |d| Ok(d.is_running())).unwrap_or(false),
+        ))
+    })
+}
+
+/// The order of `Stats.counters` (see `Stats.java`).
+fn counters(s: &crate::Stats, dropped: u64) -> [jlong; 15] {
+    [
+        s.requests,
+        s.errors,
+        s.malformed,
+        s.interrupts,
+        s.passthrough_opens,
+        s.userspace_opens,
+        s.redacted_opens,
+        s.bytes_read,
+        s.bytes_written,
+        s.denials,
+        s.backing_registered,
+        s.backing_released,
+        s.nodes,
+        s.open_files,
+        dropped,
+    ]
+    .map(|v| v.min(i64::MAX as u64) as jlong)
+}
+
+pub(super) extern "system" fn native_stats<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+) -> jobject {
+    run(&mut env, std::ptr::null_mut(), |env| {
+        let (stats, dropped) = with_daemon(id, |d| {
+            Ok((d.stats(), d.view().denials.dropped.load(Ordering::Relaxed)))
+        })?;
+        let c = cache()?;
+        let values = counters(&stats, dropped);
+        let counters = env.new_long_array(values.len() as jint)?;
+        env.set_long_array_region(&counters, 0, &values)?;
+        let n = stats.requests_by_opcode.len() as jint;
+        let names = env.new_object_array(n, &c.string, JObject::null())?;
+        let counts = env.new_long_array(n)?;
+        let mut raw_counts = Vec::with_capacity(n as usize);
+        for (i, (name, count)) in stats.requests_by_opcode.iter().enumerate() {
+            let s = env.new_string(name)?;
+            env.set_object_array_element(&names, i as jint, &s)?;
+            env.delete_local_ref(s)?;
+            raw_counts.push((*count).min(i64::MAX as u64) as jlong);
+        }
+        env.set_long_array_region(&counts, 0, &raw_counts)?;
+        let args = [
+            jvalue {
+                l: counters.as_raw(),
+            },
+            jvalue {
+                z: jbool(stats.passthrough_active),
+            },
+            jvalue { l: names.as_raw() },
+            jvalue { l: counts.as_raw() },
+        ];
+        // SAFETY: `stats_ctor` was looked up on `stats` with the signature
+        // ([JZ[Ljava/lang/String;[J)V, which `args` follows.
+        let obj = unsafe { env.new_object_unchecked(&c.stats, c.stats_ctor, &args) }?;
+        Ok(obj.into_raw())
+    })
+}
+
+pub(super) extern "system" fn native_set_denial_listener<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    listener: JObject<'l>,
+) {
+    run(&mut env, (), |env| set_denial_listener(env, id, &listener))
+}
+
+/// Test hook (package-private in Java): proves that a panic becomes a Java exception.
+pub(super) extern "system" fn native_panic_for_testing<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+) {
+    run(&mut env, (), |_| -> Result<()> {
+        panic!("deliberate panic for testing");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_follow_the_java_order() {
+        let s = crate::Stats {
+            requests: 1,
+            errors: 2,
+            malformed: 3,
+            interrupts: 4,
+            passthrough_opens: 5,
+            userspace_opens: 6,
+            redacted_opens: 7,
+            bytes_read: 8,
+            bytes_written: 9,
+            denials: 10,
+            backing_registered: 11,
+            backing_released: 12,
+            nodes: 13,
+            open_files: 14,
+            ..Default::default()
+        };
+        assert_eq!(counters(&s, 15), std::array::from_fn(|i| i as jlong + 1));
+        let huge = crate::Stats {
+            bytes_read: u64::MAX,
+            ..Default::default()
+        };
+        assert_eq!(counters(&huge, 0)[7], i64::MAX);
+    }
+}
