@@ -6,7 +6,7 @@ import java.util.Map;
 
 /** A snapshot of a {@link FuseGate}'s counters. Immutable. */
 public final class Stats {
-    // Indexes into the counters array the native side fills (src/jni.rs, fn counters).
+    // Indexes into the counters array the native side fills (src/jni/natives.rs, fn counters).
     private static final int REQUESTS = 0, ERRORS = 1, MALFORMED = 2, INTERRUPTS = 3,
             PASSTHROUGH_OPENS = 4, USERSPACE_OPENS = 5, REDACTED_OPENS = 6, BYTES_READ = 7,
             BYTES_WRITTEN = 8, DENIALS = 9, BACKING_REGISTERED = 10, BACKING_RELEASED = 11,
