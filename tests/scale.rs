@@ -63,9 +63,10 @@ fn two_hundred_thousand_held_inodes_without_an_fd_each() {
         }
     }
     assert_eq!(seen, DIRS * PER_DIR);
+    // A bounded cache keeps O_PATH fds of up to 256 hot directories; nothing per file.
     let fds = open_fds(m.pid());
     assert!(
-        fds < 64,
+        fds < 256 + 64,
         "the daemon holds {fds} fds for {seen} known inodes (limit {})",
         lim.rlim_max
     );

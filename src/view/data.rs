@@ -225,7 +225,7 @@ pub(super) fn create(
     flags: u32,
 ) -> Result<(Entry, Opened)> {
     let name = name.as_bytes();
-    let dir = view.open_node(parent, libc::O_PATH)?;
+    let dir = view.dir_fd(parent)?;
     let cname = io(lower::cname(name))?;
     let open_flags = userspace_flags(flags);
     // The kernel sends CREATE when its cache had no such name; the file may still exist.

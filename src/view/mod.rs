@@ -5,6 +5,7 @@ mod access;
 mod attrs;
 mod data;
 mod denials;
+mod dirfds;
 mod dirs;
 mod dirstream;
 mod files;
@@ -21,6 +22,7 @@ pub use stats::ViewStats;
 use crate::fuse::abi::ROOT_ID;
 use crate::fuse::{KernelHandle, Negotiated};
 use crate::policy::Policy;
+use dirfds::DirFds;
 use files::FileTable;
 use lower::Lower;
 use nodes::{Node, NodeTable};
@@ -64,6 +66,7 @@ pub struct StorageView {
     lower: Lower,
     nodes: NodeTable,
     files: FileTable,
+    dir_fds: DirFds,
     policy: Arc<Policy>,
     kernel: OnceLock<Arc<KernelHandle>>,
     passthrough: AtomicBool,
@@ -103,6 +106,7 @@ impl StorageView {
             lower,
             nodes: NodeTable::new(root),
             files: FileTable::default(),
+            dir_fds: DirFds::new(dirfds::CAPACITY),
             policy,
             kernel: OnceLock::new(),
             passthrough: AtomicBool::new(false),

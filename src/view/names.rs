@@ -180,7 +180,7 @@ pub(super) fn lookup(view: &StorageView, ctx: &Ctx, parent: u64, name: Name<'_>)
     if name.is_dot_or_dotdot() {
         return Err(libc::ENOENT);
     }
-    let dir = view.open_node(parent, libc::O_PATH)?;
+    let dir = view.dir_fd(parent)?;
     let parent_facts = view.dir_facts(parent)?;
     view.lookup_in(ctx.uid, parent, dir.as_fd(), name.as_bytes(), &parent_facts)
 }
@@ -234,7 +234,7 @@ pub(super) fn symlink(
         return Err(libc::EPERM);
     }
     view.check_child(ctx.uid, Op::Create, parent, name, false, None)?;
-    let dir = view.open_node(parent, libc::O_PATH)?;
+    let dir = view.dir_fd(parent)?;
     let cname = io(lower::cname(name))?;
     let ctarget = io(lower::cname(target))?;
     // SAFETY: both strings are NUL-terminated and live across the call.
@@ -259,7 +259,7 @@ pub(super) fn mknod(
     }
     let name = name.as_bytes();
     view.check_child(ctx.uid, Op::Create, parent, name, false, None)?;
-    let dir = view.open_node(parent, libc::O_PATH)?;
+    let dir = view.dir_fd(parent)?;
     let cname = io(lower::cname(name))?;
     // SAFETY: cname is NUL-terminated; regular files and fifos need no device number.
     io(cvt(unsafe {
@@ -287,7 +287,7 @@ pub(super) fn mkdir(
 ) -> Result<Entry> {
     let name = name.as_bytes();
     view.check_child(ctx.uid, Op::Mkdir, parent, name, true, None)?;
-    let dir = view.open_node(parent, libc::O_PATH)?;
+    let dir = view.dir_fd(parent)?;
     let cname = io(lower::cname(name))?;
     // SAFETY: cname is NUL-terminated and lives across the call.
     io(cvt(unsafe {
@@ -308,7 +308,7 @@ pub(super) fn mkdir(
 
 pub(super) fn unlink(view: &StorageView, ctx: &Ctx, parent: u64, name: Name<'_>) -> Result<()> {
     let name = name.as_bytes();
-    let dir = view.open_node(parent, libc::O_PATH)?;
+    let dir = view.dir_fd(parent)?;
     let (st, owner) = view.existing_child(ctx.uid, parent, dir.as_fd(), name)?;
     if is_dir_mode(st.st_mode) {
         return Err(libc::EISDIR);
@@ -325,7 +325,7 @@ pub(super) fn unlink(view: &StorageView, ctx: &Ctx, parent: u64, name: Name<'_>)
 
 pub(super) fn rmdir(view: &StorageView, ctx: &Ctx, parent: u64, name: Name<'_>) -> Result<()> {
     let name = name.as_bytes();
-    let dir = view.open_node(parent, libc::O_PATH)?;
+    let dir = view.dir_fd(parent)?;
     let (st, owner) = view.existing_child(ctx.uid, parent, dir.as_fd(), name)?;
     if !is_dir_mode(st.st_mode) {
         return Err(libc::ENOTDIR);
@@ -352,8 +352,8 @@ pub(super) fn rename(
         return Err(libc::EINVAL);
     }
     let (name, newname) = (name.as_bytes(), newname.as_bytes());
-    let olddir = view.open_node(parent, libc::O_PATH)?;
-    let newdir = view.open_node(newparent, libc::O_PATH)?;
+    let olddir = view.dir_fd(parent)?;
+    let newdir = view.dir_fd(newparent)?;
     if !policy::bypasses(ctx.uid) {
         let (st, owner) = view.existing_child(ctx.uid, parent, olddir.as_fd(), name)?;
         let is_dir = is_dir_mode(st.st_mode);
@@ -428,7 +428,7 @@ pub(super) fn link(
         view.check_child(ctx.uid, Op::Create, newparent, newname, false, None)?;
     }
     let src = view.open_node(node, libc::O_PATH)?;
-    let dir = view.open_node(newparent, libc::O_PATH)?;
+    let dir = view.dir_fd(newparent)?;
     let cname = io(lower::cname(newname))?;
     // SAFETY: "" + AT_EMPTY_PATH links the inode behind src; names are NUL-terminated.
     io(cvt(unsafe {

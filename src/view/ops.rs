@@ -39,6 +39,22 @@ impl StorageView {
         io(self.lower.open_handle(&handle, flags))
     }
 
+    /// An `O_PATH` fd of a directory node, from the bounded cache when it is hot.
+    pub(super) fn dir_fd(&self, id: u64) -> Result<Arc<OwnedFd>> {
+        if let Some(fd) = self.dir_fds.get(id) {
+            return Ok(fd);
+        }
+        let (handle, kind) = self
+            .nodes
+            .with(id, |n| (n.handle, n.kind))
+            .ok_or(libc::ENOENT)?;
+        if kind != libc::S_IFDIR {
+            return Err(libc::ENOTDIR);
+        }
+        let fd = io(self.lower.open_handle(&handle, libc::O_PATH))?;
+        Ok(self.dir_fds.insert(id, fd))
+    }
+
     pub(super) fn node_kind(&self, id: u64) -> Result<u32> {
         self.nodes.with(id, |n| n.kind).ok_or(libc::ENOENT)
     }
@@ -70,6 +86,7 @@ impl Filesystem for StorageView {
 
     fn forget(&self, node: u64, nlookup: u64) {
         if let Some(gone) = self.nodes.forget(node, nlookup) {
+            self.dir_fds.remove(node);
             if let (Some(id), Some(k)) = (gone.backing_id, self.kernel()) {
                 self.close_backing(k, id);
             }
