@@ -16,7 +16,7 @@ if [ "$force" = 0 ] && guest_is_current; then
     exit 0
 fi
 
-"$EMU_SCRIPTS/setup-host.sh"
+[ "${FUSEGATE_HOST_CHECKED:-0}" = 1 ] || "$EMU_SCRIPTS/setup-host.sh"
 need_cmd apt-get; need_cmd dpkg-deb; need_cmd cpio; need_cmd readelf; need_cmd xz
 
 DEBS="$EMU_DIR/debs"

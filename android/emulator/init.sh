@@ -47,7 +47,7 @@ ip link set lo up
 ip link set eth0 up || echo "fusegate-guest: no eth0 (was qemu started with a virtio-net device?)"
 # qemu user networking: guest 10.0.2.15, restricted (no route out), host port forwarded to :5555.
 ip addr add 10.0.2.15/24 dev eth0 || true
-echo "fusegate-guest: $(uname -srm), adbd starting"
+echo "fusegate-guest: $(uname -srm), adbd starting at $(cut -d" " -f1 /proc/uptime)s"
 cd /
 # adbd exits on `adb root`/`adb unroot`/`adb tcpip`; respawn it like Android's init would.
 while true; do

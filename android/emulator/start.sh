@@ -39,6 +39,7 @@ cleanup_on_error() {
     fi
 }
 trap cleanup_on_error EXIT
+trap 'exit 130' INT TERM
 
 t0=$(date +%s.%N)
 # restrict=on: the guest can reach nothing but the forwarded port (no route out of the sandbox).
@@ -57,6 +58,14 @@ pid="$(cat "$RUN_DIR/qemu.pid")"
 log "qemu pid $pid, waiting for adbd on $serial (timeout ${timeout_s}s)"
 
 deadline=$(( $(date +%s) + timeout_s ))
+# Connect only once init says adbd is starting: an earlier `adb connect` reaches qemu's port
+# forward, which holds the connection open while the guest boots, and adb gives up on it only
+# after 10 s.
+until grep -q 'adbd starting' "$RUN_DIR/console.log" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || die "qemu exited during boot"
+    [ "$(date +%s)" -lt "$deadline" ] || die "the guest did not start adbd within ${timeout_s}s"
+    sleep 0.2
+done
 while :; do
     kill -0 "$pid" 2>/dev/null || die "qemu exited during boot"
     [ "$(date +%s)" -lt "$deadline" ] || die "adbd did not answer on $serial within ${timeout_s}s"
@@ -66,7 +75,7 @@ while :; do
         break
     fi
     adb disconnect "$serial" >/dev/null 2>&1 || true
-    sleep 0.5
+    sleep 0.3
 done
 t1=$(date +%s.%N)
 log "guest up: $(adb -s "$serial" shell uname -srm | tr -d '\r'), boot to adb $(awk "BEGIN{printf \"%.1f\", $t1 - $t0}") s"

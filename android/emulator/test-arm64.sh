@@ -29,6 +29,7 @@ done
 # --- 1, 2: host and guest --------------------------------------------------------------------
 log "== host setup"
 "$EMU_SCRIPTS/setup-host.sh"
+export FUSEGATE_HOST_CHECKED=1
 log "== guest"
 ensure_guest
 sed 's/^/    /' "$GUEST_DIR/versions.txt" | grep -E 'linux-image|adbd|busybox' >&2 || true
