@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # variables for the scripts that source this file
 # Common helpers for the adb scripts. Sourced, never run. Works the same against a real Android
 # emulator/device (userdebug/eng: `adb root`) and against the arm64 test guest
 # (android/emulator/start.sh), whose adbd already runs as root.

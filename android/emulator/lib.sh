@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # variables for the scripts that source this file
 # Common helpers for the arm64 emulator scripts. Sourced, never run.
 #
 # Layout of the cache (gitignored, under target/ by default; override with FUSEGATE_EMU_DIR):

@@ -3,7 +3,8 @@
 #
 #   1. host packages + Rust targets (setup-host.sh; needs root the first time)
 #   2. the arm64 guest from Debian packages (build-guest.sh; cached in target/emulator/)
-#   3. cross build: cargo test --target aarch64-unknown-linux-musl --no-run (+ fusegated)
+#   3. cross build: cargo test --target aarch64-unknown-linux-musl --no-run (+ fusegated), and
+#      cargo check --target aarch64-linux-android (the Android-only code paths)
 #   4. boot the guest, adb connect (private adb server port), check the daemon runs there
 #   5. android/adb/run-tests.sh: push, run every test binary on the target, collect logs
 #   6. stop the guest and the adb server (also on failure), exit non-zero if any test failed
@@ -47,6 +48,10 @@ echo "fusegated: $finfo"
 grep -q 'ARM aarch64' <<<"$finfo" || die "$daemon is not an aarch64 binary"
 grep -q 'statically linked' <<<"$finfo" || die "$daemon is not statically linked"
 log "built ${#tests[@]} test binaries in $(elapsed "$t_build")s"
+# The Android-only code (android_logger, JNI) cannot be linked without the NDK: type-check it.
+log "== cargo check --target aarch64-linux-android --lib --bins"
+(cd "$REPO_ROOT" && cargo check --target aarch64-linux-android --lib --bins) ||
+    die "the Android build (aarch64-linux-android) does not type-check"
 
 # --- 4: boot ---------------------------------------------------------------------------------
 # A private adb server, so that we neither disturb nor depend on a developer's running one.
