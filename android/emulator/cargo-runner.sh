@@ -92,6 +92,10 @@ copy_at_host_path "$prog"
 [ -n "$daemon" ] && copy_at_host_path "$daemon"
 initrd="$scratch/initrd"
 cp "$GUEST_DIR/initrd.cpio.gz" "$initrd"
+# The kernel takes an uncompressed archive after a compressed one only at a 4-byte aligned
+# offset ("invalid magic at start of compressed archive" otherwise); it skips zero padding.
+pad=$(( (512 - $(stat -c %s "$initrd") % 512) % 512 ))
+head -c "$pad" /dev/zero >>"$initrd"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >>"$initrd"
 
 # --- boot ------------------------------------------------------------------------------------
@@ -114,7 +118,7 @@ apid=$!
 timeout -k 5 "$timeout_s" qemu-system-aarch64 -M virt -cpu "$(qemu_cpu_flags)" -smp "$GUEST_SMP" -m "$GUEST_MEM" \
     -display none -monitor none -serial stdio -no-reboot -nic none \
     -kernel "$GUEST_DIR/vmlinuz" -initrd "$initrd" \
-    -append "$GUEST_CMDLINE" </dev/null >"$scratch/console" &
+    -append "$GUEST_CMDLINE fusegate.mode=run" </dev/null >"$scratch/console" &
 qpid=$!
 set +e
 wait "$qpid"

@@ -19,9 +19,20 @@ mount -t sysfs sysfs /sys
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-# tmpfs on 6.12 supports name_to_handle_at/open_by_handle_at and user.* xattrs.
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=771 tmpfs /data
+# tmpfs on 6.12 supports name_to_handle_at/open_by_handle_at and user.* xattrs. Files the
+# cargo runner placed under these paths (e.g. a doctest in /tmp/rustdoctestXXX) move onto them.
+fresh_tmpfs() { # DIR MODE
+    if [ -n "$(ls -A "$1" 2>/dev/null)" ]; then
+        mv "$1" "$1.initramfs"
+        mkdir "$1"
+    fi
+    mount -t tmpfs -o "mode=$2" tmpfs "$1"
+    if [ -d "$1.initramfs" ]; then
+        cp -a "$1.initramfs/." "$1/" && rm -rf "$1.initramfs"
+    fi
+}
+fresh_tmpfs /tmp 1777
+fresh_tmpfs /data 771
 mkdir -p /data/local/tmp /data/media/0 /mnt/user/0/emulated/0
 chmod 1777 /data/local/tmp
 hostname fusegate-arm64
@@ -36,6 +47,10 @@ poweroff_now() {
 
 if [ -f /fusegate/run.sh ]; then
     sh /fusegate/run.sh </dev/null
+    poweroff_now
+fi
+if grep -q 'fusegate.mode=run' /proc/cmdline; then
+    echo "fusegate-guest: run mode, but the runner's archive (/fusegate/run.sh) did not unpack"
     poweroff_now
 fi
 
