@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# CI entry point: the crate's test suite on arm64, driven through adb, from a fresh machine.
+#
+#   1. host packages + Rust targets (setup-host.sh; needs root the first time)
+#   2. the arm64 guest from Debian packages (build-guest.sh; cached in target/emulator/)
+#   3. cross build: cargo test --target aarch64-unknown-linux-musl --no-run (+ fusegated), and
+#      cargo check --target aarch64-linux-android (the Android-only code paths)
+#   4. boot the guest, adb connect (private adb server port), check the daemon runs there
+#   5. android/adb/run-tests.sh: push, run every test binary on the target, collect logs
+#   6. stop the guest and the adb server (also on failure), exit non-zero if any test failed
+#
+# Usage: android/emulator/test-arm64.sh [CARGO_TEST_ARGS...] [-- TEST_ARGS...]
+#   e.g. test-arm64.sh --release        test-arm64.sh -- --test-threads=1
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+t_start=$(date +%s.%N)
+elapsed() { awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $1}"; }
+
+cargo_args=()
+test_args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --) shift; test_args=("$@"); break ;;
+        *) cargo_args+=("$1"); shift ;;
+    esac
+done
+
+# --- 1, 2: host and guest --------------------------------------------------------------------
+log "== host setup"
+"$EMU_SCRIPTS/setup-host.sh"
+export FUSEGATE_HOST_CHECKED=1
+log "== guest"
+ensure_guest
+sed 's/^/    /' "$GUEST_DIR/versions.txt" | grep -E 'linux-image|adbd|busybox' >&2 || true
+
+# --- 3: cross build --------------------------------------------------------------------------
+log "== cross build (aarch64-unknown-linux-musl)"
+t_build=$(date +%s.%N)
+built="$("$REPO_ROOT/android/adb/build-tests.sh" ${cargo_args[@]+"${cargo_args[@]}"})"
+daemon="$(sed -n 's/^daemon //p' <<<"$built")"
+mapfile -t tests < <(sed -n 's/^test //p' <<<"$built")
+[ -n "$daemon" ] || die "no daemon binary was built"
+[ ${#tests[@]} -gt 0 ] || die "no test binaries were built"
+finfo="$(file -b "$daemon")"
+echo "fusegated: $finfo"
+grep -q 'ARM aarch64' <<<"$finfo" || die "$daemon is not an aarch64 binary"
+grep -q 'statically linked' <<<"$finfo" || die "$daemon is not statically linked"
+log "built ${#tests[@]} test binaries in $(elapsed "$t_build")s"
+# The Android-only code (android_logger, JNI) cannot be linked without the NDK: type-check it.
+log "== cargo check --target aarch64-linux-android --lib --bins"
+(cd "$REPO_ROOT" && cargo check --target aarch64-linux-android --lib --bins) ||
+    die "the Android build (aarch64-linux-android) does not type-check"
+
+# --- 4: boot ---------------------------------------------------------------------------------
+# A private adb server, so that we neither disturb nor depend on a developer's running one.
+own_server=0
+if [ -z "${ANDROID_ADB_SERVER_PORT:-}" ]; then
+    for p in $(seq 15037 15099); do
+        if ! port_in_use "$p"; then export ANDROID_ADB_SERVER_PORT="$p"; own_server=1; break; fi
+    done
+    [ "$own_server" = 1 ] || die "no free port for a private adb server in 15037-15099"
+fi
+cleanup() {
+    local rc=$?
+    "$EMU_SCRIPTS/stop.sh" >/dev/null 2>&1 || true
+    if [ "$own_server" = 1 ]; then adb kill-server >/dev/null 2>&1 || true; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "== boot"
+t_boot=$(date +%s.%N)
+serial="$("$EMU_SCRIPTS/start.sh")"
+boot_secs="$(elapsed "$t_boot")"
+export ANDROID_SERIAL="$serial"
+guest_arch="$(adb shell uname -m </dev/null | tr -d '\r')"
+echo "guest: $serial, uname -m = $guest_arch ($(adb shell uname -r </dev/null | tr -d '\r')), boot to adb ${boot_secs}s"
+[ "$guest_arch" = aarch64 ] || die "the guest is '$guest_arch', not aarch64"
+
+# The daemon runs on the target.
+"$REPO_ROOT/android/adb/push.sh" --daemon "$daemon"
+remote="${FUSEGATE_REMOTE_DIR:-/data/local/tmp/fusegate}"
+help_rc=0
+help_out="$(adb shell "$remote/fusegated --help; echo \"rc=\$?\"" </dev/null 2>&1 | tr -d '\r')" || true
+help_rc="$(sed -n 's/^rc=//p' <<<"$help_out" | tail -1)"
+echo "fusegated --help on the guest (exit ${help_rc:-?}):"
+sed '$d' <<<"$help_out" | head -n 20 | sed 's/^/    /'
+[ "${help_rc:-1}" = 0 ] || die "fusegated --help failed on the guest (exit ${help_rc:-?})"
+
+# --- 5: tests --------------------------------------------------------------------------------
+log "== tests on the guest"
+t_tests=$(date +%s.%N)
+results="$REPO_ROOT/target/adb-results"
+extra=()
+[ ${#test_args[@]} -eq 0 ] || extra=(-- "${test_args[@]}")
+rc=0
+"$REPO_ROOT/android/adb/run-tests.sh" --daemon "$daemon" --results "$results" "${tests[@]}" \
+    ${extra[@]+"${extra[@]}"} || rc=$?
+tests_secs="$(elapsed "$t_tests")"
+
+# Did any test report FUSE passthrough? (tests print it; libtest's own "test ..." lines excluded)
+pt="$(cat "$results"/*.log 2>/dev/null | grep -i 'passthrough' | grep -vE '^test .* \.\.\. |^running |^---- ' | sort -u | head -n 5 || true)"
+if [ -n "$pt" ]; then
+    echo "passthrough (as reported by the tests):"
+    sed 's/^/    /' <<<"$pt"
+else
+    echo "passthrough: no test reported it"
+fi
+echo "timings: boot to adb ${boot_secs}s, tests ${tests_secs}s, total $(elapsed "$t_start")s"
+if [ "$rc" != 0 ]; then
+    log "arm64 tests FAILED (logs: $results)"
+    exit "$rc"
+fi
+log "arm64 tests passed"
