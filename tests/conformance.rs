@@ -5,6 +5,7 @@ mod common;
 
 use common::{can_mount, Mount, MountOptions, TempDir};
 use std::ffi::CString;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -526,6 +527,16 @@ fn conformance(passthrough: bool) {
     let log = m.log_text();
     if passthrough {
         assert!(log.contains("data path: passthrough"), "{log}");
+        // Uncaptured on purpose: the emulator run reports which data path the guest kernel gave.
+        let negotiated = log
+            .lines()
+            .find(|l| l.contains("negotiated"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            std::io::stderr(),
+            "fusegate: FUSE passthrough active ({})",
+            negotiated.trim()
+        );
     } else {
         assert!(log.contains("passthrough disabled"), "{log}");
     }

@@ -95,7 +95,14 @@ log "== tests on the guest"
 t_tests=$(date +%s.%N)
 results="$REPO_ROOT/target/adb-results"
 extra=()
-[ ${#test_args[@]} -eq 0 ] || extra=(-- "${test_args[@]}")
+if [ ${#test_args[@]} -eq 0 ]; then
+    # The 200,000-file scale test is about the daemon's fd use, which is the same on any
+    # architecture; under software emulation it alone takes over four minutes, so it runs on
+    # the host (cargo test) and is skipped here. Pass libtest arguments after -- to override.
+    log "skipping the 200,000-file scale test in the guest (it runs on the host)"
+    test_args=(--skip two_hundred_thousand_held_inodes_without_an_fd_each)
+fi
+extra=(-- "${test_args[@]}")
 rc=0
 "$REPO_ROOT/android/adb/run-tests.sh" --daemon "$daemon" --results "$results" "${tests[@]}" \
     ${extra[@]+"${extra[@]}"} || rc=$?
