@@ -70,7 +70,7 @@ impl StorageView {
         }
         let generation = self.policy.generation();
         if let Subject::Node(id) = subject {
-            let cached = self.nodes.with(id, |n| n.decision).ok_or(libc::ENOENT)?;
+            let cached = self.nodes.with(id, |n| n.decision()).ok_or(libc::ENOENT)?;
             if let Some(c) = cached {
                 if c.uid == uid && c.generation == generation && c.op == op {
                     return self.verdict(uid, op, c.decision, || self.path_string(subject));
@@ -81,12 +81,12 @@ impl StorageView {
         let decision = self.policy.snapshot().decide(uid, op, &facts.target());
         if let Subject::Node(id) = subject {
             self.nodes.with(id, |n| {
-                n.decision = Some(CachedDecision {
+                n.set_decision(Some(CachedDecision {
                     uid,
                     generation,
                     op,
                     decision,
-                })
+                }))
             });
         }
         self.verdict(uid, op, decision, || {
@@ -213,35 +213,34 @@ impl StorageView {
             .unwrap_or_default()
     }
 
-    /// The node's path relative to the storage root ("" for the root).
+    /// The node's path relative to the storage root ("" for the root). Built leaf first with
+    /// each name reversed, then reversed whole: one buffer, no allocation per component.
     pub(crate) fn path_of(&self, mut id: u64) -> Result<Vec<u8>, Errno> {
-        let mut parts: Vec<Box<[u8]>> = Vec::new();
+        let mut path = Vec::with_capacity(64);
+        let mut depth = 0;
         while id != ROOT_ID {
-            let (parent, name) = self
+            if depth > 0 {
+                path.push(b'/');
+            }
+            id = self
                 .nodes
-                .with(id, |n| (n.parent, n.name.clone()))
+                .with(id, |n| {
+                    path.extend(n.name.as_bytes().iter().rev());
+                    n.parent
+                })
                 .ok_or(libc::ENOENT)?;
-            parts.push(name);
-            id = parent;
-            if parts.len() > 4096 {
+            depth += 1;
+            if depth > 4096 {
                 return Err(libc::ELOOP);
             }
         }
-        let mut path = Vec::new();
-        for (i, p) in parts.iter().rev().enumerate() {
-            if i > 0 {
-                path.push(b'/');
-            }
-            path.extend_from_slice(p);
-        }
+        path.reverse();
         Ok(path)
     }
 
     /// The owner tag of a file or directory node, read from its xattr once and then cached.
     fn owner_of(&self, id: u64) -> Option<Box<[u8]>> {
-        let (fact, handle, kind) = self
-            .nodes
-            .with(id, |n| (n.owner.clone(), n.handle, n.kind))?;
+        let (fact, handle, kind) = self.nodes.with(id, |n| (n.owner(), n.handle, n.kind()))?;
         match fact {
             OwnerFact::Tag(t) => return Some(t),
             OwnerFact::None => return None,
@@ -259,7 +258,7 @@ impl StorageView {
             Some(t) => OwnerFact::Tag(t.clone()),
             None => OwnerFact::None,
         };
-        self.nodes.with(id, |n| n.owner = fact);
+        self.nodes.with(id, |n| n.set_owner(fact));
         tag
     }
 
@@ -280,7 +279,7 @@ impl StorageView {
     }
 
     fn dir_has_nomedia(&self, dir: u64) -> bool {
-        let Some((fact, handle)) = self.nodes.with(dir, |n| (n.nomedia, n.handle)) else {
+        let Some((fact, handle)) = self.nodes.with(dir, |n| (n.nomedia(), n.handle)) else {
             return false;
         };
         match fact {
@@ -295,14 +294,14 @@ impl StorageView {
             .map(|fd| lower::stat_at(fd.as_fd(), &c".nomedia".into()).is_ok())
             .unwrap_or(false);
         self.nodes.with(dir, |n| {
-            n.nomedia = if has { Nomedia::Yes } else { Nomedia::No }
+            n.set_nomedia(if has { Nomedia::Yes } else { Nomedia::No })
         });
         has
     }
 
     /// A `.nomedia` file appeared or vanished in `dir`: refresh and drop cached decisions.
     pub(crate) fn nomedia_changed(&self, dir: u64) {
-        self.nodes.with(dir, |n| n.nomedia = Nomedia::Unknown);
+        self.nodes.with(dir, |n| n.set_nomedia(Nomedia::Unknown));
         self.nodes.clear_decisions();
     }
 

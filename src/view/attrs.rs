@@ -60,7 +60,7 @@ pub(super) fn getattr(
 ) -> Result<AttrReply> {
     let caller_dependent = view
         .nodes
-        .with(node, |n| n.caller_dependent)
+        .with(node, |n| n.caller_dependent())
         .ok_or(libc::ENOENT)?;
     if caller_dependent {
         view.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
@@ -135,7 +135,7 @@ pub(super) fn setattr(
     let st = io(lower::stat_fd(fd.as_fd()))?;
     let cd = view
         .nodes
-        .with(node, |n| n.caller_dependent)
+        .with(node, |n| n.caller_dependent())
         .unwrap_or(true);
     Ok(AttrReply {
         attr: attr_from_stat(&st),

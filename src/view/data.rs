@@ -62,7 +62,7 @@ impl StorageView {
         let kernel = self.kernel().ok_or(libc::EIO)?;
         if let Some(id) = self
             .nodes
-            .with(node, |n| n.backing_id)
+            .with(node, |n| n.backing_id())
             .ok_or(libc::ENOENT)?
         {
             return Ok(id);
@@ -79,10 +79,10 @@ impl StorageView {
         };
         let id = io(kernel.backing_open(fd))?;
         self.stats.backing_registered.fetch_add(1, Relaxed);
-        let winner = self.nodes.with(node, |n| match n.backing_id {
+        let winner = self.nodes.with(node, |n| match n.backing_id() {
             Some(existing) => Err(existing),
             None => {
-                n.backing_id = Some(id);
+                n.set_backing_id(id);
                 Ok(id)
             }
         });

@@ -8,16 +8,22 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-/// Largest handle kept inline; ext4 and f2fs use 8 bytes, tmpfs 12, btrfs up to 40.
-const HANDLE_MAX: usize = 40;
+/// Largest handle we keep: ext4, f2fs and xfs use 8 bytes (16 with 64-bit inodes), tmpfs
+/// 12, btrfs 20. Every node holds one, so it is stored inline in 24 bytes in all.
+const HANDLE_MAX: usize = 22;
+/// What we ask the kernel for: room for any handle, so that a too-large one is refused by us
+/// with a clear error instead of EOVERFLOW from the kernel.
+const HANDLE_ASK: usize = 128;
 
-/// A kernel file handle (`struct file_handle` without the header fields' padding).
+/// A kernel file handle (`struct file_handle` without its header).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Handle {
-    kind: i32,
+    kind: u8,
     len: u8,
     bytes: [u8; HANDLE_MAX],
 }
+
+const _: () = assert!(std::mem::size_of::<Handle>() == 24);
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,12 +36,12 @@ impl std::fmt::Debug for Handle {
     }
 }
 
-/// `struct file_handle` with room for our inline maximum.
+/// `struct file_handle` with room for any handle (MAX_HANDLE_SZ is 128).
 #[repr(C)]
 struct RawHandle {
     handle_bytes: u32,
     handle_type: i32,
-    f_handle: [u8; HANDLE_MAX],
+    f_handle: [u8; HANDLE_ASK],
 }
 
 pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -101,9 +107,9 @@ pub fn open_at(dir: BorrowedFd<'_>, name: &CString, flags: i32, mode: u32) -> io
 /// The handle of an open fd (any kind, O_PATH included).
 pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<Handle> {
     let mut raw = RawHandle {
-        handle_bytes: HANDLE_MAX as u32,
+        handle_bytes: HANDLE_ASK as u32,
         handle_type: 0,
-        f_handle: [0; HANDLE_MAX],
+        f_handle: [0; HANDLE_ASK],
     };
     let mut mount_id: libc::c_int = 0;
     let empty = c"";
@@ -122,11 +128,25 @@ pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<Handle> {
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
-    let len = (raw.handle_bytes as usize).min(HANDLE_MAX);
+    let len = raw.handle_bytes as usize;
+    let kind = u8::try_from(raw.handle_type)
+        .ok()
+        .filter(|_| len <= HANDLE_MAX)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "file handle of type {} and {len} bytes is larger than fusegate keeps",
+                    raw.handle_type
+                ),
+            )
+        })?;
+    let mut bytes = [0u8; HANDLE_MAX];
+    bytes[..len].copy_from_slice(&raw.f_handle[..len]);
     Ok(Handle {
-        kind: raw.handle_type,
+        kind,
         len: len as u8,
-        bytes: raw.f_handle,
+        bytes,
     })
 }
 
@@ -167,9 +187,10 @@ impl Lower {
     pub fn open_handle(&self, handle: &Handle, flags: i32) -> io::Result<OwnedFd> {
         let mut raw = RawHandle {
             handle_bytes: handle.len as u32,
-            handle_type: handle.kind,
-            f_handle: handle.bytes,
+            handle_type: handle.kind as i32,
+            f_handle: [0; HANDLE_ASK],
         };
+        raw.f_handle[..HANDLE_MAX].copy_from_slice(&handle.bytes);
         // SAFETY: raw is a valid file_handle whose handle_bytes matches the bytes that follow.
         let fd = unsafe {
             libc::syscall(

@@ -27,7 +27,7 @@ use files::FileTable;
 use lower::Lower;
 use nodes::{Node, NodeTable};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -75,6 +75,8 @@ pub struct StorageView {
     /// so ours must not mask them again.
     umask: u32,
     owner_warned: AtomicBool,
+    /// Nodes forgotten since the allocator was last asked to give memory back.
+    forgotten_since_trim: AtomicU64,
     pub stats: ViewStats,
     pub denials: DenialLog,
 }
@@ -113,6 +115,7 @@ impl StorageView {
             config,
             umask: process_umask(),
             owner_warned: AtomicBool::new(false),
+            forgotten_since_trim: AtomicU64::new(0),
             stats: ViewStats::default(),
             denials: DenialLog::default(),
         })
@@ -170,6 +173,21 @@ impl StorageView {
             negotiated.minor
         );
         let _ = self.kernel.set(kernel);
+    }
+
+    /// Counts a forgotten node; after many, asks the allocator to return freed memory to the
+    /// system (the kernel forgets in bulk under memory pressure, which is exactly when it
+    /// matters). glibc keeps freed heap otherwise; musl's allocator returns it by itself.
+    fn forgotten(&self) {
+        const TRIM_EVERY: u64 = 16 * 1024;
+        if self.forgotten_since_trim.fetch_add(1, Relaxed) + 1 >= TRIM_EVERY {
+            self.forgotten_since_trim.store(0, Relaxed);
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim only walks the allocator's own free lists.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
     }
 
     /// Releases every backing id still registered (at shutdown, after the workers stopped).

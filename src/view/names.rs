@@ -164,9 +164,7 @@ impl StorageView {
         };
         if let Some(id) = self.nodes.find_ino(st.st_ino) {
             self.nodes.with(id, |n| {
-                n.parent = newparent;
-                n.name = newname.into();
-                n.decision = None;
+                n.moved_to(newparent, newname);
             });
         }
         if is_dir_mode(st.st_mode) {

@@ -1,16 +1,23 @@
 //! The node table: FUSE node id -> what we know of the lower inode, with the kernel's lookup
 //! count. Sharded by inode number so that a node and its inode index share one lock; no lock
 //! is ever held across a system call.
+//!
+//! Memory matters here (one node per inode the kernel holds, millions on a phone): nodes live
+//! in a slab per shard, names and handles are stored inline, the facts only app callers need
+//! are allocated on first use, and a shard gives its memory back when the kernel forgets.
 
 use super::lower::Handle;
 use crate::fuse::abi::ROOT_ID;
-use std::collections::HashMap;
+use crate::policy::{Decision, Op};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::num::NonZeroI32;
 use std::sync::Mutex;
 
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
 
-/// Who created a regular file through the mount, read lazily from the lower file's xattr.
+/// Who created a file or directory through the mount, read lazily from the lower xattr.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum OwnerFact {
     #[default]
@@ -28,65 +35,258 @@ pub enum Nomedia {
     Yes,
 }
 
+/// The last policy decision for a node, valid while the policy generation matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachedDecision {
     pub uid: u32,
     pub generation: u64,
-    pub op: crate::policy::Op,
-    pub decision: crate::policy::Decision,
+    pub op: Op,
+    pub decision: Decision,
 }
+
+/// What only app callers need: allocated on first use, so nodes that only root and system
+/// services touch stay small.
+#[derive(Debug, Default)]
+struct AppFacts {
+    owner: OwnerFact,
+    decision: Option<CachedDecision>,
+}
+
+/// A name, inline when short (most are), on the heap otherwise.
+#[derive(Clone, PartialEq, Eq)]
+pub enum NodeName {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<[u8]>),
+}
+
+impl NodeName {
+    pub fn new(name: &[u8]) -> Self {
+        if name.len() <= 22 {
+            let mut bytes = [0u8; 22];
+            bytes[..name.len()].copy_from_slice(name);
+            NodeName::Inline {
+                len: name.len() as u8,
+                bytes,
+            }
+        } else {
+            NodeName::Heap(name.into())
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            NodeName::Inline { len, bytes } => &bytes[..*len as usize],
+            NodeName::Heap(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+const CALLER_DEPENDENT: u8 = 1 << 0;
+const NOMEDIA_KNOWN: u8 = 1 << 1;
+const NOMEDIA_YES: u8 = 1 << 2;
 
 #[derive(Debug)]
 pub struct Node {
     pub parent: u64,
-    pub name: Box<[u8]>,
-    pub handle: Handle,
     pub ino: u64,
-    /// `st_mode & S_IFMT`.
-    pub kind: u32,
-    pub nlookup: u64,
+    pub name: NodeName,
+    pub handle: Handle,
+    app: Option<Box<AppFacts>>,
     /// The passthrough backing id registered for this inode, shared by all its opens.
-    pub backing_id: Option<i32>,
+    backing: Option<NonZeroI32>,
+    pub nlookup: u64,
     /// Opens currently answered with FOPEN_PASSTHROUGH / in userspace.
     pub passthrough_opens: u32,
     pub userspace_opens: u32,
-    /// The kernel must not cache this entry: the answer depends on the caller.
-    pub caller_dependent: bool,
-    pub owner: OwnerFact,
-    pub nomedia: Nomedia,
-    /// The last policy decision for this node, valid while the policy generation matches.
-    pub decision: Option<CachedDecision>,
+    /// `st_mode & S_IFMT` (which fits 16 bits).
+    kind: u16,
+    flags: u8,
 }
 
 impl Node {
     pub fn new(parent: u64, name: &[u8], handle: Handle, ino: u64, kind: u32) -> Self {
         Node {
             parent,
-            name: name.into(),
-            handle,
             ino,
-            kind,
+            name: NodeName::new(name),
+            handle,
+            app: None,
+            backing: None,
             nlookup: 0,
-            backing_id: None,
             passthrough_opens: 0,
             userspace_opens: 0,
-            caller_dependent: false,
-            owner: OwnerFact::Unknown,
-            nomedia: Nomedia::Unknown,
-            decision: None,
+            kind: kind as u16,
+            flags: 0,
         }
     }
 
+    /// `st_mode & S_IFMT`.
+    pub fn kind(&self) -> u32 {
+        self.kind as u32
+    }
+
     pub fn is_dir(&self) -> bool {
-        self.kind == libc::S_IFDIR
+        self.kind() == libc::S_IFDIR
+    }
+
+    pub fn backing_id(&self) -> Option<i32> {
+        self.backing.map(NonZeroI32::get)
+    }
+
+    /// Records the inode's backing id (ids from the kernel are positive).
+    pub fn set_backing_id(&mut self, id: i32) {
+        self.backing = NonZeroI32::new(id);
+    }
+
+    pub fn take_backing_id(&mut self) -> Option<i32> {
+        self.backing.take().map(NonZeroI32::get)
+    }
+
+    /// The kernel must not cache this entry: the answer depends on the caller.
+    pub fn caller_dependent(&self) -> bool {
+        self.flags & CALLER_DEPENDENT != 0
+    }
+
+    fn set_caller_dependent(&mut self, on: bool) {
+        self.flags = (self.flags & !CALLER_DEPENDENT) | if on { CALLER_DEPENDENT } else { 0 };
+    }
+
+    pub fn nomedia(&self) -> Nomedia {
+        match (
+            self.flags & NOMEDIA_KNOWN != 0,
+            self.flags & NOMEDIA_YES != 0,
+        ) {
+            (false, _) => Nomedia::Unknown,
+            (true, false) => Nomedia::No,
+            (true, true) => Nomedia::Yes,
+        }
+    }
+
+    pub fn set_nomedia(&mut self, fact: Nomedia) {
+        self.flags &= !(NOMEDIA_KNOWN | NOMEDIA_YES);
+        self.flags |= match fact {
+            Nomedia::Unknown => 0,
+            Nomedia::No => NOMEDIA_KNOWN,
+            Nomedia::Yes => NOMEDIA_KNOWN | NOMEDIA_YES,
+        };
+    }
+
+    pub fn owner(&self) -> OwnerFact {
+        self.app
+            .as_ref()
+            .map(|a| a.owner.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn set_owner(&mut self, fact: OwnerFact) {
+        self.app.get_or_insert_with(Default::default).owner = fact;
+    }
+
+    pub fn decision(&self) -> Option<CachedDecision> {
+        self.app.as_ref().and_then(|a| a.decision)
+    }
+
+    pub fn set_decision(&mut self, decision: Option<CachedDecision>) {
+        match (&mut self.app, decision) {
+            (None, None) => {}
+            (app, d) => app.get_or_insert_with(Default::default).decision = d,
+        }
+    }
+
+    /// The node now lives at `parent/name` (a rename, or a hard link looked up elsewhere).
+    pub fn moved_to(&mut self, parent: u64, name: &[u8]) {
+        if self.parent != parent || self.name.as_bytes() != name {
+            self.parent = parent;
+            self.name = NodeName::new(name);
+            self.set_decision(None);
+        }
     }
 }
 
+/// Slots are allocated in chunks of this many: growing never copies nodes or leaves freed
+/// buffers behind, and a shard's slack is at most one chunk.
+const CHUNK: usize = 64;
+
+type Chunk = Box<[Option<Node>; CHUNK]>;
+
+/// One shard: a slab of nodes (slot i is node id `(i + 1) << SHARD_BITS | shard`) and the
+/// index from inode number to slot.
 #[derive(Default)]
 struct Shard {
-    nodes: HashMap<u64, Node>,
-    by_ino: HashMap<u64, u64>,
-    next_seq: u64,
+    chunks: Vec<Chunk>,
+    /// Slots in use lie below this; the chunks beyond it are given back.
+    len: usize,
+    /// Free slots below `len`, lowest first so the slab stays dense and its tail can go.
+    /// Entries at or above `len` are stale and skipped.
+    free: BinaryHeap<Reverse<u32>>,
+    by_ino: HashMap<u64, u32>,
+    used: usize,
+}
+
+impl Shard {
+    fn slot_mut(&mut self, slot: usize) -> Option<&mut Option<Node>> {
+        if slot >= self.len {
+            return None;
+        }
+        self.chunks
+            .get_mut(slot / CHUNK)
+            .map(|c| &mut c[slot % CHUNK])
+    }
+
+    fn get_mut(&mut self, slot: u32) -> Option<&mut Node> {
+        self.slot_mut(slot as usize)?.as_mut()
+    }
+
+    fn allocate(&mut self, node: Node) -> u32 {
+        self.used += 1;
+        while let Some(Reverse(slot)) = self.free.pop() {
+            if let Some(s @ None) = self.slot_mut(slot as usize) {
+                *s = Some(node);
+                return slot;
+            }
+        }
+        if self.len == self.chunks.len() * CHUNK {
+            self.chunks.push(Box::new(std::array::from_fn(|_| None)));
+        }
+        self.len += 1;
+        let slot = self.len - 1;
+        self.chunks[slot / CHUNK][slot % CHUNK] = Some(node);
+        slot as u32
+    }
+
+    fn release(&mut self, slot: u32) -> Option<Node> {
+        let node = self.slot_mut(slot as usize)?.take()?;
+        self.used -= 1;
+        self.free.push(Reverse(slot));
+        self.give_back();
+        Some(node)
+    }
+
+    /// Returns memory as the kernel forgets: free slots at the end are cut off with their
+    /// chunks, and the index and free list shrink once mostly empty. Each step is amortized.
+    fn give_back(&mut self) {
+        while self.len > 0 && matches!(self.slot_mut(self.len - 1), Some(None)) {
+            self.len -= 1;
+        }
+        self.chunks.truncate(self.len.div_ceil(CHUNK));
+        if self.free.len() > 2 * (self.len - self.used) + CHUNK {
+            let len = self.len as u32;
+            self.free.retain(|Reverse(s)| *s < len);
+            self.free.shrink_to_fit();
+        }
+        if self.by_ino.capacity() > 4 * self.used + CHUNK {
+            self.by_ino.shrink_to_fit();
+        }
+        if self.chunks.capacity() > 2 * self.chunks.len() + 4 {
+            self.chunks.shrink_to_fit();
+        }
+    }
 }
 
 pub struct NodeTable {
@@ -99,8 +299,13 @@ fn shard_of_ino(ino: u64) -> usize {
     (ino.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SHARD_BITS)) as usize
 }
 
-fn shard_of_id(id: u64) -> usize {
-    (id as usize) & (SHARDS - 1)
+fn split(id: u64) -> Option<(usize, u32)> {
+    let slot = (id >> SHARD_BITS).checked_sub(1)?;
+    Some(((id as usize) & (SHARDS - 1), u32::try_from(slot).ok()?))
+}
+
+fn join(shard: usize, slot: u32) -> u64 {
+    ((slot as u64 + 1) << SHARD_BITS) | shard as u64
 }
 
 /// What a lookup found in the table.
@@ -134,8 +339,8 @@ impl NodeTable {
         if id == ROOT_ID {
             return Some(f(&mut self.root.lock().unwrap_or_else(|e| e.into_inner())));
         }
-        let mut shard = self.lock(shard_of_id(id));
-        shard.nodes.get_mut(&id).map(f)
+        let (shard, slot) = split(id)?;
+        self.lock(shard).get_mut(slot).map(f)
     }
 
     /// Records one more kernel reference to the inode `ino` reached as `parent/name`, reusing
@@ -151,18 +356,14 @@ impl NodeTable {
     ) -> Registered {
         let si = shard_of_ino(ino);
         let mut shard = self.lock(si);
-        if let Some(&id) = shard.by_ino.get(&ino) {
-            if let Some(node) = shard.nodes.get_mut(&id) {
+        if let Some(&slot) = shard.by_ino.get(&ino) {
+            if let Some(node) = shard.get_mut(slot) {
                 if node.handle == handle {
                     node.nlookup += 1;
-                    if node.parent != parent || *node.name != *name {
-                        node.parent = parent;
-                        node.name = name.into();
-                        node.decision = None;
-                    }
-                    node.caller_dependent = caller_dependent;
+                    node.moved_to(parent, name);
+                    node.set_caller_dependent(caller_dependent);
                     return Registered {
-                        nodeid: id,
+                        nodeid: join(si, slot),
                         caller_dependent,
                     };
                 }
@@ -170,47 +371,66 @@ impl NodeTable {
         }
         // New inode, or the number was reused by a new inode (different handle): the old
         // node stays until the kernel forgets it, but the index points to the new one.
-        shard.next_seq += 1;
-        let id = (shard.next_seq << SHARD_BITS) | si as u64;
         let mut node = Node::new(parent, name, handle, ino, kind);
         node.nlookup = 1;
-        node.caller_dependent = caller_dependent;
-        shard.nodes.insert(id, node);
-        shard.by_ino.insert(ino, id);
+        node.set_caller_dependent(caller_dependent);
+        let slot = shard.allocate(node);
+        shard.by_ino.insert(ino, slot);
         Registered {
-            nodeid: id,
+            nodeid: join(si, slot),
             caller_dependent,
         }
     }
 
-    /// Drops `n` kernel references. Returns the node's resources when it is gone.
+    /// Drops `n` kernel references. Returns the node's resources when it is gone; its id may
+    /// then be handed out again (the kernel no longer knows it).
     pub fn forget(&self, id: u64, n: u64) -> Option<Forgotten> {
         if id == ROOT_ID {
             return None;
         }
-        let mut shard = self.lock(shard_of_id(id));
-        let node = shard.nodes.get_mut(&id)?;
+        let (si, slot) = split(id)?;
+        let mut shard = self.lock(si);
+        let node = shard.get_mut(slot)?;
         node.nlookup = node.nlookup.saturating_sub(n);
         if node.nlookup > 0 {
             return None;
         }
-        let node = shard.nodes.remove(&id)?;
-        if shard.by_ino.get(&node.ino) == Some(&id) {
+        let node = shard.release(slot)?;
+        if shard.by_ino.get(&node.ino) == Some(&slot) {
             shard.by_ino.remove(&node.ino);
         }
         Some(Forgotten {
-            backing_id: node.backing_id,
+            backing_id: node.backing_id(),
         })
     }
 
     /// The node of a known inode (after a rename moved it, say).
     pub fn find_ino(&self, ino: u64) -> Option<u64> {
-        self.lock(shard_of_ino(ino)).by_ino.get(&ino).copied()
+        let si = shard_of_ino(ino);
+        self.lock(si).by_ino.get(&ino).map(|&slot| join(si, slot))
     }
 
     /// Number of nodes the kernel holds (root excluded).
     pub fn count(&self) -> usize {
-        (0..SHARDS).map(|i| self.lock(i).nodes.len()).sum()
+        (0..SHARDS).map(|i| self.lock(i).used).sum()
+    }
+
+    fn each(&self, mut f: impl FnMut(u64, &mut Node)) {
+        for i in 0..SHARDS {
+            let mut shard = self.lock(i);
+            let len = shard.len;
+            for (slot, node) in shard
+                .chunks
+                .iter_mut()
+                .flat_map(|c| c.iter_mut())
+                .enumerate()
+                .take(len)
+            {
+                if let Some(node) = node {
+                    f(join(i, slot as u32), node);
+                }
+            }
+        }
     }
 
     /// Every registered backing id (for the final release at shutdown), cleared.
@@ -220,43 +440,30 @@ impl NodeTable {
             self.root
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .backing_id
-                .take(),
+                .take_backing_id(),
         );
-        for i in 0..SHARDS {
-            ids.extend(
-                self.lock(i)
-                    .nodes
-                    .values_mut()
-                    .filter_map(|n| n.backing_id.take()),
-            );
-        }
+        self.each(|_, n| ids.extend(n.take_backing_id()));
         ids
     }
 
-    /// Drops every cached policy decision (policy changed in a way a generation bump alone
+    /// Drops every cached policy decision (paths changed in a way a generation bump alone
     /// does not capture, e.g. a rename of an ancestor).
     pub fn clear_decisions(&self) {
-        for i in 0..SHARDS {
-            for n in self.lock(i).nodes.values_mut() {
-                n.decision = None;
-            }
-        }
+        self.root
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_decision(None);
+        self.each(|_, n| n.set_decision(None));
     }
 
     /// (parent, name) of every entry whose lookup answer depends on the caller.
-    pub fn caller_dependent_entries(&self) -> Vec<(u64, Box<[u8]>)> {
+    pub fn caller_dependent_entries(&self) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
-        for i in 0..SHARDS {
-            let shard = self.lock(i);
-            out.extend(
-                shard
-                    .nodes
-                    .values()
-                    .filter(|n| n.caller_dependent)
-                    .map(|n| (n.parent, n.name.clone())),
-            );
-        }
+        self.each(|_, n| {
+            if n.caller_dependent() {
+                out.push((n.parent, n.name.as_bytes().to_vec()));
+            }
+        });
         out
     }
 
@@ -264,16 +471,11 @@ impl NodeTable {
     /// (case-insensitively), for invalidation after a policy change.
     pub fn children_named(&self, parent: u64, name: &[u8]) -> Vec<u64> {
         let mut out = Vec::new();
-        for i in 0..SHARDS {
-            let shard = self.lock(i);
-            out.extend(
-                shard
-                    .nodes
-                    .iter()
-                    .filter(|(_, n)| n.parent == parent && n.name.eq_ignore_ascii_case(name))
-                    .map(|(&id, _)| id),
-            );
-        }
+        self.each(|id, n| {
+            if n.parent == parent && n.name.as_bytes().eq_ignore_ascii_case(name) {
+                out.push(id);
+            }
+        });
         out
     }
 }
@@ -283,12 +485,45 @@ mod tests {
     use super::*;
 
     fn handle(n: u8) -> Handle {
-        // Handles are opaque; build distinct ones through the public constructor path.
         super::super::lower::tests_support::fake_handle(n)
     }
 
     fn table() -> NodeTable {
         NodeTable::new(Node::new(ROOT_ID, b"", handle(0), 2, libc::S_IFDIR))
+    }
+
+    #[test]
+    fn nodes_stay_small() {
+        // One per inode the kernel holds: 100,000 of them must fit in well under 20 MiB.
+        assert!(
+            std::mem::size_of::<Node>() <= 96,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
+        assert_eq!(
+            std::mem::size_of::<Option<Node>>(),
+            std::mem::size_of::<Node>()
+        );
+        assert_eq!(std::mem::size_of::<NodeName>(), 24);
+    }
+
+    #[test]
+    fn names_inline_and_on_the_heap() {
+        for name in [
+            &b""[..],
+            b"a",
+            b"IMG_0001.jpg",
+            &[b'x'; 22],
+            &[b'y'; 23],
+            &[b'z'; 255],
+        ] {
+            assert_eq!(NodeName::new(name).as_bytes(), name);
+        }
+        assert!(matches!(
+            NodeName::new(&[b'x'; 22]),
+            NodeName::Inline { .. }
+        ));
+        assert!(matches!(NodeName::new(&[b'x'; 23]), NodeName::Heap(_)));
     }
 
     #[test]
@@ -310,14 +545,17 @@ mod tests {
     }
 
     #[test]
-    fn batch_forget_of_more_than_held_is_safe() {
+    fn batch_forget_of_more_than_held_and_bogus_ids_are_safe() {
         let t = table();
         let a = t
             .register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
             .nodeid;
         assert!(t.forget(a, 99).is_some());
         assert!(t.forget(a, 1).is_none());
-        assert!(t.forget(12345, 1).is_none());
+        for bogus in [0, 2, 63, 12345, u64::MAX, 1 << 40] {
+            assert!(t.forget(bogus, 1).is_none());
+            assert!(t.with(bogus, |_| ()).is_none());
+        }
         assert!(t.forget(ROOT_ID, 1).is_none());
     }
 
@@ -348,14 +586,15 @@ mod tests {
             .nodeid;
         assert_eq!(a, b);
         assert_eq!(
-            t.with(a, |n| (n.parent, n.name.to_vec())),
+            t.with(a, |n| (n.parent, n.name.as_bytes().to_vec())),
             Some((7, b"other".to_vec()))
         );
     }
 
     #[test]
-    fn ids_never_collide_with_root_and_encode_their_shard() {
+    fn ids_never_collide_with_root_and_the_table_gives_memory_back() {
         let t = table();
+        let mut ids = Vec::new();
         for ino in 0..10_000u64 {
             let id = t
                 .register(
@@ -368,8 +607,70 @@ mod tests {
                 )
                 .nodeid;
             assert!(id > ROOT_ID);
-            assert_eq!(shard_of_id(id), shard_of_ino(ino));
+            assert_eq!(split(id).unwrap().0, shard_of_ino(ino));
+            ids.push(id);
         }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "live ids are unique");
         assert_eq!(t.count(), 10_000);
+        for &id in &ids {
+            assert!(t.forget(id, 1).is_some());
+        }
+        assert_eq!(t.count(), 0);
+        let held: usize = (0..SHARDS).map(|i| t.lock(i).chunks.len()).sum();
+        assert_eq!(
+            held, 0,
+            "{held} chunks still allocated after everything was forgotten"
+        );
+    }
+
+    #[test]
+    fn freed_slots_are_reused_lowest_first_and_live_ids_stay_unique() {
+        let t = table();
+        let ids: Vec<u64> = (0..2000u64)
+            .map(|ino| {
+                t.register(ROOT_ID, b"x", handle(1), ino, libc::S_IFREG, false)
+                    .nodeid
+            })
+            .collect();
+        for (i, &id) in ids.iter().enumerate() {
+            if i % 2 == 1 {
+                assert!(t.forget(id, 1).is_some());
+            }
+        }
+        let again: Vec<u64> = (2000..3000u64)
+            .map(|ino| {
+                t.register(ROOT_ID, b"y", handle(2), ino, libc::S_IFREG, false)
+                    .nodeid
+            })
+            .collect();
+        let mut live: Vec<u64> = ids.iter().step_by(2).copied().chain(again).collect();
+        assert_eq!(t.count(), live.len());
+        for &id in &live {
+            assert!(t.with(id, |_| ()).is_some());
+        }
+        live.sort();
+        live.dedup();
+        assert_eq!(live.len(), 2000);
+        let chunks: usize = (0..SHARDS).map(|i| t.lock(i).chunks.len()).sum();
+        assert!(
+            chunks <= 2000 / CHUNK + SHARDS,
+            "{chunks} chunks for 2000 nodes"
+        );
+    }
+
+    #[test]
+    fn app_facts_are_allocated_only_when_used() {
+        let mut n = Node::new(ROOT_ID, b"f", handle(1), 5, libc::S_IFREG);
+        n.set_decision(None);
+        assert!(n.app.is_none());
+        n.set_owner(OwnerFact::Tag(b"10057".to_vec().into()));
+        assert_eq!(n.owner(), OwnerFact::Tag(b"10057".to_vec().into()));
+        n.set_nomedia(Nomedia::Yes);
+        assert_eq!(n.nomedia(), Nomedia::Yes);
+        n.set_caller_dependent(true);
+        assert!(n.caller_dependent() && n.nomedia() == Nomedia::Yes);
     }
 }

@@ -46,7 +46,7 @@ impl StorageView {
         }
         let (handle, kind) = self
             .nodes
-            .with(id, |n| (n.handle, n.kind))
+            .with(id, |n| (n.handle, n.kind()))
             .ok_or(libc::ENOENT)?;
         if kind != libc::S_IFDIR {
             return Err(libc::ENOTDIR);
@@ -56,7 +56,7 @@ impl StorageView {
     }
 
     pub(super) fn node_kind(&self, id: u64) -> Result<u32> {
-        self.nodes.with(id, |n| n.kind).ok_or(libc::ENOENT)
+        self.nodes.with(id, |n| n.kind()).ok_or(libc::ENOENT)
     }
 
     /// Facts of a directory node, computed once per call and shared by its children.
@@ -87,6 +87,7 @@ impl Filesystem for StorageView {
     fn forget(&self, node: u64, nlookup: u64) {
         if let Some(gone) = self.nodes.forget(node, nlookup) {
             self.dir_fds.remove(node);
+            self.forgotten();
             if let (Some(id), Some(k)) = (gone.backing_id, self.kernel()) {
                 self.close_backing(k, id);
             }
