@@ -278,7 +278,7 @@ impl Daemon {
             }
         }
         if let Some(mut session) = self.session.take() {
-            session.stopper().stop();
+            session.stop();
             session.join();
             self.view.release_backing();
             self.view.denials.wake();

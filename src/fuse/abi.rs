@@ -132,6 +132,7 @@ pub mod opcode {
 pub mod notify_code {
     pub const INVAL_INODE: i32 = 2;
     pub const INVAL_ENTRY: i32 = 3;
+    pub const RETRIEVE: i32 = 5;
     pub const DELETE: i32 = 6;
 }
 
@@ -554,6 +555,16 @@ pub struct NotifyInvalEntryOut {
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+pub struct NotifyRetrieveOut {
+    pub notify_unique: u64,
+    pub nodeid: u64,
+    pub offset: u64,
+    pub size: u32,
+    pub padding: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct FallocateIn {
     pub fh: u64,
     pub offset: u64,
@@ -630,7 +641,7 @@ pod! {
     ReleaseIn = 24, FlushIn = 24, ReadIn = 40, WriteIn = 40, WriteOut = 8, Kstatfs = 80,
     FsyncIn = 16, SetxattrIn = 8, GetxattrIn = 8, GetxattrOut = 8, AccessIn = 8, InitIn = 64,
     InitOut = 64, InterruptIn = 8, Dirent = 24, NotifyInvalInodeOut = 24,
-    NotifyInvalEntryOut = 16, FallocateIn = 32, LseekIn = 24, LseekOut = 8,
+    NotifyInvalEntryOut = 16, NotifyRetrieveOut = 32, FallocateIn = 32, LseekIn = 24, LseekOut = 8,
     CopyFileRangeIn = 56, BackingMap = 16,
 }
 

@@ -78,6 +78,8 @@ impl<'a> Iterator for ForgetList<'a> {
 pub enum Operation<'a> {
     Init(abi::InitIn),
     Destroy,
+    /// The kernel's answer to a retrieve notification; expects no reply.
+    NotifyReply,
     Interrupt {
         unique: u64,
     },
@@ -273,6 +275,7 @@ impl<'a> Request<'a> {
                 O::Init(abi::read_pod(&raw).unwrap_or_default())
             }
             opcode::DESTROY => O::Destroy,
+            opcode::NOTIFY_REPLY => O::NotifyReply,
             opcode::INTERRUPT => O::Interrupt {
                 unique: p.pod::<abi::InterruptIn>()?.unique,
             },

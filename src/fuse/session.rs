@@ -9,7 +9,7 @@ use super::reply::{DirWriter, ReplyBuf};
 use super::request::{Operation, Request};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use thiserror::Error;
@@ -95,10 +95,16 @@ impl SessionStats {
     }
 }
 
-/// An eventfd every worker polls beside its /dev/fuse fd, so that a stop needs no unmount.
+/// The `unique` of the NOTIFY_REPLY requests a stopping session provokes to wake its workers.
+const WAKE_TOKEN: u64 = u64::from_be_bytes(*b"fgstop!!");
+
+/// Tells the session to stop. Workers block in `read()` (the kernel then wakes exactly one
+/// per request); a stop sets the flag and provokes one request per worker, see
+/// [`KernelHandle::wake_one_reader`]. The eventfd serves the wait for INIT, before workers exist.
 #[derive(Debug)]
 pub struct Stopper {
     efd: OwnedFd,
+    stopping: AtomicBool,
 }
 
 impl Stopper {
@@ -111,11 +117,13 @@ impl Stopper {
         // SAFETY: fd was just returned by eventfd and is owned by nobody else.
         Ok(Stopper {
             efd: unsafe { OwnedFd::from_raw_fd(fd) },
+            stopping: AtomicBool::new(false),
         })
     }
 
-    /// Wakes every worker; the eventfd stays readable, so all of them see it.
+    /// Marks the session as stopping; the eventfd stays readable, so an INIT wait sees it.
     pub fn stop(&self) {
+        self.stopping.store(true, Relaxed);
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a local u64 to our eventfd. A failure (counter overflow)
         // still leaves it readable, which is all we need.
@@ -123,13 +131,7 @@ impl Stopper {
     }
 
     pub fn is_stopped(&self) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: self.efd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout.
-        unsafe { libc::poll(&mut pfd, 1, 0) > 0 }
+        self.stopping.load(Relaxed)
     }
 
     /// Blocks until `chan` is readable (true) or a stop was requested (false).
@@ -190,41 +192,42 @@ impl Session {
         let negotiated = negotiate(&chan, &stopper, config, &stats)?;
         let kernel = Arc::new(KernelHandle::new(chan.clone()));
         fs.init(&negotiated, kernel.clone());
-        let mut workers = Vec::new();
-        let alive = Arc::new(AtomicUsize::new(0));
+        // Built before the workers so that, if one cannot start, dropping the session stops
+        // and joins those already running.
+        let mut session = Session {
+            negotiated,
+            kernel,
+            stats,
+            stopper,
+            workers: Vec::new(),
+            alive: Arc::new(AtomicUsize::new(0)),
+        };
         for i in 0..config.threads.max(1) {
-            let worker_chan = match chan
-                .clone_session()
-                .and_then(|c| c.set_nonblocking().map(|_| c))
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    stopper.stop();
-                    workers
-                        .into_iter()
-                        .for_each(|w: JoinHandle<()>| drop(w.join()));
-                    return Err(SessionError::Clone(e));
-                }
-            };
-            let (fs, stopper, stats, alive) =
-                (fs.clone(), stopper.clone(), stats.clone(), alive.clone());
+            // Blocking reads: the kernel wakes exactly one waiting reader per request, where
+            // poll() would wake them all (and cost two more system calls per request).
+            let worker_chan = chan.clone_session().map_err(SessionError::Clone)?;
+            let (fs, stopper, stats, alive) = (
+                fs.clone(),
+                session.stopper.clone(),
+                session.stats.clone(),
+                session.alive.clone(),
+            );
             alive.fetch_add(1, Relaxed);
             let handle = std::thread::Builder::new()
                 .name(format!("fuse-worker-{i}"))
                 .spawn(move || {
                     serve(worker_chan, &*fs, &stopper, &stats);
                     alive.fetch_sub(1, Relaxed);
-                })?;
-            workers.push(handle);
+                });
+            match handle {
+                Ok(h) => session.workers.push(h),
+                Err(e) => {
+                    session.alive.fetch_sub(1, Relaxed);
+                    return Err(e.into());
+                }
+            }
         }
-        Ok(Session {
-            negotiated,
-            kernel,
-            stats,
-            stopper,
-            workers,
-            alive,
-        })
+        Ok(session)
     }
 
     /// False once every worker has ended (the mount went away or `stop` was called).
@@ -234,6 +237,20 @@ impl Session {
 
     pub fn stopper(&self) -> Arc<Stopper> {
         self.stopper.clone()
+    }
+
+    /// Asks every worker to end: sets the flag, then provokes one request per worker so that
+    /// each blocked `read()` returns. Requests already queued are still answered. Call
+    /// [`Session::join`] to wait. (After an unmount the workers end by themselves.)
+    pub fn stop(&self) {
+        self.stopper.stop();
+        for _ in 0..self.workers.len() {
+            if let Err(e) = self.kernel.wake_one_reader(WAKE_TOKEN) {
+                // ENODEV/ENOENT: the connection is already gone, and with it every reader.
+                log::debug!("waking a worker: {e}");
+                break;
+            }
+        }
     }
 
     /// Waits until every worker has ended (unmount, connection abort, or `stop`).
@@ -248,7 +265,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.stopper.stop();
+        self.stop();
         self.join();
     }
 }
@@ -387,15 +404,15 @@ fn serve<F: Filesystem + ?Sized>(chan: Channel, fs: &F, stopper: &Stopper, stats
     let mut reply = ReplyBuf::new(BUFFER_SIZE);
     loop {
         match chan.receive(&mut inbuf) {
-            Ok(n) => handle(&chan, fs, &inbuf[..n], &mut reply, stats),
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EAGAIN) => {
-                    if !stopper.wait(&chan) {
-                        break;
-                    }
+            Ok(n) => {
+                if stopper.is_stopped() && is_wake_token(&inbuf[..n]) {
+                    break;
                 }
+                handle(&chan, fs, &inbuf[..n], &mut reply, stats)
+            }
+            Err(e) => match e.raw_os_error() {
                 // ENOENT: the request was interrupted before we read it.
-                Some(libc::EINTR) | Some(libc::ENOENT) => {}
+                Some(libc::EINTR) | Some(libc::ENOENT) | Some(libc::EAGAIN) => {}
                 // ENODEV: unmounted or aborted, the normal end.
                 Some(libc::ENODEV) => break,
                 _ => {
@@ -407,11 +424,16 @@ fn serve<F: Filesystem + ?Sized>(chan: Channel, fs: &F, stopper: &Stopper, stats
     }
 }
 
+fn is_wake_token(buf: &[u8]) -> bool {
+    abi::read_pod::<abi::InHeader>(buf)
+        .is_some_and(|h| h.opcode == opcode::NOTIFY_REPLY && h.unique == WAKE_TOKEN)
+}
+
 /// Requests the kernel expects no reply to.
 fn no_reply(op: u32) -> bool {
     matches!(
         op,
-        opcode::FORGET | opcode::BATCH_FORGET | opcode::INTERRUPT
+        opcode::FORGET | opcode::BATCH_FORGET | opcode::INTERRUPT | opcode::NOTIFY_REPLY
     )
 }
 
@@ -481,6 +503,7 @@ fn dispatch<F: Filesystem + ?Sized>(
         O::Destroy => {
             fs.destroy();
         }
+        O::NotifyReply => return Ok(false),
         O::Interrupt { unique } => {
             // Every handler is a bounded local syscall, so the interrupted request gets its
             // normal reply promptly; that reply is what completes it in the kernel.

@@ -291,7 +291,7 @@ impl StorageView {
             .lower
             .open_handle(&handle, libc::O_PATH)
             .ok()
-            .map(|fd| lower::stat_at(fd.as_fd(), &c".nomedia".into()).is_ok())
+            .map(|fd| lower::stat_at(fd.as_fd(), c".nomedia").is_ok())
             .unwrap_or(false);
         self.nodes.with(dir, |n| {
             n.set_nomedia(if has { Nomedia::Yes } else { Nomedia::No })

@@ -276,7 +276,7 @@ pub(super) fn create(
     let entry = view.make_entry(
         parent,
         name,
-        fd.as_fd(),
+        io(lower::handle_of(fd.as_fd()))?,
         &st,
         policy::caller_dependent(&facts.target()),
     )?;

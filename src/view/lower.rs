@@ -3,7 +3,7 @@
 //! handle survives renames, and every name is resolved one component at a time with
 //! `O_NOFOLLOW` from a directory we already hold, so no symlink or `..` leads outside the root.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -24,6 +24,26 @@ pub struct Handle {
 }
 
 const _: () = assert!(std::mem::size_of::<Handle>() == 24);
+
+impl Handle {
+    /// Whether this handle can belong to inode `ino`: exact for the common 8-byte
+    /// FILEID_INO32_GEN handles (ext4, f2fs, xfs), which start with the inode number; other
+    /// layouts cannot be checked and say yes.
+    pub fn may_be_inode(&self, ino: u64) -> bool {
+        const FILEID_INO32_GEN: u8 = 1;
+        if self.kind == FILEID_INO32_GEN && self.len == 8 {
+            let h =
+                u32::from_ne_bytes([self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]]);
+            return h == ino as u32;
+        }
+        true
+    }
+
+    /// Whether `may_be_inode` is a real check for this handle's layout.
+    pub fn carries_inode(&self) -> bool {
+        self.kind == 1 && self.len == 8
+    }
+}
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,7 +96,7 @@ pub fn stat_fd(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
-pub fn stat_at(dir: BorrowedFd<'_>, name: &CString) -> io::Result<libc::stat> {
+pub fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: name is NUL-terminated; fstatat writes a whole struct stat on success.
     cvt(unsafe {
@@ -106,23 +126,32 @@ pub fn open_at(dir: BorrowedFd<'_>, name: &CString, flags: i32, mode: u32) -> io
 
 /// The handle of an open fd (any kind, O_PATH included).
 pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<Handle> {
+    name_to_handle(fd, c"", libc::AT_EMPTY_PATH)
+}
+
+/// The handle of `name` in `dir`, without following a symlink (flags 0) and without opening
+/// the file: one system call where open + handle + close would be three.
+pub fn handle_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Handle> {
+    name_to_handle(dir, name, 0)
+}
+
+fn name_to_handle(fd: BorrowedFd<'_>, name: &CStr, flags: i32) -> io::Result<Handle> {
     let mut raw = RawHandle {
         handle_bytes: HANDLE_ASK as u32,
         handle_type: 0,
         f_handle: [0; HANDLE_ASK],
     };
     let mut mount_id: libc::c_int = 0;
-    let empty = c"";
     // SAFETY: raw is a file_handle with handle_bytes = the room that follows it; the kernel
     // writes at most that many bytes. mount_id is a valid int pointer.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_name_to_handle_at,
             fd.as_raw_fd(),
-            empty.as_ptr(),
+            name.as_ptr(),
             &mut raw as *mut RawHandle,
             &mut mount_id as *mut libc::c_int,
-            libc::AT_EMPTY_PATH,
+            flags,
         )
     };
     if ret < 0 {
@@ -201,13 +230,9 @@ impl Lower {
             )
         };
         if fd < 0 {
-            let e = io::Error::last_os_error();
-            // ESTALE: the inode is gone (deleted outside the mount): to the kernel, ENOENT.
-            return Err(if e.raw_os_error() == Some(libc::ESTALE) {
-                io::Error::from_raw_os_error(libc::ENOENT)
-            } else {
-                e
-            });
+            // ESTALE (the inode is gone, deleted outside the mount) goes to the kernel as is:
+            // the VFS then looks the name up again instead of failing.
+            return Err(io::Error::last_os_error());
         }
         owned(fd as libc::c_int)
     }

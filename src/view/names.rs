@@ -1,7 +1,7 @@
 //! The namespace: looking names up, and creating, linking, renaming and removing them.
 
 use super::access::{Facts, Subject};
-use super::lower::{self, cvt, errno};
+use super::lower::{self, cvt, errno, Handle};
 use super::ops::{io, is_dir_mode, Result};
 use super::StorageView;
 use crate::fuse::abi;
@@ -37,6 +37,26 @@ pub(super) fn dtype_of_mode(mode: u32) -> u32 {
     (mode & libc::S_IFMT) >> 12
 }
 
+/// The attributes and the handle of `name` in `dir`, without opening it: `fstatat` and
+/// `name_to_handle_at`, neither following a symlink. The name can be replaced between the two
+/// calls; the pair is accepted only if both describe one inode (checked through the inode
+/// number that common handles carry, else by a second stat), and retried otherwise.
+fn stat_and_handle(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<(libc::stat, Handle)> {
+    for _ in 0..8 {
+        let st = io(lower::stat_at(dir, name))?;
+        let handle = io(lower::handle_at(dir, name))?;
+        let same = if handle.carries_inode() {
+            handle.may_be_inode(st.st_ino)
+        } else {
+            io(lower::stat_at(dir, name))?.st_ino == st.st_ino
+        };
+        if same {
+            return Ok((st, handle));
+        }
+    }
+    Err(libc::EAGAIN)
+}
+
 impl StorageView {
     /// Registers the child `name` of `parent` (open as `fd`, `O_PATH` or not) and builds the
     /// entry the kernel caches. Counts one lookup.
@@ -44,11 +64,10 @@ impl StorageView {
         &self,
         parent: u64,
         name: &[u8],
-        fd: BorrowedFd<'_>,
+        handle: Handle,
         st: &libc::stat,
         caller_dependent: bool,
     ) -> Result<Entry> {
-        let handle = io(lower::handle_of(fd))?;
         let reg = self.nodes.register(
             parent,
             name,
@@ -78,8 +97,7 @@ impl StorageView {
         parent_facts: &Facts,
     ) -> Result<Entry> {
         let cname = io(lower::cname(name))?;
-        let fd = io(lower::open_at(dir, &cname, libc::O_PATH, 0))?;
-        let st = io(lower::stat_fd(fd.as_fd()))?;
+        let (st, handle) = stat_and_handle(dir, &cname)?;
         let facts = self.child_facts(parent_facts, name, is_dir_mode(st.st_mode));
         let caller_dependent = policy::caller_dependent(&facts.target());
         if !policy::bypasses(uid) {
@@ -103,7 +121,7 @@ impl StorageView {
                 return Err(e);
             }
         }
-        self.make_entry(parent, name, fd.as_fd(), &st, caller_dependent)
+        self.make_entry(parent, name, handle, &st, caller_dependent)
     }
 
     /// Facts of an existing child (stat, and the owner for regular files when the caller is
