@@ -11,7 +11,10 @@
 #
 # --quick: small sizes, one round, a minute or two: checks that everything runs, asserts no speed.
 # Environment: FUSEGATE_BIN (use this fusegated instead of building one), BINDFS_OPTS (extra
-# bindfs options, e.g. --multithreaded), BENCH_TMP (where the image goes; default /var/tmp).
+# bindfs options, e.g. --multithreaded), BENCH_TMP (where the image goes; default /var/tmp),
+# CANDIDATE_BIN (a second fusegated, e.g. a patched build, mounted with passthrough as an extra
+# "candidate" column so a change is measured side by side with the current build in one run;
+# CANDIDATE_ENV="VAR=value ..." is put in its environment).
 set -euo pipefail
 
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -54,7 +57,7 @@ if [ "$MODE" = quick ]; then
     MEM_PER_DIR=5000
     POLICY_ITERS=200000
 else
-    : "${ROUNDS:=5}"
+    : "${ROUNDS:=7}"
     IMG_MIB=6144
     SEQ_MIB=1024
     WARM_PASSES=4
@@ -74,6 +77,7 @@ case "$ROUNDS" in ''|*[!0-9]*|0) fail "--rounds needs a positive number" ;; esac
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 START_TIME=$(date +%s)
+LOAD_START=$(cut -d" " -f1 /proc/loadavg)
 
 # ---- tools -------------------------------------------------------------------------------
 need_pkgs=()
@@ -161,6 +165,11 @@ for f in oc oc.0 oc.1; do : > "$LOWER/data/$f"; done
 "$MB" mkfiles "$LOWER/meta/ten" "$N_META" >/dev/null
 for d in $(seq 0 $((MEM_DIRS - 1))); do "$MB" mkfiles "$LOWER/mem/d$d" "$MEM_PER_DIR" >/dev/null; done
 TARGETS=(raw pt nopt bindfs)
+DAEMONS=(pt nopt bindfs)
+if [ -n "${CANDIDATE_BIN:-}" ]; then
+    [ -x "$CANDIDATE_BIN" ] || fail "CANDIDATE_BIN $CANDIDATE_BIN is not executable"
+    TARGETS+=(cand); DAEMONS+=(cand)
+fi
 for t in "${TARGETS[@]}"; do mkdir -p "$LOWER/meta/new-$t"; done
 sync
 
@@ -174,18 +183,19 @@ wait_log() { # pid file pattern what
     done
     cat "$2" >&2; fail "$4 did not mount within 10 s"
 }
-start_fusegate() { # target extra-args...
-    local t=$1; shift
+start_fusegate() { # target binary extra-args...
+    local t=$1 bin=$2; shift 2
     mkdir -p "$WORK/$t"
-    RUST_LOG=info "$FUSEGATED" --lower "$LOWER" --mount "$WORK/$t" "$@" 2>"$WORK/$t.log" &
+    # shellcheck disable=SC2086
+    env ${ENV_EXTRA:-} RUST_LOG=info "$bin" --lower "$LOWER" --mount "$WORK/$t" "$@" 2>"$WORK/$t.log" &
     PID[$t]=$!
     MNT[$t]=$WORK/$t
     wait_log "${PID[$t]}" "$WORK/$t.log" "serving" "fusegated ($t)"
 }
-start_fusegate pt
+start_fusegate pt "$FUSEGATED"
 grep -q "data path: passthrough" "$WORK/pt.log" \
     || { cat "$WORK/pt.log" >&2; fail "fusegated did not enable passthrough (needs Linux 6.9+)"; }
-start_fusegate nopt --no-passthrough
+start_fusegate nopt "$FUSEGATED" --no-passthrough
 grep -q "data path: userspace" "$WORK/nopt.log" || fail "fusegated --no-passthrough is not in userspace mode"
 mkdir -p "$WORK/bindfs"
 # shellcheck disable=SC2086
@@ -194,6 +204,11 @@ PID[bindfs]=$!
 MNT[bindfs]=$WORK/bindfs
 for _ in $(seq 100); do grep -q " $WORK/bindfs " /proc/mounts && break; sleep 0.1; done
 grep -q " $WORK/bindfs " /proc/mounts || { cat "$WORK/bindfs.log" >&2; fail "bindfs did not mount"; }
+if [ -n "${CANDIDATE_BIN:-}" ]; then
+    ENV_EXTRA=${CANDIDATE_ENV:-} start_fusegate cand "$CANDIDATE_BIN"
+    grep -q "data path: passthrough" "$WORK/cand.log" || fail "the candidate fusegated did not enable passthrough"
+    log "mounted: candidate $CANDIDATE_BIN ${CANDIDATE_ENV:-} ($WORK/cand)"
+fi
 log "mounted: fusegate passthrough ($WORK/pt), fusegate --no-passthrough ($WORK/nopt), bindfs ($WORK/bindfs)"
 
 # ---- workloads ----------------------------------------------------------------------------
@@ -254,7 +269,7 @@ measure() { # target workload -> one number on stdout
 
 fusegate_nodes() { # target -> the "nodes N" of a SIGUSR1 stats line, or -
     local t=$1 before
-    [ "$t" = pt ] || [ "$t" = nopt ] || { echo -; return; }
+    [ "$t" = pt ] || [ "$t" = nopt ] || [ "$t" = cand ] || { echo -; return; }
     before=$(grep -c "stats:" "$WORK/$t.log" || true)
     kill -USR1 "${PID[$t]}"
     for _ in $(seq 50); do
@@ -278,6 +293,7 @@ memory() { # target -> rows "mem_<what> value" for the resident-memory table
 
 RES=$WORK/results.tsv      # round workload target value
 : > "$RES"
+for t in "${DAEMONS[@]}"; do printf "0\tmem_rss_fresh\t%s\t%s\n" "$t" "$("$MB" rss "${PID[$t]}")" >> "$RES"; done
 log "$MODE mode: $ROUNDS round(s) x ${#WORKLOADS[@]} workloads x ${#TARGETS[@]} targets, interleaved"
 for round in $(seq 1 "$ROUNDS"); do
     # Rotate the target order each round so that no target always runs first or last.
@@ -292,18 +308,21 @@ for round in $(seq 1 "$ROUNDS"); do
             printf '%s\t%s\t%s\t%s\n' "$round" "$w" "$t" "$v" >> "$RES"
         done
     done
-    for t in pt nopt bindfs; do
-        memory "$t" | while read -r k v; do printf '%s\tmem_%s\t%s\t%s\n' "$round" "$k" "$t" "$v" >> "$RES"; done
-    done
     if [ -n "$POLICY_BENCH" ] && [ -x "$POLICY_BENCH" ]; then
         "$POLICY_BENCH" "$POLICY_ITERS" | while read -r k v; do
             printf '%s\tpolicy_%s\tlib\t%s\n' "$round" "$k" "$v" >> "$RES"
         done
     fi
 done
+# Memory once, after every round: the daemons have then served every workload.
+log "memory: stat of ${MEM_FILES} files through each mount, then drop_caches 2"
+for t in "${DAEMONS[@]}"; do
+    memory "$t" | while read -r k v; do printf "0\tmem_%s\t%s\t%s\n" "$k" "$t" "$v" >> "$RES"; done
+done
 
 # ---- report -------------------------------------------------------------------------------
 ELAPSED=$(( $(date +%s) - START_TIME ))
+label() { case $1 in raw) echo "raw ext4";; pt) echo "fusegate passthrough";; nopt) echo "fusegate no-passthrough";; bindfs) echo bindfs;; cand) echo "candidate (passthrough)";; esac; }
 stats_of() { # workload target -> "median min max n"
     awk -F'\t' -v w="$1" -v t="$2" '$2==w && $3==t {print $4}' "$RES" | sort -g \
         | awk '{a[NR]=$1} END {if (NR==0) {print "- - - 0"; exit}
@@ -322,10 +341,12 @@ report() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); fusegate $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
     echo "- lower: ext4 on a loop device (direct I/O) backed by a file on $(df --output=source "${BENCH_TMP:-/var/tmp}" | tail -1); fusegate $("$FUSEGATED" --help >/dev/null 2>&1 && echo 'release build'), --threads 2 (default), --cache-timeout 5 (default); bindfs $(bindfs --version 2>/dev/null | head -1 | awk '{print $2}') ${BINDFS_OPTS:-with default options (single-threaded)}"
+    echo "- load average (1 min) at start $LOAD_START, at end $(cut -d" " -f1 /proc/loadavg): other work on this machine (a shared VM) adds noise; min-max shows how much"
+    [ -n "${CANDIDATE_BIN:-}" ] && echo "- candidate column: $CANDIDATE_BIN ${CANDIDATE_ENV:-}"
     echo "- each cell: median (min-max) over the rounds, then ×speed relative to raw (>1 faster, <1 slower; for times it is raw/time)"
     echo
-    echo "| workload | unit | raw ext4 | fusegate passthrough | fusegate no-passthrough | bindfs |"
-    echo "|---|---|---|---|---|---|"
+    printf "| workload | unit "; for t in "${TARGETS[@]}"; do printf "| %s " "$(label "$t")"; done; echo "|"
+    printf "|---|---"; for t in "${TARGETS[@]}"; do printf "|---"; done; echo "|"
     for spec in "${WORKLOADS[@]}"; do
         IFS='|' read -r w unit better desc <<< "$spec"
         raw=$(stats_of "$w" raw | awk '{print $1}')
@@ -341,11 +362,11 @@ report() {
     echo
     echo "Resident memory of the daemon (KiB, VmRSS) after looking up ${MEM_FILES} files with stat(), and after the kernel forgot them (drop_caches 2); 'nodes' is fusegate's node count from its SIGUSR1 stats."
     echo
-    echo "| daemon | at start | after ${MEM_FILES} lookups | after forget | nodes after lookups | nodes after forget |"
-    echo "|---|---|---|---|---|---|"
-    for t in pt nopt bindfs; do
-        printf '| %s ' "$(case $t in pt) echo 'fusegate passthrough';; nopt) echo 'fusegate no-passthrough';; *) echo bindfs;; esac)"
-        for k in rss_start rss_looked_up rss_forgotten nodes_looked_up nodes_forgotten; do
+    echo "| daemon | just mounted | after all rounds | after ${MEM_FILES} lookups | after forget | nodes after lookups | nodes after forget |"
+    echo "|---|---|---|---|---|---|---|"
+    for t in "${DAEMONS[@]}"; do
+        printf "| %s " "$(label "$t")"
+        for k in rss_fresh rss_start rss_looked_up rss_forgotten nodes_looked_up nodes_forgotten; do
             read -r med lo hi n <<< "$(stats_of "mem_$k" "$t")"
             if [ "$n" -gt 1 ] && [ "$lo" != "$hi" ]; then printf '| %s (%s-%s) ' "$(fmt "$med")" "$(fmt "$lo")" "$(fmt "$hi")"; else printf '| %s ' "$(fmt "$med")"; fi
         done
@@ -374,33 +395,42 @@ check() { # label ok(1/0) detail
 }
 targets_report() {
     local w v raw b f ok spec better
+    local FG=(pt nopt) PTS=(pt)
+    [ -n "${CANDIDATE_BIN:-}" ] && FG+=(cand) && PTS+=(cand)
     [ "$MODE" = quick ] && { echo "Quick mode: no target is judged (sizes too small for meaningful ratios)."; return; }
     echo "Targets (ratios of medians from this run):"
     echo
     echo "| target | verdict | measured |"
     echo "|---|---|---|"
-    for w in seqread_cold seqread_warm seqwrite seqwrite_fsync randread_cold randread_warm randwrite; do
-        v=$(med_of "$w" pt); raw=$(med_of "$w" raw)
+    for t in "${PTS[@]}"; do
+    for w in seqread_cold seqread_warm seqwrite seqwrite_fsync randread_cold randread_cold_nohint randread_warm randwrite; do
+        v=$(med_of "$w" "$t"); raw=$(med_of "$w" raw)
         ok=$(awk -v v="$v" -v r="$raw" 'BEGIN{print (v >= 0.95*r) ? 1 : 0}')
         note=""
-        [ "$w" = randread_cold ] && awk -v v="$v" -v r="$raw" 'BEGIN{exit !(v > 1.05*r)}' \
-            && note=" (faster than raw is NOT a win: fio's FADV_RANDOM reaches the FUSE file, not the lower one, so ext4 still reads ahead)"
-        check "passthrough $w >= 0.95 x raw" "$ok" "$(ratio hi "$v" "$raw") x raw$note"
+        if [ "$w" = randread_cold ]; then
+            if awk -v v="$v" -v r="$raw" 'BEGIN{exit !(v > 1.05*r)}'; then
+                note=" (faster than raw is NOT a win: fio's FADV_RANDOM reaches the FUSE file, not the lower one, so ext4 still reads ahead)"
+            elif [ "$ok" = 0 ]; then
+                note=" (fio's FADV_RANDOM reaches the FUSE file, not the lower one: each cold miss still reads ahead on the lower device; see the fadvise_hint=0 row)"
+            fi
+        fi
+        check "$t $w >= 0.95 x raw" "$ok" "$(ratio hi "$v" "$raw") x raw$note"
+    done
     done
     for w in openclose statall_cold; do
-        for t in pt nopt; do
+        for t in "${FG[@]}"; do
             f=$(med_of "$w" "$t"); b=$(med_of "$w" bindfs)
             ok=$(awk -v f="$f" -v b="$b" 'BEGIN{print (b >= 1.5*f) ? 1 : 0}')
             check "$t $w >= 1.5x faster than bindfs" "$ok" "$(ratio lo "$f" "$b")x"
         done
     done
-    for t in pt nopt; do
+    for t in "${FG[@]}"; do
         f=$(med_of lsl_first "$t"); b=$(med_of lsl_first bindfs)
         ok=$(awk -v f="$f" -v b="$b" 'BEGIN{print (3*f <= b) ? 1 : 0}')
         check "$t first ls -l <= 1/3 of bindfs time" "$ok" "$(awk -v f="$f" -v b="$b" 'BEGIN{printf "%.2f", f/b}') of bindfs"
     done
     for w in openclose_par2 stat create unlink readdir_first readdir_cached; do
-        for t in pt nopt; do
+        for t in "${FG[@]}"; do
             f=$(med_of "$w" "$t"); b=$(med_of "$w" bindfs)
             ok=$(awk -v f="$f" -v b="$b" 'BEGIN{print (f <= b) ? 1 : 0}')
             check "$t $w at least as fast as bindfs" "$ok" "$(ratio lo "$f" "$b")x"
@@ -414,8 +444,8 @@ targets_report() {
             || misses="$misses $w ($(ratio "$better" "$f" "$b")x)"
     done
     check "no-passthrough at least as fast as bindfs on every workload" "$( [ -z "$misses" ] && echo 1 || echo 0)" \
-        "${misses:+slower on:$misses}${misses:-all workloads}"
-    for t in pt nopt; do
+        "$( [ -n "$misses" ] && echo "slower on:$misses" || echo "faster or equal on all workloads")"
+    for t in "${FG[@]}"; do
         v=$(med_of mem_rss_looked_up "$t")
         check "$t RSS < 20 MiB after ${MEM_FILES} lookups" "$(awk -v v="$v" 'BEGIN{print (v < 20480) ? 1 : 0}')" "$(fmt "$v") KiB"
         s=$(med_of mem_rss_start "$t"); f=$(med_of mem_rss_forgotten "$t")
