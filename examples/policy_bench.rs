@@ -108,10 +108,7 @@ fn main() {
         .unwrap_or(2_000_000);
     let policy = Policy::new(table());
     let targets = targets();
-    let full: Vec<String> = targets
-        .iter()
-        .map(|(p, n, _)| format!("{p}/{n}"))
-        .collect();
+    let full: Vec<String> = targets.iter().map(|(p, n, _)| format!("{p}/{n}")).collect();
     let n = targets.len() as u64;
     let uid_of = |i: u64| 10_000 + (i % 300) as u32;
     let op_of = |i: u64| if i % 5 == 0 { Op::Lookup } else { Op::Read };
