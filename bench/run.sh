@@ -1,0 +1,482 @@
+#!/usr/bin/env bash
+# fusegate benchmarks: the raw lower filesystem, fusegate with passthrough, fusegate without
+# passthrough and bindfs (a common FUSE mirror), side by side in one run.
+#
+#   bench/run.sh [--quick] [--rounds N] [--out FILE]
+#
+# As root: makes an ext4 image on a loop device (the lower filesystem), mounts the three FUSE
+# views over it, runs every workload against each target in turn (interleaved, for N rounds,
+# the target order rotating each round), and prints Markdown tables of medians with min-max
+# and the ratio to raw. Every mount, daemon and loop device is removed on exit, error or Ctrl-C.
+#
+# --quick: small sizes, one round, a minute or two: checks that everything runs, asserts no speed.
+# Environment: FUSEGATE_BIN (use this fusegated instead of building one), BINDFS_OPTS (extra
+# bindfs options, e.g. --multithreaded), BENCH_TMP (where the image goes; default /var/tmp),
+# CANDIDATE_BIN (a second fusegated, e.g. a patched build, mounted with passthrough as an extra
+# "candidate" column so a change is measured side by side with the current build in one run;
+# CANDIDATE_ENV="VAR=value ..." is put in its environment, CANDIDATE_ARGS on its command line).
+set -euo pipefail
+
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+
+MODE=full
+ROUNDS=
+OUT=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) MODE=quick ;;
+        --rounds) ROUNDS="${2:?--rounds needs a number}"; shift ;;
+        --out) OUT="${2:?--out needs a file}"; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+fail() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || fail "must run as root (loop devices, mounts, drop_caches)"
+[ -c /dev/fuse ] || fail "/dev/fuse is missing"
+[ -w /proc/sys/vm/drop_caches ] || fail "/proc/sys/vm/drop_caches is not writable"
+
+# ---- sizes -------------------------------------------------------------------------------
+if [ "$MODE" = quick ]; then
+    : "${ROUNDS:=1}"
+    IMG_MIB=1024       # ext4 image
+    SEQ_MIB=64         # sequential read/write file
+    WARM_PASSES=2      # warm sequential reads read the file this many times in one timing
+    RAND_MIB=64        # random-I/O file
+    RR_COLD=4m         # fio bytes for cold random read
+    RR_WARM=16m        # ... warm random read
+    RW_BYTES=16m       # ... random write
+    N_OPEN=2000        # open+close per thread
+    N_STAT=20000       # stat of one file
+    N_META=1000        # files for stat-all, create/unlink, readdir, ls -l
+    MEM_DIRS=2         # memory test: MEM_DIRS x MEM_PER_DIR files looked up
+    MEM_PER_DIR=5000
+    POLICY_ITERS=200000
+    META_REPS=1        # metadata and warm-read workloads: best of this many back-to-back repetitions
+else
+    : "${ROUNDS:=7}"
+    IMG_MIB=6144
+    SEQ_MIB=1024
+    WARM_PASSES=4
+    RAND_MIB=1024
+    RR_COLD=64m
+    RR_WARM=256m
+    RW_BYTES=256m
+    N_OPEN=20000
+    N_STAT=200000
+    N_META=10000
+    MEM_DIRS=10
+    MEM_PER_DIR=10000
+    POLICY_ITERS=5000000
+    META_REPS=3
+fi
+MEM_FILES=$((MEM_DIRS * MEM_PER_DIR))
+case "$ROUNDS" in ''|*[!0-9]*|0) fail "--rounds needs a positive number" ;; esac
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+START_TIME=$(date +%s)
+LOAD_START=$(cut -d" " -f1 /proc/loadavg)
+
+# ---- tools -------------------------------------------------------------------------------
+need_pkgs=()
+command -v fio >/dev/null || need_pkgs+=(fio)
+command -v bindfs >/dev/null || need_pkgs+=(bindfs)
+command -v gcc >/dev/null || need_pkgs+=(gcc libc6-dev)
+command -v mkfs.ext4 >/dev/null || need_pkgs+=(e2fsprogs)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    log "installing ${need_pkgs[*]} (Debian packages)"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >&2 \
+        || fail "could not install ${need_pkgs[*]}; install them and retry"
+fi
+for t in losetup mountpoint awk; do command -v "$t" >/dev/null || fail "$t is missing"; done
+
+# ---- state and cleanup ---------------------------------------------------------------------
+WORK=
+LOOP=
+declare -A PID=()      # target -> daemon pid
+declare -A MNT=()      # target -> mount point
+CLEANED=0
+
+cleanup() {
+    local rc=$?
+    [ "$CLEANED" = 1 ] && return
+    CLEANED=1
+    trap '' INT TERM
+    set +e
+    local t
+    for t in "${!PID[@]}"; do
+        kill -TERM "${PID[$t]}" 2>/dev/null   # fusegated unmounts itself on TERM
+    done
+    for t in "${!PID[@]}"; do
+        for _ in $(seq 50); do kill -0 "${PID[$t]}" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "${PID[$t]}" 2>/dev/null
+        wait "${PID[$t]}" 2>/dev/null
+    done
+    for t in "${!MNT[@]}"; do
+        if mountpoint -q "${MNT[$t]}" 2>/dev/null || grep -q " ${MNT[$t]} " /proc/mounts; then
+            umount "${MNT[$t]}" 2>/dev/null || umount -l "${MNT[$t]}" 2>/dev/null
+        fi
+    done
+    if [ -n "$WORK" ] && mountpoint -q "$WORK/lower" 2>/dev/null; then
+        umount "$WORK/lower" 2>/dev/null || umount -l "$WORK/lower"
+    fi
+    [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+    [ -n "$WORK" ] && rm -rf "$WORK"
+    if [ "$rc" != 0 ]; then log "stopped (exit $rc); every mount, daemon and loop device was removed"; fi
+    return "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+# ---- build -------------------------------------------------------------------------------
+WORK=$(mktemp -d "${BENCH_TMP:-/var/tmp}/fusegate-bench.XXXXXX")
+if [ -n "${FUSEGATE_BIN:-}" ]; then
+    FUSEGATED=$FUSEGATE_BIN
+    POLICY_BENCH=${POLICY_BENCH_BIN:-}
+else
+    log "cargo build --release (fusegated, examples/policy_bench)"
+    (cd "$REPO" && cargo build --release --quiet --bin fusegated --example policy_bench) >&2 \
+        || fail "cargo build --release failed"
+    FUSEGATED=$REPO/target/release/fusegated
+    POLICY_BENCH=$REPO/target/release/examples/policy_bench
+fi
+[ -x "$FUSEGATED" ] || fail "no fusegated at $FUSEGATED"
+MB=$WORK/metabench
+gcc -O2 -Wall -pthread -o "$MB" "$REPO/bench/metabench.c" || fail "compiling bench/metabench.c failed"
+
+# ---- lower filesystem ---------------------------------------------------------------------
+log "lower: ${IMG_MIB} MiB ext4 image on a loop device (direct I/O, so the image file's page cache never doubles the lower one)"
+truncate -s "${IMG_MIB}M" "$WORK/lower.img"
+# Initialise inode tables and journal now: ext4lazyinit would otherwise write during the runs.
+mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/lower.img"
+LOOP=$(losetup --find --show --direct-io=on "$WORK/lower.img")
+mkdir -p "$WORK/lower"
+mount "$LOOP" "$WORK/lower"
+LOWER=$WORK/lower
+
+log "filling the lower tree (data files, ${N_META}-entry directory, ${MEM_FILES} files for the memory test)"
+mkdir -p "$LOWER/data" "$LOWER/meta" "$LOWER/mem"
+"$MB" seqwrite "$LOWER/data/seq" "$SEQ_MIB" 1 >/dev/null
+"$MB" seqwrite "$LOWER/data/rand" "$RAND_MIB" 1 >/dev/null
+for f in oc oc.0 oc.1; do : > "$LOWER/data/$f"; done
+"$MB" mkfiles "$LOWER/meta/ten" "$N_META" >/dev/null
+for d in $(seq 0 $((MEM_DIRS - 1))); do "$MB" mkfiles "$LOWER/mem/d$d" "$MEM_PER_DIR" >/dev/null; done
+TARGETS=(raw pt nopt bindfs)
+DAEMONS=(pt nopt bindfs)
+if [ -n "${CANDIDATE_BIN:-}" ]; then
+    [ -x "$CANDIDATE_BIN" ] || fail "CANDIDATE_BIN $CANDIDATE_BIN is not executable"
+    TARGETS+=(cand); DAEMONS+=(cand)
+fi
+for t in "${TARGETS[@]}"; do mkdir -p "$LOWER/meta/new-$t"; done
+sync
+
+# ---- mounts -------------------------------------------------------------------------------
+MNT[raw]=$LOWER
+wait_log() { # pid file pattern what
+    for _ in $(seq 100); do
+        grep -q "$3" "$2" 2>/dev/null && return 0
+        kill -0 "$1" 2>/dev/null || { cat "$2" >&2; fail "$4 exited before mounting"; }
+        sleep 0.1
+    done
+    cat "$2" >&2; fail "$4 did not mount within 10 s"
+}
+start_fusegate() { # target binary extra-args...
+    local t=$1 bin=$2; shift 2
+    mkdir -p "$WORK/$t"
+    # shellcheck disable=SC2086
+    env ${ENV_EXTRA:-} RUST_LOG=info "$bin" --lower "$LOWER" --mount "$WORK/$t" "$@" 2>"$WORK/$t.log" &
+    PID[$t]=$!
+    MNT[$t]=$WORK/$t
+    wait_log "${PID[$t]}" "$WORK/$t.log" "serving" "fusegated ($t)"
+}
+start_fusegate pt "$FUSEGATED"
+grep -q "data path: passthrough" "$WORK/pt.log" \
+    || { cat "$WORK/pt.log" >&2; fail "fusegated did not enable passthrough (needs Linux 6.9+)"; }
+start_fusegate nopt "$FUSEGATED" --no-passthrough
+grep -q "data path: userspace" "$WORK/nopt.log" || fail "fusegated --no-passthrough is not in userspace mode"
+mkdir -p "$WORK/bindfs"
+# shellcheck disable=SC2086
+bindfs -f ${BINDFS_OPTS:-} "$LOWER" "$WORK/bindfs" 2>"$WORK/bindfs.log" &
+PID[bindfs]=$!
+MNT[bindfs]=$WORK/bindfs
+for _ in $(seq 100); do grep -q " $WORK/bindfs " /proc/mounts && break; sleep 0.1; done
+grep -q " $WORK/bindfs " /proc/mounts || { cat "$WORK/bindfs.log" >&2; fail "bindfs did not mount"; }
+if [ -n "${CANDIDATE_BIN:-}" ]; then
+    ENV_EXTRA=${CANDIDATE_ENV:-} start_fusegate cand "$CANDIDATE_BIN" ${CANDIDATE_ARGS:-}
+    grep -q "data path: passthrough" "$WORK/cand.log" || fail "the candidate fusegated did not enable passthrough"
+    log "mounted: candidate $CANDIDATE_BIN ${CANDIDATE_ENV:-} ($WORK/cand)"
+fi
+log "mounted: fusegate passthrough ($WORK/pt), fusegate --no-passthrough ($WORK/nopt), bindfs ($WORK/bindfs)"
+
+# ---- workloads ----------------------------------------------------------------------------
+drop() { sync; echo "$1" > /proc/sys/vm/drop_caches; }
+fio_run() { # field file fio-args... -> IOPS (terse field 8: read IOPS, 49: write IOPS)
+    local field=$1 file=$2; shift 2
+    fio --name=bench --filename="$file" --bs=4k --ioengine=psync --invalidate=0 --minimal "$@" \
+        | awk -F';' -v f="$field" '{print $f}'
+}
+
+# id|unit|better(hi/lo)|description
+WORKLOADS=(
+    "seqread_cold|MB/s|hi|sequential read ${SEQ_MIB} MiB, cold (drop_caches 3)"
+    "seqread_warm|MB/s|hi|sequential read ${SEQ_MIB} MiB, warm (x${WARM_PASSES})"
+    "seqread_par2|MB/s|hi|sequential read ${SEQ_MIB} MiB warm (x${WARM_PASSES}), 2 threads (halves)"
+    "seqwrite|MB/s|hi|sequential write ${SEQ_MIB} MiB, buffered (incl. close)"
+    "seqwrite_fsync|MB/s|hi|sequential write ${SEQ_MIB} MiB + fsync"
+    "randread_cold|IOPS|hi|4 KiB random read (fio), cold, ${RR_COLD}B of ${RAND_MIB} MiB"
+    "randread_cold_nohint|IOPS|hi|same, fio --fadvise_hint=0 (readahead on everywhere)"
+    "randread_warm|IOPS|hi|4 KiB random read (fio), warm, ${RR_WARM}B"
+    "randwrite|IOPS|hi|4 KiB random write (fio), buffered, ${RW_BYTES}B"
+    "openclose|us/op|lo|open+close of one file"
+    "openclose_par2|us/op|lo|open+close, 2 threads (own file each; wall time / all ops)"
+    "stat|us/op|lo|stat of one file"
+    "statall_cold|us/file|lo|stat of ${N_META} files not yet looked up (drop_caches 2)"
+    "create|us/file|lo|create ${N_META} empty files (open O_CREAT|O_EXCL + close)"
+    "unlink|us/file|lo|unlink ${N_META} files"
+    "readdir_first|ms|lo|readdir of a ${N_META}-entry directory, first listing (drop_caches 2)"
+    "readdir_cached|ms|lo|readdir of the same directory again"
+    "lsl_first|ms|lo|readdir + stat of each entry (ls -l), first (drop_caches 2)"
+)
+
+# Best of META_REPS back-to-back runs of a short workload: on a shared machine a burst of other
+# work inflates single samples; the best one is the closest to the intrinsic cost.
+best() { # lo|hi command... -> the lowest (lo) or highest (hi) of its outputs
+    local better=$1 i v b=""; shift
+    for i in $(seq "$META_REPS"); do
+        v=$("$@") || return 1
+        b=$(awk -v a="$b" -v v="$v" -v d="$better" 'BEGIN { if (a == "" || (d == "lo" ? v < a : v > a)) print v; else print a }')
+    done
+    echo "$b"
+}
+cold() { drop 2; "$MB" "$@"; }
+create_once_v() { local v; v=$("$MB" create "$1" "$N_META") && "$MB" unlink "$1" "$N_META" >/dev/null && echo "$v"; }
+unlink_once() { "$MB" create "$1" "$N_META" >/dev/null && "$MB" unlink "$1" "$N_META"; }
+
+measure() { # target workload -> one number on stdout
+    local t=$1 w=$2 r=${MNT[$1]}
+    case "$w" in
+        seqread_cold) drop 3; "$MB" seqread "$r/data/seq" 1 1 ;;
+        seqread_warm) "$MB" seqread "$r/data/seq" 1 1 >/dev/null; best hi "$MB" seqread "$r/data/seq" 1 "$WARM_PASSES" ;;
+        seqread_par2) "$MB" seqread "$r/data/seq" 2 1 >/dev/null; best hi "$MB" seqread "$r/data/seq" 2 "$WARM_PASSES" ;;
+        seqwrite) drop 1; "$MB" seqwrite "$r/data/w" "$SEQ_MIB" 0; rm -f "$r/data/w"; sync ;;
+        seqwrite_fsync) drop 1; "$MB" seqwrite "$r/data/w" "$SEQ_MIB" 1; rm -f "$r/data/w"; sync ;;
+        randread_cold) drop 3; fio_run 8 "$r/data/rand" --rw=randread --io_size="$RR_COLD" ;;
+        randread_cold_nohint) drop 3; fio_run 8 "$r/data/rand" --rw=randread --io_size="$RR_COLD" --fadvise_hint=0 ;;
+        randread_warm) "$MB" seqread "$r/data/rand" 1 1 >/dev/null
+                  best hi fio_run 8 "$r/data/rand" --rw=randread --io_size="$RR_WARM" ;;
+        randwrite) fio_run 49 "$r/data/rand" --rw=randwrite --io_size="$RW_BYTES"; sync ;;
+        openclose) best lo "$MB" openclose "$r/data/oc" "$N_OPEN" 1 ;;
+        openclose_par2) best lo "$MB" openclose "$r/data/oc" "$N_OPEN" 2 ;;
+        stat) best lo "$MB" stat "$r/data/oc" "$N_STAT" ;;
+        statall_cold) best lo cold statall "$r/meta/ten" "$N_META" ;;
+        create) best lo create_once_v "$r/meta/new-$t" ;;
+        unlink) best lo unlink_once "$r/meta/new-$t" ;;
+        readdir_first) best lo cold readdir "$r/meta/ten" "$N_META" ;;
+        readdir_cached) "$MB" readdir "$r/meta/ten" "$N_META" >/dev/null; best lo "$MB" readdir "$r/meta/ten" "$N_META" ;;
+        lsl_first) best lo cold lsl "$r/meta/ten" "$N_META" ;;
+        *) fail "unknown workload $w" ;;
+    esac
+}
+
+fusegate_nodes() { # target -> the "nodes N" of a SIGUSR1 stats line, or -
+    local t=$1 before
+    [ "$t" = pt ] || [ "$t" = nopt ] || [ "$t" = cand ] || { echo -; return; }
+    before=$(grep -c "stats:" "$WORK/$t.log" || true)
+    kill -USR1 "${PID[$t]}"
+    for _ in $(seq 50); do
+        [ "$(grep -c "stats:" "$WORK/$t.log" || true)" -gt "$before" ] && break
+        sleep 0.1
+    done
+    grep "stats:" "$WORK/$t.log" | tail -1 | sed -n 's/.*; nodes \([0-9]*\);.*/\1/p'
+}
+
+memory() { # target -> rows "mem_<what> value" for the resident-memory table
+    local t=$1 r=${MNT[$1]} d
+    drop 2; sleep 1
+    echo "rss_start $("$MB" rss "${PID[$t]}")"
+    for d in $(seq 0 $((MEM_DIRS - 1))); do "$MB" statall "$r/mem/d$d" "$MEM_PER_DIR" >/dev/null; done
+    echo "rss_looked_up $("$MB" rss "${PID[$t]}")"
+    echo "nodes_looked_up $(fusegate_nodes "$t")"
+    drop 2; sleep 2
+    echo "rss_forgotten $("$MB" rss "${PID[$t]}")"
+    echo "nodes_forgotten $(fusegate_nodes "$t")"
+}
+
+RES=$WORK/results.tsv      # round workload target value
+: > "$RES"
+for t in "${DAEMONS[@]}"; do printf "0\tmem_rss_fresh\t%s\t%s\n" "$t" "$("$MB" rss "${PID[$t]}")" >> "$RES"; done
+log "$MODE mode: $ROUNDS round(s) x ${#WORKLOADS[@]} workloads x ${#TARGETS[@]} targets, interleaved"
+for round in $(seq 1 "$ROUNDS"); do
+    # Rotate the target order each round so that no target always runs first or last.
+    order=()
+    for i in "${!TARGETS[@]}"; do order+=("${TARGETS[$(( (i + round - 1) % ${#TARGETS[@]} ))]}"); done
+    log "round $round/$ROUNDS (order: ${order[*]})"
+    for spec in "${WORKLOADS[@]}"; do
+        w=${spec%%|*}
+        for t in "${order[@]}"; do
+            v=$(measure "$t" "$w") || fail "workload $w on $t failed"
+            case "$v" in ''|*[!0-9.]*) fail "workload $w on $t gave no number ('$v')" ;; esac
+            printf '%s\t%s\t%s\t%s\n' "$round" "$w" "$t" "$v" >> "$RES"
+        done
+    done
+    if [ -n "$POLICY_BENCH" ] && [ -x "$POLICY_BENCH" ]; then
+        "$POLICY_BENCH" "$POLICY_ITERS" | while read -r k v; do
+            printf '%s\tpolicy_%s\tlib\t%s\n' "$round" "$k" "$v" >> "$RES"
+        done
+    fi
+done
+# Memory once, after every round: the daemons have then served every workload.
+log "memory: stat of ${MEM_FILES} files through each mount, then drop_caches 2"
+for t in "${DAEMONS[@]}"; do
+    memory "$t" | while read -r k v; do printf "0\tmem_%s\t%s\t%s\n" "$k" "$t" "$v" >> "$RES"; done
+done
+
+# ---- report -------------------------------------------------------------------------------
+ELAPSED=$(( $(date +%s) - START_TIME ))
+label() { case $1 in raw) echo "raw ext4";; pt) echo "fusegate passthrough";; nopt) echo "fusegate no-passthrough";; bindfs) echo bindfs;; cand) echo "candidate (passthrough)";; esac; }
+stats_of() { # workload target -> "median min max n"
+    awk -F'\t' -v w="$1" -v t="$2" '$2==w && $3==t {print $4}' "$RES" | sort -g \
+        | awk '{a[NR]=$1} END {if (NR==0) {print "- - - 0"; exit}
+               m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; print m, a[1], a[NR], NR}'
+}
+fmt() { awk -v x="$1" 'BEGIN { if (x=="-") {print "-"; exit}
+        if (x == int(x) || x>=1000) printf "%.0f", x; else if (x>=100) printf "%.1f", x; else if (x>=10) printf "%.2f", x; else printf "%.3f", x }'; }
+ratio() { # better value raw -> speed relative to raw (>1: faster than raw)
+    awk -v b="$1" -v v="$2" -v r="$3" 'BEGIN { if (v<=0 || r<=0) {print "-"; exit}
+        printf "%.2f", (b=="hi") ? v/r : r/v }'
+}
+report() {
+    local spec w unit better desc t raw s med lo hi n cell
+    echo "## fusegate benchmark ($MODE mode, $ROUNDS round(s))"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); fusegate $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
+    echo "- lower: ext4 on a loop device (direct I/O) backed by a file on $(df --output=source "${BENCH_TMP:-/var/tmp}" | tail -1); fusegate $("$FUSEGATED" --help >/dev/null 2>&1 && echo 'release build'), --threads 2 (default), --cache-timeout 5 (default); bindfs $(bindfs --version 2>/dev/null | head -1 | awk '{print $2}') ${BINDFS_OPTS:-with default options (single-threaded)}"
+    echo "- load average (1 min) at start $LOAD_START, at end $(cut -d" " -f1 /proc/loadavg): other work on this machine (a shared VM) adds noise; min-max shows how much"
+    [ -n "${CANDIDATE_BIN:-}" ] && echo "- candidate column: $CANDIDATE_BIN ${CANDIDATE_ENV:-}"
+    echo "- each cell: median (min-max) over the rounds (metadata and warm-read workloads: each round takes the best of $META_REPS back-to-back runs), then ×speed relative to raw (>1 faster, <1 slower; for times it is raw/time)"
+    echo
+    printf "| workload | unit "; for t in "${TARGETS[@]}"; do printf "| %s " "$(label "$t")"; done; echo "|"
+    printf "|---|---"; for t in "${TARGETS[@]}"; do printf "|---"; done; echo "|"
+    for spec in "${WORKLOADS[@]}"; do
+        IFS='|' read -r w unit better desc <<< "$spec"
+        raw=$(stats_of "$w" raw | awk '{print $1}')
+        printf '| %s | %s ' "$desc" "$unit$( [ "$better" = hi ] && echo ' ↑' || echo ' ↓')"
+        for t in "${TARGETS[@]}"; do
+            read -r med lo hi n <<< "$(stats_of "$w" "$t")"
+            cell="$(fmt "$med") ($(fmt "$lo")-$(fmt "$hi"))"
+            [ "$t" != raw ] && cell="$cell ×$(ratio "$better" "$med" "$raw")"
+            printf '| %s ' "$cell"
+        done
+        echo '|'
+    done
+    echo
+    echo "Resident memory of the daemon (KiB, VmRSS) after looking up ${MEM_FILES} files with stat(), and after the kernel forgot them (drop_caches 2); 'nodes' is fusegate's node count from its SIGUSR1 stats."
+    echo
+    echo "| daemon | just mounted | after all rounds | after ${MEM_FILES} lookups | after forget | nodes after lookups | nodes after forget |"
+    echo "|---|---|---|---|---|---|---|"
+    for t in "${DAEMONS[@]}"; do
+        printf "| %s " "$(label "$t")"
+        for k in rss_fresh rss_start rss_looked_up rss_forgotten nodes_looked_up nodes_forgotten; do
+            read -r med lo hi n <<< "$(stats_of "mem_$k" "$t")"
+            if [ "$n" -gt 1 ] && [ "$lo" != "$hi" ]; then printf '| %s (%s-%s) ' "$(fmt "$med")" "$(fmt "$lo")" "$(fmt "$hi")"; else printf '| %s ' "$(fmt "$med")"; fi
+        done
+        echo '|'
+    done
+    if grep -q 'policy_' "$RES"; then
+        echo
+        echo "Policy decision cost from the library (examples/policy_bench.rs, ns per decision, ${POLICY_ITERS} decisions per round):"
+        echo
+        echo "| variant | ns |"
+        echo "|---|---|"
+        for k in decide_warm decide_fresh_snapshot uncached_check cached_lookup; do
+            read -r med lo hi n <<< "$(stats_of "policy_$k" lib)"
+            printf '| %s | %s (%s-%s) |\n' "$k" "$(fmt "$med")" "$(fmt "$lo")" "$(fmt "$hi")"
+        done
+    fi
+    echo
+    targets_report
+    echo
+    echo "Total run time: ${ELAPSED} s."
+}
+
+med_of() { stats_of "$1" "$2" | awk '{print $1}'; }
+check() { # label ok(1/0) detail
+    printf '| %s | %s | %s |\n' "$1" "$( [ "$2" = 1 ] && echo met || echo '**missed**')" "$3"
+}
+targets_report() {
+    local w v raw b f ok spec better
+    local FG=(pt nopt) PTS=(pt)
+    [ -n "${CANDIDATE_BIN:-}" ] && FG+=(cand) && PTS+=(cand)
+    [ "$MODE" = quick ] && { echo "Quick mode: no target is judged (sizes too small for meaningful ratios)."; return; }
+    echo "Targets (ratios of medians from this run):"
+    echo
+    echo "| target | verdict | measured |"
+    echo "|---|---|---|"
+    for t in "${PTS[@]}"; do
+    for w in seqread_cold seqread_warm seqwrite seqwrite_fsync randread_cold randread_cold_nohint randread_warm randwrite; do
+        v=$(med_of "$w" "$t"); raw=$(med_of "$w" raw)
+        ok=$(awk -v v="$v" -v r="$raw" 'BEGIN{print (v >= 0.95*r) ? 1 : 0}')
+        note=""
+        if [ "$w" = randread_cold ]; then
+            if awk -v v="$v" -v r="$raw" 'BEGIN{exit !(v > 1.05*r)}'; then
+                note=" (faster than raw is NOT a win: fio's FADV_RANDOM reaches the FUSE file, not the lower one, so ext4 still reads ahead)"
+            elif [ "$ok" = 0 ]; then
+                note=" (fio's FADV_RANDOM reaches the FUSE file, not the lower one: each cold miss still reads ahead on the lower device; see the fadvise_hint=0 row)"
+            fi
+        fi
+        check "$t $w >= 0.95 x raw" "$ok" "$(ratio hi "$v" "$raw") x raw$note"
+    done
+    done
+    for w in openclose statall_cold; do
+        for t in "${FG[@]}"; do
+            f=$(med_of "$w" "$t"); b=$(med_of "$w" bindfs)
+            ok=$(awk -v f="$f" -v b="$b" 'BEGIN{print (b >= 1.5*f) ? 1 : 0}')
+            check "$t $w >= 1.5x faster than bindfs" "$ok" "$(ratio lo "$f" "$b")x"
+        done
+    done
+    for t in "${FG[@]}"; do
+        f=$(med_of lsl_first "$t"); b=$(med_of lsl_first bindfs)
+        ok=$(awk -v f="$f" -v b="$b" 'BEGIN{print (3*f <= b) ? 1 : 0}')
+        check "$t first ls -l <= 1/3 of bindfs time" "$ok" "$(awk -v f="$f" -v b="$b" 'BEGIN{printf "%.2f", f/b}') of bindfs"
+    done
+    for w in openclose_par2 stat create unlink readdir_first readdir_cached; do
+        for t in "${FG[@]}"; do
+            f=$(med_of "$w" "$t"); b=$(med_of "$w" bindfs)
+            ok=$(awk -v f="$f" -v b="$b" 'BEGIN{print (f <= b) ? 1 : 0}')
+            check "$t $w at least as fast as bindfs" "$ok" "$(ratio lo "$f" "$b")x"
+        done
+    done
+    local misses=""
+    for spec in "${WORKLOADS[@]}"; do
+        IFS='|' read -r w _ better _ <<< "$spec"
+        f=$(med_of "$w" nopt); b=$(med_of "$w" bindfs)
+        awk -v f="$f" -v b="$b" -v d="$better" 'BEGIN{exit !((d=="hi") ? f >= b : f <= b)}' \
+            || misses="$misses $w ($(ratio "$better" "$f" "$b")x)"
+    done
+    check "no-passthrough at least as fast as bindfs on every workload" "$( [ -z "$misses" ] && echo 1 || echo 0)" \
+        "$( [ -n "$misses" ] && echo "slower on:$misses" || echo "faster or equal on all workloads")"
+    for t in "${FG[@]}"; do
+        v=$(med_of mem_rss_looked_up "$t")
+        check "$t RSS < 20 MiB after ${MEM_FILES} lookups" "$(awk -v v="$v" 'BEGIN{print (v < 20480) ? 1 : 0}')" "$(fmt "$v") KiB"
+        s=$(med_of mem_rss_start "$t"); f=$(med_of mem_rss_forgotten "$t")
+        # "Back down": at most a quarter of what the lookups added is still resident.
+        check "$t RSS back down after forget" \
+            "$(awk -v s="$s" -v l="$v" -v f="$f" 'BEGIN{print (f - s <= 0.25 * (l - s)) ? 1 : 0}')" \
+            "$(fmt "$s") -> $(fmt "$v") -> $(fmt "$f") KiB"
+    done
+}
+
+REPORT=$(report)
+echo "$REPORT"
+if [ -n "$OUT" ]; then
+    printf '%s\n' "$REPORT" > "$OUT"
+    log "table written to $OUT"
+fi
+if [ -n "$OUT" ]; then cp "$RES" "${OUT%.md}.tsv"; fi
+log "done in ${ELAPSED} s"
