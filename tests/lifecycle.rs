@@ -261,3 +261,58 @@ fn serves_an_already_mounted_fd_handed_over() {
     assert_ne!(code, 0);
     assert!(out.contains("not a /dev/fuse"), "{out}");
 }
+
+#[test]
+fn stopping_an_attached_session_returns_while_the_platform_still_has_it_mounted() {
+    if !can_mount() {
+        return;
+    }
+    let lower = TempDir::new("lower");
+    let mnt = TempDir::new("mnt");
+    std::fs::write(lower.path().join("f"), b"x").unwrap();
+    // SAFETY: plain open of the device; ownership passes to the daemon below.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    assert!(fd >= 0);
+    let target = std::ffi::CString::new(mnt.path().to_str().unwrap()).unwrap();
+    let opts = std::ffi::CString::new(format!(
+        "fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other"
+    ))
+    .unwrap();
+    // SAFETY: NUL-terminated strings that live across the call.
+    let r = unsafe {
+        libc::mount(
+            c"platform".as_ptr(),
+            target.as_ptr(),
+            c"fuse.platform".as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    assert_eq!(r, 0, "mount: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is ours and nothing else uses it.
+    let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let options = fusegate::Options {
+        threads: 3,
+        ..Default::default()
+    };
+    let mut daemon = fusegate::Daemon::attach(owned, lower.path(), options).unwrap();
+    assert_eq!(std::fs::read(mnt.path().join("f")).unwrap(), b"x");
+    // Workers are blocked in read(); nothing unmounts: stop must still return, promptly.
+    let started = Instant::now();
+    daemon.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    assert!(!daemon.is_running());
+    drop(daemon);
+    // The platform's mount is now a dead connection; the platform cleans it up.
+    assert_eq!(
+        std::fs::metadata(mnt.path().join("f"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ENOTCONN)
+    );
+    force_unmount(mnt.path());
+}

@@ -62,23 +62,6 @@ impl KernelHandle {
         self.send_notify(&msg)
     }
 
-    /// Asks the kernel to send us a NOTIFY_REPLY request tagged `unique` (a zero-byte
-    /// retrieve of the root). It is how a stopping session wakes workers blocked in `read()`
-    /// without signals and without unmounting: each such request wakes exactly one reader.
-    pub fn wake_one_reader(&self, unique: u64) -> io::Result<()> {
-        let arg = abi::NotifyRetrieveOut {
-            notify_unique: unique,
-            nodeid: abi::ROOT_ID,
-            offset: 0,
-            size: 0,
-            padding: 0,
-        };
-        let mut msg = Vec::with_capacity(16 + 32);
-        self.notify(notify_code::RETRIEVE, std::mem::size_of_val(&arg), &mut msg);
-        msg.extend_from_slice(abi::as_bytes(&arg));
-        self.chan.send(&msg)
-    }
-
     fn notify(&self, code: i32, payload_len: usize, msg: &mut Vec<u8>) {
         let header = abi::OutHeader {
             len: (16 + payload_len) as u32,

@@ -11,6 +11,7 @@ pub mod mount;
 pub mod reply;
 pub mod request;
 pub mod session;
+mod wake;
 
 pub use channel::Channel;
 pub use filesystem::{AttrReply, Ctx, Errno, Filesystem, SetAttr, TimeSpec, XattrReply};

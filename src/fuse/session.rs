@@ -7,8 +7,10 @@ use super::filesystem::{Ctx, Filesystem, SetAttr, XattrReply};
 use super::kernel::KernelHandle;
 use super::reply::{DirWriter, ReplyBuf};
 use super::request::{Operation, Request};
+use super::wake;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -95,12 +97,9 @@ impl SessionStats {
     }
 }
 
-/// The `unique` of the NOTIFY_REPLY requests a stopping session provokes to wake its workers.
-const WAKE_TOKEN: u64 = u64::from_be_bytes(*b"fgstop!!");
-
 /// Tells the session to stop. Workers block in `read()` (the kernel then wakes exactly one
-/// per request); a stop sets the flag and provokes one request per worker, see
-/// [`KernelHandle::wake_one_reader`]. The eventfd serves the wait for INIT, before workers exist.
+/// per request); a stop sets the flag and interrupts them (see `wake.rs`). The eventfd serves
+/// the wait for INIT, before workers exist.
 #[derive(Debug)]
 pub struct Stopper {
     efd: OwnedFd,
@@ -216,6 +215,7 @@ impl Session {
             let handle = std::thread::Builder::new()
                 .name(format!("fuse-worker-{i}"))
                 .spawn(move || {
+                    wake::unblock_in_this_thread();
                     serve(worker_chan, &*fs, &stopper, &stats);
                     alive.fetch_sub(1, Relaxed);
                 });
@@ -239,25 +239,35 @@ impl Session {
         self.stopper.clone()
     }
 
-    /// Asks every worker to end: sets the flag, then provokes one request per worker so that
-    /// each blocked `read()` returns. Requests already queued are still answered. Call
-    /// [`Session::join`] to wait. (After an unmount the workers end by themselves.)
+    /// Asks every worker to end: sets the flag and interrupts their blocking reads. Requests
+    /// being handled finish first. Call [`Session::join`] to wait. (After an unmount the
+    /// workers end by themselves.)
     pub fn stop(&self) {
         self.stopper.stop();
-        for _ in 0..self.workers.len() {
-            if let Err(e) = self.kernel.wake_one_reader(WAKE_TOKEN) {
-                // ENODEV/ENOENT: the connection is already gone, and with it every reader.
-                log::debug!("waking a worker: {e}");
-                break;
-            }
+        for w in &self.workers {
+            wake::kick(w.as_pthread_t() as libc::pthread_t);
         }
     }
 
-    /// Waits until every worker has ended (unmount, connection abort, or `stop`).
+    /// Waits until every worker has ended (unmount, connection abort, or `stop`). A worker
+    /// that was between two reads when it was interrupted is interrupted again.
     pub fn join(&mut self) {
-        for w in self.workers.drain(..) {
-            if w.join().is_err() {
-                log::error!("a FUSE worker panicked");
+        while !self.workers.is_empty() {
+            let (done, running): (Vec<_>, Vec<_>) =
+                self.workers.drain(..).partition(|w| w.is_finished());
+            for w in done {
+                if w.join().is_err() {
+                    log::error!("a FUSE worker panicked");
+                }
+            }
+            self.workers = running;
+            if !self.workers.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                if self.stopper.is_stopped() {
+                    for w in &self.workers {
+                        wake::kick(w.as_pthread_t() as libc::pthread_t);
+                    }
+                }
             }
         }
     }
@@ -404,13 +414,10 @@ fn serve<F: Filesystem + ?Sized>(chan: Channel, fs: &F, stopper: &Stopper, stats
     let mut reply = ReplyBuf::new(BUFFER_SIZE);
     loop {
         match chan.receive(&mut inbuf) {
-            Ok(n) => {
-                if stopper.is_stopped() && is_wake_token(&inbuf[..n]) {
-                    break;
-                }
-                handle(&chan, fs, &inbuf[..n], &mut reply, stats)
-            }
+            Ok(n) => handle(&chan, fs, &inbuf[..n], &mut reply, stats),
             Err(e) => match e.raw_os_error() {
+                // The wake signal, or another: stop if asked to.
+                Some(libc::EINTR) if stopper.is_stopped() => break,
                 // ENOENT: the request was interrupted before we read it.
                 Some(libc::EINTR) | Some(libc::ENOENT) | Some(libc::EAGAIN) => {}
                 // ENODEV: unmounted or aborted, the normal end.
@@ -422,11 +429,6 @@ fn serve<F: Filesystem + ?Sized>(chan: Channel, fs: &F, stopper: &Stopper, stats
             },
         }
     }
-}
-
-fn is_wake_token(buf: &[u8]) -> bool {
-    abi::read_pod::<abi::InHeader>(buf)
-        .is_some_and(|h| h.opcode == opcode::NOTIFY_REPLY && h.unique == WAKE_TOKEN)
 }
 
 /// Requests the kernel expects no reply to.
