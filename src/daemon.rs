@@ -26,10 +26,20 @@ pub struct Options {
     pub policy: Table,
 }
 
+/// Worker threads when none are asked for: half the CPUs, 1 to 4. With blocking reads the
+/// kernel hands each request to one idle worker; on a small machine more workers than that
+/// only compete with the apps for the CPUs (measured: one worker beat two on 2 CPUs).
+pub fn default_threads() -> usize {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    (cpus / 2).clamp(1, 4)
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
-            threads: 2,
+            threads: default_threads(),
             passthrough: true,
             cache_ttl: Duration::from_secs(5),
             policy: Table::default(),

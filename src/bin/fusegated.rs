@@ -26,7 +26,8 @@ OPTIONS:
     --policy FILE        Apps, permissions and grants (TOML). Reloaded atomically on SIGHUP; a
                          bad file is refused with its line number and the old policy stays.
                          Without it the app table is empty: apps see only their own files.
-    --threads N          Worker threads, each on its own cloned /dev/fuse fd [default: 2].
+    --threads N          Worker threads, each on its own cloned /dev/fuse fd
+                         [default: half the CPUs, 1 to 4].
     --no-passthrough     Serve file data in userspace even if the kernel supports FUSE
                          passthrough (Linux 6.9+). By default passthrough is used when offered.
     --cache-timeout SECS How long the kernel may cache names and attributes that look the same

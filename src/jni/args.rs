@@ -102,9 +102,10 @@ pub(super) fn options_arg(
     passthrough: jboolean,
     cache_ms: jlong,
 ) -> Result<Options> {
-    if !(1..=MAX_THREADS).contains(&threads) {
+    // 0: the daemon's default (half the CPUs, 1 to 4).
+    if !(0..=MAX_THREADS).contains(&threads) {
         return Err(Error::IllegalArgument(format!(
-            "threads must be 1..={MAX_THREADS}, not {threads}"
+            "threads must be 1..={MAX_THREADS} (or 0 for the default), not {threads}"
         )));
     }
     if !(0..=MAX_CACHE_TIMEOUT_MS).contains(&cache_ms) {
@@ -113,7 +114,11 @@ pub(super) fn options_arg(
         )));
     }
     Ok(Options {
-        threads: threads as usize,
+        threads: if threads == 0 {
+            crate::daemon::default_threads()
+        } else {
+            threads as usize
+        },
         passthrough: passthrough != JNI_FALSE,
         cache_ttl: Duration::from_millis(cache_ms as u64),
         policy: Table::default(),
@@ -169,7 +174,8 @@ mod tests {
         assert_eq!((o.threads, o.passthrough), (3, false));
         assert_eq!(o.cache_ttl, Duration::from_millis(1500));
         assert!(options_arg(1, JNI_TRUE, 0).unwrap().passthrough);
-        assert!(is_illegal_argument(options_arg(0, 1, 0), "threads"));
+        assert_eq!(options_arg(0, 1, 0).unwrap().threads, crate::daemon::default_threads());
+        assert!(is_illegal_argument(options_arg(-1, 1, 0), "threads"));
         assert!(is_illegal_argument(options_arg(65, 1, 0), "threads"));
         assert!(is_illegal_argument(options_arg(2, 1, -1), "cache timeout"));
         assert!(is_illegal_argument(

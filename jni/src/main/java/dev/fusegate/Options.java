@@ -21,7 +21,7 @@ public final class Options {
         this.cacheTimeoutMillis = b.cacheTimeoutMillis;
     }
 
-    /** Two threads, passthrough on, 5 s cache timeout. */
+    /** The daemon's default worker count (half the CPUs, 1 to 4), passthrough on, 5 s cache timeout. */
     public static Options defaults() {
         return builder().build();
     }
@@ -49,7 +49,8 @@ public final class Options {
     }
 
     public static final class Builder {
-        private int threads = 2;
+        /** 0: let the daemon choose (half the CPUs, 1 to 4). */
+        private int threads = 0;
         private boolean passthrough = true;
         private long cacheTimeoutMillis = 5000;
 
