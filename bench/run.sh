@@ -356,7 +356,7 @@ report() {
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); fusegate $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
-    echo "- lower: ext4 on a loop device (direct I/O) backed by a file on $(df --output=source "${BENCH_TMP:-/var/tmp}" | tail -1); fusegate $("$FUSEGATED" --help >/dev/null 2>&1 && echo 'release build'), --threads 2 (default), --cache-timeout 5 (default); bindfs $(bindfs --version 2>/dev/null | head -1 | awk '{print $2}') ${BINDFS_OPTS:-with default options (single-threaded)}"
+    echo "- lower: ext4 on a loop device (direct I/O) backed by a file on $(df --output=source "${BENCH_TMP:-/var/tmp}" | tail -1); fusegate $("$FUSEGATED" --help >/dev/null 2>&1 && echo 'release build'), default --threads (half the CPUs, 1 to 4) and --cache-timeout (5 s); bindfs $(bindfs --version 2>/dev/null | head -1 | awk '{print $2}') ${BINDFS_OPTS:-with default options (single-threaded)}"
     echo "- load average (1 min) at start $LOAD_START, at end $(cut -d" " -f1 /proc/loadavg): other work on this machine (a shared VM) adds noise; min-max shows how much"
     [ -n "${CANDIDATE_BIN:-}" ] && echo "- candidate column: $CANDIDATE_BIN ${CANDIDATE_ENV:-}"
     echo "- each cell: median (min-max) over the rounds (metadata and warm-read workloads: each round takes the best of $META_REPS back-to-back runs), then ×speed relative to raw (>1 faster, <1 slower; for times it is raw/time)"

@@ -41,6 +41,31 @@ fn run_daemon(
     (status.code().unwrap_or(-1), err + &out)
 }
 
+/// Plays the platform (vold): opens /dev/fuse (with `flags`) and mounts a FUSE session of it
+/// on `mnt`, returning the fd that a daemon is then handed.
+fn platform_mount(mnt: &std::path::Path, flags: i32) -> i32 {
+    // SAFETY: plain open of the device; the caller owns the fd.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | flags) };
+    assert!(fd >= 0);
+    let target = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
+    let opts = std::ffi::CString::new(format!(
+        "fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other"
+    ))
+    .unwrap();
+    // SAFETY: NUL-terminated strings that live across the call.
+    let r = unsafe {
+        libc::mount(
+            c"platform".as_ptr(),
+            target.as_ptr(),
+            c"fuse.platform".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            opts.as_ptr().cast(),
+        )
+    };
+    assert_eq!(r, 0, "mount: {}", std::io::Error::last_os_error());
+    fd
+}
+
 fn nothing() -> std::io::Result<()> {
     Ok(())
 }
@@ -203,25 +228,7 @@ fn serves_an_already_mounted_fd_handed_over() {
     let mnt = TempDir::new("mnt");
     std::fs::write(lower.path().join("handed"), b"over").unwrap();
     // Play the platform (vold): open /dev/fuse, mount it, hand the fd to the daemon.
-    // SAFETY: plain open of the device; the fd is passed to the child and closed below.
-    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR) };
-    assert!(fd >= 0);
-    let target = std::ffi::CString::new(mnt.path().to_str().unwrap()).unwrap();
-    let opts = std::ffi::CString::new(format!(
-        "fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other"
-    ))
-    .unwrap();
-    // SAFETY: NUL-terminated strings that live across the call.
-    let r = unsafe {
-        libc::mount(
-            c"platform".as_ptr(),
-            target.as_ptr(),
-            c"fuse.platform".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            opts.as_ptr().cast(),
-        )
-    };
-    assert_eq!(r, 0, "mount: {}", std::io::Error::last_os_error());
+    let fd = platform_mount(mnt.path(), 0);
     let mut child = Command::new(daemon_bin())
         .args([
             "--lower",
@@ -270,25 +277,7 @@ fn stopping_an_attached_session_returns_while_the_platform_still_has_it_mounted(
     let lower = TempDir::new("lower");
     let mnt = TempDir::new("mnt");
     std::fs::write(lower.path().join("f"), b"x").unwrap();
-    // SAFETY: plain open of the device; ownership passes to the daemon below.
-    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    assert!(fd >= 0);
-    let target = std::ffi::CString::new(mnt.path().to_str().unwrap()).unwrap();
-    let opts = std::ffi::CString::new(format!(
-        "fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other"
-    ))
-    .unwrap();
-    // SAFETY: NUL-terminated strings that live across the call.
-    let r = unsafe {
-        libc::mount(
-            c"platform".as_ptr(),
-            target.as_ptr(),
-            c"fuse.platform".as_ptr(),
-            0,
-            opts.as_ptr().cast(),
-        )
-    };
-    assert_eq!(r, 0, "mount: {}", std::io::Error::last_os_error());
+    let fd = platform_mount(mnt.path(), libc::O_CLOEXEC);
     // SAFETY: fd is ours and nothing else uses it.
     let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let options = fusegate::Options {

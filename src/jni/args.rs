@@ -174,7 +174,10 @@ mod tests {
         assert_eq!((o.threads, o.passthrough), (3, false));
         assert_eq!(o.cache_ttl, Duration::from_millis(1500));
         assert!(options_arg(1, JNI_TRUE, 0).unwrap().passthrough);
-        assert_eq!(options_arg(0, 1, 0).unwrap().threads, crate::daemon::default_threads());
+        assert_eq!(
+            options_arg(0, 1, 0).unwrap().threads,
+            crate::daemon::default_threads()
+        );
         assert!(is_illegal_argument(options_arg(-1, 1, 0), "threads"));
         assert!(is_illegal_argument(options_arg(65, 1, 0), "threads"));
         assert!(is_illegal_argument(options_arg(2, 1, -1), "cache timeout"));
