@@ -492,7 +492,7 @@ final class FuseGateTest {
             expectThrows(iae, "path is null", () -> FuseGate.nativeInvalidate(h, null));
             expectThrows(iae, "mountPoint is null", () -> FuseGate.nativeMount(null, lower, 2, true, 0));
             expectThrows(iae, "absolute", () -> FuseGate.nativeMount("mnt", lower, 2, true, 0));
-            expectThrows(iae, "threads", () -> FuseGate.nativeMount(f.mnt.toString(), lower, 0, true, 0));
+            expectThrows(iae, "threads", () -> FuseGate.nativeMount(f.mnt.toString(), lower, -1, true, 0));
             expectThrows(iae, "threads", () -> FuseGate.nativeMount(f.mnt.toString(), lower, 1000, true, 0));
             expectThrows(iae, "cache timeout", () -> FuseGate.nativeMount(f.mnt.toString(), lower, 2, true, -5));
             expectThrows(iae, "negative", () -> FuseGate.nativeAttach(-3, lower, 2, true, 0));
