@@ -252,6 +252,15 @@ impl Session {
     /// Waits until every worker has ended (unmount, connection abort, or `stop`). A worker
     /// that was between two reads when it was interrupted is interrupted again.
     pub fn join(&mut self) {
+        if !self.stopper.is_stopped() {
+            // Nothing to re-interrupt: the workers end on their own (unmount, abort).
+            for w in self.workers.drain(..) {
+                if w.join().is_err() {
+                    log::error!("a FUSE worker panicked");
+                }
+            }
+            return;
+        }
         while !self.workers.is_empty() {
             let (done, running): (Vec<_>, Vec<_>) =
                 self.workers.drain(..).partition(|w| w.is_finished());
@@ -263,10 +272,8 @@ impl Session {
             self.workers = running;
             if !self.workers.is_empty() {
                 std::thread::sleep(std::time::Duration::from_millis(5));
-                if self.stopper.is_stopped() {
-                    for w in &self.workers {
-                        wake::kick(w.as_pthread_t() as libc::pthread_t);
-                    }
+                for w in &self.workers {
+                    wake::kick(w.as_pthread_t() as libc::pthread_t);
                 }
             }
         }
