@@ -4,6 +4,7 @@ mod common;
 
 use common::{
     can_mount, daemon_bin, force_unmount, is_mounted, wait_timeout, Mount, MountOptions, TempDir,
+    UnmountOnDrop,
 };
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -229,6 +230,7 @@ fn serves_an_already_mounted_fd_handed_over() {
     std::fs::write(lower.path().join("handed"), b"over").unwrap();
     // Play the platform (vold): open /dev/fuse, mount it, hand the fd to the daemon.
     let fd = platform_mount(mnt.path(), 0);
+    let _unmount = UnmountOnDrop(mnt.path().to_path_buf());
     let mut child = Command::new(daemon_bin())
         .args([
             "--lower",
@@ -278,6 +280,7 @@ fn stopping_an_attached_session_returns_while_the_platform_still_has_it_mounted(
     let mnt = TempDir::new("mnt");
     std::fs::write(lower.path().join("f"), b"x").unwrap();
     let fd = platform_mount(mnt.path(), libc::O_CLOEXEC);
+    let _unmount = UnmountOnDrop(mnt.path().to_path_buf());
     // SAFETY: fd is ours and nothing else uses it.
     let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let options = fusegate::Options {

@@ -71,6 +71,17 @@ pub fn is_mounted(path: &Path) -> bool {
         .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }
 
+/// Detaches what is mounted at its path when dropped, so a failing test leaves no mount behind.
+pub struct UnmountOnDrop(pub PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            force_unmount(&self.0);
+        }
+    }
+}
+
 /// Lazily detaches whatever is mounted at `path`.
 pub fn force_unmount(path: &Path) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
