@@ -224,10 +224,9 @@ impl StorageView {
         }
     }
 
-    /// After a wholesale policy change: drop cached decisions and every kernel entry whose
-    /// answer depends on the caller.
+    /// After a policy change: drop every kernel entry whose answer depends on the caller.
+    /// (Cached decisions need no sweep: the policy's generation counter already voids them.)
     pub fn invalidate_all(&self) {
-        self.nodes.clear_decisions();
         let Some(kernel) = self.kernel() else { return };
         for (parent, name) in self.nodes.caller_dependent_entries() {
             let _ = kernel.inval_entry(parent, &name);
