@@ -17,6 +17,9 @@ suite() {
     fi
 }
 
+# A newcomer's fresh machine needs the Debian packages and Rust targets first (idempotent).
+scripts/install-deps.sh || { echo "installing the test dependencies failed" >&2; exit 1; }
+
 suite "Rust: unit and integration tests (real FUSE mounts)" cargo test
 suite "JNI: Java and Kotlin against libfusegate.so" jni/run-tests.sh
 suite "arm64 emulator through adb" android/emulator/test-arm64.sh
