@@ -4,7 +4,7 @@
 use crate::fuse::mount::{self, MountError, MountpointState};
 use crate::fuse::session::{Session, SessionConfig, SessionError, SessionStats};
 use crate::fuse::Channel;
-use crate::policy::{Policy, Table};
+use crate::policy::{Access, App, Policy, PolicyError, Table};
 use crate::view::{StorageView, ViewConfig, ViewError};
 use std::fmt;
 use std::io;
@@ -240,6 +240,31 @@ impl Daemon {
     pub fn replace_policy(&self, table: Table) {
         self.policy().replace(table);
         self.view.invalidate_all();
+    }
+
+    /// Adds or replaces an app; what the kernel cached for callers is dropped.
+    pub fn set_app(&self, app: App) -> Result<(), PolicyError> {
+        self.policy().set_app(app)?;
+        self.view.invalidate_all();
+        Ok(())
+    }
+
+    pub fn remove_app(&self, uid: u32) {
+        self.policy().remove_app(uid);
+        self.view.invalidate_all();
+    }
+
+    /// Grants `uid` access to one file (relative path) and drops the kernel's cache of it.
+    pub fn grant(&self, uid: u32, path: &str, access: Access) -> Result<(), PolicyError> {
+        self.policy().grant(uid, path, access)?;
+        self.invalidate(path);
+        Ok(())
+    }
+
+    pub fn revoke(&self, uid: u32, path: &str) -> Result<(), PolicyError> {
+        self.policy().revoke(uid, path)?;
+        self.invalidate(path);
+        Ok(())
     }
 
     /// Drops kernel caches for one path (relative to the storage root).

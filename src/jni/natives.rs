@@ -93,13 +93,11 @@ pub(super) extern "system" fn native_set_app<'l>(
         let names = packages_arg(env, &packages)?;
         let permissions = permissions_arg(permissions)?;
         with_daemon(id, |d| {
-            d.policy().set_app(App {
+            Ok(d.set_app(App {
                 uid,
                 packages: names,
                 permissions,
-            })?;
-            d.view().invalidate_all();
-            Ok(())
+            })?)
         })
     })
 }
@@ -113,8 +111,7 @@ pub(super) extern "system" fn native_remove_app<'l>(
     run(&mut env, (), |_| {
         let uid = uid_arg(uid)?;
         with_daemon(id, |d| {
-            d.policy().remove_app(uid);
-            d.view().invalidate_all();
+            d.remove_app(uid);
             Ok(())
         })
     })
@@ -132,11 +129,7 @@ pub(super) extern "system" fn native_grant<'l>(
         let uid = uid_arg(uid)?;
         let path = relative_path_arg(env, &path, "path")?;
         let access = access_arg(access)?;
-        with_daemon(id, |d| {
-            d.policy().grant(uid, &path, access)?;
-            d.invalidate(&path);
-            Ok(())
-        })
+        with_daemon(id, |d| Ok(d.grant(uid, &path, access)?))
     })
 }
 
@@ -150,11 +143,7 @@ pub(super) extern "system" fn native_revoke<'l>(
     run(&mut env, (), |env| {
         let uid = uid_arg(uid)?;
         let path = relative_path_arg(env, &path, "path")?;
-        with_daemon(id, |d| {
-            d.policy().revoke(uid, &path)?;
-            d.invalidate(&path);
-            Ok(())
-        })
+        with_daemon(id, |d| Ok(d.revoke(uid, &path)?))
     })
 }
 
