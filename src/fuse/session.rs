@@ -176,15 +176,6 @@ impl Session {
         config: &SessionConfig,
     ) -> Result<Session, SessionError> {
         let stopper = Arc::new(Stopper::new()?);
-        Self::start_with_stopper(chan, fs, config, stopper)
-    }
-
-    pub fn start_with_stopper<F: Filesystem>(
-        chan: Channel,
-        fs: Arc<F>,
-        config: &SessionConfig,
-        stopper: Arc<Stopper>,
-    ) -> Result<Session, SessionError> {
         chan.set_nonblocking()?;
         let chan = Arc::new(chan);
         let stats = Arc::new(SessionStats::default());
@@ -233,10 +224,6 @@ impl Session {
     /// False once every worker has ended (the mount went away or `stop` was called).
     pub fn is_running(&self) -> bool {
         self.alive.load(Relaxed) > 0
-    }
-
-    pub fn stopper(&self) -> Arc<Stopper> {
-        self.stopper.clone()
     }
 
     /// Asks every worker to end: sets the flag and interrupts their blocking reads. Requests

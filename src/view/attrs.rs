@@ -149,7 +149,7 @@ pub(super) fn statfs(view: &StorageView, _ctx: &Ctx, _node: u64) -> Result<abi::
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: fstatvfs fills the struct on success; read only then.
     io(cvt(unsafe {
-        libc::fstatvfs(view.lower_fd_for_root().as_raw_fd(), st.as_mut_ptr())
+        libc::fstatvfs(view.lower.root().as_raw_fd(), st.as_mut_ptr())
     }))?;
     // SAFETY: fstatvfs succeeded.
     let st = unsafe { st.assume_init() };

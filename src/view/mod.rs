@@ -232,10 +232,6 @@ impl StorageView {
             let _ = kernel.inval_entry(parent, &name);
         }
     }
-
-    fn lower_fd_for_root(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.lower.root()
-    }
 }
 
 /// Reads the umask without changing it (a JVM host must not see it flip).
