@@ -125,12 +125,34 @@ impl StorageView {
         }
         let mut facts = self.child_facts(parent, name, is_dir);
         let snapshot = self.policy.snapshot();
-        if snapshot.listed(uid, &facts.target()) {
-            return true;
+        self.judge_with_owner(
+            &mut facts,
+            dir,
+            name,
+            |f| snapshot.listed(uid, &f.target()),
+            |listed| !listed,
+        )
+    }
+
+    /// Asks `judge` about `name` in `dir`, reading its owner tag only if the first answer is a
+    /// refusal: hidden things are visible to their owner, and most answers need no owner.
+    pub(crate) fn judge_with_owner<T>(
+        &self,
+        facts: &mut Facts,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        judge: impl Fn(&Facts) -> T,
+        refused: impl Fn(&T) -> bool,
+    ) -> T {
+        let first = judge(facts);
+        if !refused(&first) {
+            return first;
         }
-        // Only now is the owner worth reading: hidden things are visible to their owner.
         facts.owner = read_owner_at(dir, name);
-        facts.owner.is_some() && snapshot.listed(uid, &facts.target())
+        if facts.owner.is_none() {
+            return first;
+        }
+        judge(facts)
     }
 
     /// Facts of `name` inside the directory described by `parent` (no owner yet).

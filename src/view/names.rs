@@ -98,25 +98,18 @@ impl StorageView {
     ) -> Result<Entry> {
         let cname = io(lower::cname(name))?;
         let (st, handle) = stat_and_handle(dir, &cname)?;
-        let facts = self.child_facts(parent_facts, name, is_dir_mode(st.st_mode));
+        let mut facts = self.child_facts(parent_facts, name, is_dir_mode(st.st_mode));
         let caller_dependent = policy::caller_dependent(&facts.target());
         if !policy::bypasses(uid) {
             let snapshot = self.policy.snapshot();
-            let mut decision = snapshot.decide(uid, Op::Lookup, &facts.target());
-            if matches!(decision, Decision::Deny(_))
-                && matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR)
-            {
-                // Hidden files are visible to their owner: only now is the owner worth reading.
-                let mut with_owner = facts;
-                with_owner.owner = self.read_owner_at(dir, name);
-                if with_owner.owner.is_some() {
-                    decision = snapshot.decide(uid, Op::Lookup, &with_owner.target());
-                }
-                if let Decision::Deny(e) = decision {
-                    self.deny(uid, Op::Lookup, &with_owner, e);
-                    return Err(e);
-                }
-            } else if let Decision::Deny(e) = decision {
+            let decision = self.judge_with_owner(
+                &mut facts,
+                dir,
+                name,
+                |f| snapshot.decide(uid, Op::Lookup, &f.target()),
+                |d| matches!(d, Decision::Deny(_)),
+            );
+            if let Decision::Deny(e) = decision {
                 self.deny(uid, Op::Lookup, &facts, e);
                 return Err(e);
             }
