@@ -66,7 +66,11 @@ fn table() -> Table {
             )
         })
         .collect();
-    Table { apps, grants }
+    Table {
+        apps,
+        grants,
+        platform_uids: None,
+    }
 }
 
 /// (parent path, name, is_dir): a mix of media, documents and private app paths.

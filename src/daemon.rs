@@ -197,6 +197,7 @@ impl Daemon {
         let config = ViewConfig {
             passthrough: options.passthrough,
             cache_ttl: options.cache_ttl,
+            ..ViewConfig::default()
         };
         Ok(Arc::new(StorageView::new(lower, policy, config)?))
     }

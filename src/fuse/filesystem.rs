@@ -91,6 +91,9 @@ pub trait Filesystem: Send + Sync + 'static {
     fn init(&self, _negotiated: &Negotiated, _kernel: Arc<super::KernelHandle>) {}
     /// Called once when the session ends (unmount or stop).
     fn destroy(&self) {}
+    /// Called on each worker thread before it serves its first request (e.g. to drop the
+    /// thread's capabilities).
+    fn worker_started(&self) {}
 
     fn lookup(&self, _ctx: &Ctx, _parent: u64, _name: Name<'_>) -> Result<Entry> {
         Err(libc::ENOSYS)
@@ -151,7 +154,8 @@ pub trait Filesystem: Send + Sync + 'static {
     fn link(&self, _ctx: &Ctx, _node: u64, _newparent: u64, _newname: Name<'_>) -> Result<Entry> {
         Err(libc::ENOSYS)
     }
-    fn open(&self, _ctx: &Ctx, _node: u64, _flags: u32) -> Result<Opened> {
+    /// `open_flags` is `fuse_open_in.open_flags` (`FUSE_OPEN_KILL_SUIDGID`).
+    fn open(&self, _ctx: &Ctx, _node: u64, _flags: u32, _open_flags: u32) -> Result<Opened> {
         Err(libc::ENOSYS)
     }
     fn create(
@@ -162,6 +166,7 @@ pub trait Filesystem: Send + Sync + 'static {
         _mode: u32,
         _umask: u32,
         _flags: u32,
+        _open_flags: u32,
     ) -> Result<(Entry, Opened)> {
         Err(libc::ENOSYS)
     }

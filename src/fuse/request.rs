@@ -127,6 +127,7 @@ pub enum Operation<'a> {
     },
     Open {
         flags: u32,
+        open_flags: u32,
     },
     Create {
         arg: abi::CreateIn,
@@ -355,9 +356,13 @@ impl<'a> Request<'a> {
                     name: p.name()?,
                 }
             }
-            opcode::OPEN => O::Open {
-                flags: p.pod::<abi::OpenIn>()?.flags,
-            },
+            opcode::OPEN => {
+                let arg = p.pod::<abi::OpenIn>()?;
+                O::Open {
+                    flags: arg.flags,
+                    open_flags: arg.open_flags,
+                }
+            }
             opcode::CREATE => {
                 let arg = p.pod()?;
                 O::Create {

@@ -207,6 +207,7 @@ impl Session {
                 .name(format!("fuse-worker-{i}"))
                 .spawn(move || {
                     wake::unblock_in_this_thread();
+                    fs.worker_started();
                     serve(worker_chan, &*fs, &stopper, &stats);
                     alive.fetch_sub(1, Relaxed);
                 });
@@ -548,9 +549,12 @@ fn dispatch<F: Filesystem + ?Sized>(
             newname,
         } => fs.rename(ctx, node, name, newdir, newname, flags)?,
         O::Link { oldnodeid, name } => reply.push(&fs.link(ctx, oldnodeid, node, name)?.to_abi()),
-        O::Open { flags } => reply.push(&fs.open(ctx, node, flags)?.to_abi()),
+        O::Open { flags, open_flags } => {
+            reply.push(&fs.open(ctx, node, flags, open_flags)?.to_abi())
+        }
         O::Create { arg, name } => {
-            let (entry, opened) = fs.create(ctx, node, name, arg.mode, arg.umask, arg.flags)?;
+            let (entry, opened) =
+                fs.create(ctx, node, name, arg.mode, arg.umask, arg.flags, arg.open_flags)?;
             reply.push(&entry.to_abi());
             reply.push(&opened.to_abi());
         }

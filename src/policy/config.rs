@@ -40,6 +40,9 @@ pub const PERMISSION_NAMES: &[(&str, u32)] = &[
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// App ids that bypass the rules besides root (Android: system, media, shell...).
+    #[serde(default)]
+    platform_uids: Option<Vec<Spanned<i64>>>,
     #[serde(default)]
     app: Vec<Spanned<AppItem>>,
     #[serde(default)]
@@ -92,6 +95,23 @@ pub fn parse_config(text: &str) -> Result<Table, PolicyError> {
     })?;
 
     let mut table = Table::default();
+    if let Some(uids) = &file.platform_uids {
+        let mut list = Vec::with_capacity(uids.len());
+        for uid in uids {
+            let id = check_uid(*uid.get_ref())
+                .ok()
+                .filter(|&u| u < super::caller::FIRST_APPLICATION_ID)
+                .ok_or_else(|| {
+                    let message = format!(
+                        "platform uid {} must be an app id below 10000 (system, shell, media...)",
+                        uid.get_ref()
+                    );
+                    lines.error(uid.span(), message)
+                })?;
+            list.push(id);
+        }
+        table.platform_uids = Some(list);
+    }
     for item in &file.app {
         let app = item.get_ref();
         let uid = check_uid(*app.uid.get_ref())
@@ -191,6 +211,16 @@ uid = 10059
 path = "Documents/Été/notes.txt"
 access = "write"
 "#;
+
+    #[test]
+    fn platform_uids() {
+        let table = parse_config("platform_uids = [1000, 2000]\n").unwrap();
+        assert_eq!(table.platform_uids, Some(vec![1000, 2000]));
+        assert_eq!(parse_config("").unwrap().platform_uids, None);
+        let (line, message) = err("\nplatform_uids = [10057]\n");
+        assert_eq!(line, 2, "{message}");
+        assert!(message.contains("below 10000"), "{message}");
+    }
 
     #[test]
     fn good_file() {

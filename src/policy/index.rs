@@ -3,7 +3,7 @@
 
 use super::path::{fold_eq, fold_hash, normalize};
 use super::table::{check_app, check_uid};
-use super::{owner, Access, Permissions, Table};
+use super::{caller, owner, Access, Permissions, Table};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -96,6 +96,7 @@ impl UidGrants {
 pub struct Index {
     apps: HashMap<u32, AppEntry, FxBuild>,
     grants: HashMap<u32, UidGrants, FxBuild>,
+    platform: Vec<u32>,
 }
 
 impl Index {
@@ -103,7 +104,13 @@ impl Index {
     /// a warning rather than failing (`Policy::replace` cannot fail); for duplicates the last
     /// entry wins.
     pub fn build(table: &Table) -> Index {
-        let mut index = Index::default();
+        let mut index = Index {
+            platform: table
+                .platform_uids
+                .clone()
+                .unwrap_or_else(|| caller::DEFAULT_PLATFORM_APP_IDS.to_vec()),
+            ..Index::default()
+        };
         for app in &table.apps {
             if let Err(e) = check_app(app) {
                 log::warn!("policy: skipping app entry for uid {}: {e}", app.uid);
@@ -128,6 +135,10 @@ impl Index {
             }
         }
         index
+    }
+
+    pub fn class(&self, uid: u32) -> caller::CallerClass {
+        caller::classify(uid, &self.platform)
     }
 
     pub fn app(&self, uid: u32) -> Option<&AppEntry> {
@@ -178,6 +189,7 @@ mod tests {
                 (10058, "/abs".into(), Access::Write),
                 (u32::MAX, "DCIM/x.jpg".into(), Access::Write),
             ],
+            platform_uids: None,
         };
         let index = Index::build(&table);
         let camera = index.app(10057).unwrap();

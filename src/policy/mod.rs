@@ -23,9 +23,10 @@ mod table;
 #[cfg(test)]
 mod rules_tests;
 
-pub use caller::CallerClass;
+pub use caller::{CallerClass, DEFAULT_PLATFORM_APP_IDS};
 pub use config::parse_config;
 pub use mime::MediaKind;
+pub use rules::{app_mode, crosses_areas, Move};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -75,6 +76,9 @@ pub struct Table {
     pub apps: Vec<App>,
     /// (uid, normalized relative path, access)
     pub grants: Vec<(u32, String, Access)>,
+    /// App ids (uid % 100000) that bypass the rules besides root; `None` means
+    /// [`DEFAULT_PLATFORM_APP_IDS`].
+    pub platform_uids: Option<Vec<u32>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -114,6 +118,57 @@ pub enum Op {
     RenameTo,
     /// Open a directory for listing.
     ListDir,
+    /// The new name of a hard link.
+    Link,
+    /// Create a symlink or a fifo at the target path.
+    Special,
+}
+
+impl Op {
+    /// Operations that bring a new name into existence.
+    pub fn creates(self) -> bool {
+        matches!(
+            self,
+            Op::Create | Op::Mkdir | Op::RenameTo | Op::Link | Op::Special
+        )
+    }
+}
+
+/// Every decision about one existing object for one caller, from one policy call: what the
+/// view caches per (caller, node), so that getattr-then-open or O_RDWR ask once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdicts([u8; 6]);
+
+impl Verdicts {
+    const OPS: [Op; 6] = [
+        Op::Lookup,
+        Op::Read,
+        Op::Write,
+        Op::Delete,
+        Op::RenameFrom,
+        Op::ListDir,
+    ];
+    const ALLOW: u8 = 0;
+    const REDACTED: u8 = 1;
+
+    fn encode(d: Decision) -> u8 {
+        match d {
+            Decision::Allow => Self::ALLOW,
+            Decision::AllowRedacted => Self::REDACTED,
+            // Every errno the rules give fits a byte (and is above 1).
+            Decision::Deny(e) => u8::try_from(e).unwrap_or(libc::EACCES as u8).max(2),
+        }
+    }
+
+    /// The decision for `op`; `None` for operations that are not about an existing object.
+    pub fn get(&self, op: Op) -> Option<Decision> {
+        let i = Self::OPS.iter().position(|&o| o == op)?;
+        Some(match self.0[i] {
+            Self::ALLOW => Decision::Allow,
+            Self::REDACTED => Decision::AllowRedacted,
+            e => Decision::Deny(i32::from(e)),
+        })
+    }
 }
 
 /// Facts about the object, gathered by the storage view (the only part that does I/O).
@@ -178,6 +233,47 @@ impl Snapshot {
         rules::decide(&self.index, uid, op, target)
     }
 
+    /// Every decision about an existing object at once (see [`Verdicts`]).
+    pub fn decide_all(&self, uid: u32, target: &Target<'_>) -> Verdicts {
+        Verdicts(Verdicts::OPS.map(|op| Verdicts::encode(self.decide(uid, op, target))))
+    }
+
+    /// How the rules treat `uid` (root and the platform uids bypass them).
+    pub fn class(&self, uid: u32) -> CallerClass {
+        self.index.class(uid)
+    }
+
+    /// Root and the platform uids: no rules, the daemon acts for them as it is.
+    pub fn bypasses(&self, uid: u32) -> bool {
+        self.class(uid) == CallerClass::Bypass
+    }
+
+    /// Apps and isolated processes: the scoped-storage rules apply.
+    pub fn judged(&self, uid: u32) -> bool {
+        matches!(self.class(uid), CallerClass::App | CallerClass::Isolated)
+    }
+
+    /// May `uid` make this rename? See `rules::decide_move`.
+    pub fn decide_move(&self, uid: u32, m: &Move<'_>) -> Decision {
+        rules::decide_move(&self.index, uid, m)
+    }
+
+    /// A file or directory below a directory being moved; `to` is its path after the move.
+    pub fn decide_moved_entry(
+        &self,
+        uid: u32,
+        entry: &Target<'_>,
+        to: &[u8],
+        to_under_nomedia: bool,
+    ) -> Decision {
+        rules::decide_moved_entry(&self.index, uid, entry, to, to_under_nomedia)
+    }
+
+    /// Whether moving the directory at `from` needs every file below it judged.
+    pub fn move_needs_walk(&self, uid: u32, from: &[u8]) -> bool {
+        rules::move_needs_walk(&self.index, uid, from)
+    }
+
     /// Whether a directory listing shows the target to this caller.
     pub fn listed(&self, uid: u32, target: &Target<'_>) -> bool {
         rules::listed(&self.index, uid, target)
@@ -195,21 +291,9 @@ impl Snapshot {
 
 /// Whether the answer for this path can depend on who asks: the kernel must then not cache
 /// the entry (entry timeout 0), since its caches are shared by all apps. True for
-/// `Android/data/<x>`, `Android/obb/<x>` and below, dot-names anywhere in the path, and
-/// `under_nomedia`.
+/// `Android/data/<x>`, `Android/obb/<x>` and below.
 pub fn caller_dependent(target: &Target<'_>) -> bool {
     rules::caller_dependent(target)
-}
-
-/// Callers that bypass app rules entirely (root, shell, system uids): the view skips the
-/// policy for them.
-pub fn bypasses(uid: u32) -> bool {
-    caller::classify(uid) == CallerClass::Bypass
-}
-
-/// The class of a caller: bypass (root, shell, system), isolated, or app.
-pub fn caller_class(uid: u32) -> CallerClass {
-    caller::classify(uid)
 }
 
 /// The media kind of a file name, by extension (case-insensitive).

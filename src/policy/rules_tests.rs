@@ -85,6 +85,7 @@ fn snapshot() -> Snapshot {
                 Access::Read,
             ),
         ],
+        platform_uids: Some(vec![1000, 2000]),
     })
 }
 
@@ -186,7 +187,7 @@ const CASES: &[(u32, Op, &[u8], Facts, Decision)] = &[
     (NOBODY,     Delete,     b"Download/mine.pdf",                        BY_NOBODY,      A),
     (NOBODY,     Read,       b"Pictures/mine.jpg",                        BY_NOBODY,      A),
     (NOBODY,     Lookup,     b"Android/data/com.example.camera",          DIR,            NOENT),
-    (ODD,        Read,       b"DCIM/a.jpg",                               FILE,           ACCES),
+    (ODD,        Read,       b"DCIM/a.jpg",                               FILE,           A    ),
     (ODD,        Create,     b"Download/a.bin",                           FILE,           A),
     // --- App-specific directories: own ones are the app's, others' data/obb do not exist.
     (CAM,        Lookup,     b"Android/data/com.example.camera",          DIR,            A),
@@ -202,11 +203,11 @@ const CASES: &[(u32, Op, &[u8], Facts, Decision)] = &[
     (CAM,        Lookup,     b"Android/data/com.other.app",               DIR,            NOENT),
     (CAM,        Lookup,     b"android/DATA/com.other.app/x",             FILE,           NOENT),
     (CAM,        Read,       b"Android/Data/Com.Other.App/x.jpg",         FILE,           NOENT),
-    (CAM,        Mkdir,      b"Android/data/com.other.app",               DIR,            NOENT),
-    (CAM,        Create,     b"Android/obb/com.other.app/x.obb",          FILE,           NOENT),
+    (CAM,        Mkdir,      b"Android/data/com.other.app",               DIR,            ACCES),
+    (CAM,        Create,     b"Android/obb/com.other.app/x.obb",          FILE,           ACCES),
     (CAM,        Delete,     b"Android/OBB/com.other.app",                DIR,            NOENT),
     (CAM,        ListDir,    b"Android/data/com.other.app/files",         DIR,            NOENT),
-    (CAM,        RenameTo,   b"Android/data/com.other.app/x.jpg",         BY_CAM,         NOENT),
+    (CAM,        RenameTo,   b"Android/data/com.other.app/x.jpg",         BY_CAM,         ACCES),
     (CAM,        Read,       b"Android/data/com.other.app/mine.txt",      BY_CAM,         NOENT),
     (CAM,        Lookup,     b"Android/data/com.example.camera.evil",     DIR,            NOENT),
     (CAM,        Lookup,     b"Android/data/com.example",                 DIR,            NOENT),
@@ -223,7 +224,7 @@ const CASES: &[(u32, Op, &[u8], Facts, Decision)] = &[
     (FILES,      Lookup,     b"Android/data/com.other.app",               DIR,            NOENT),
     (FILES,      Read,       b"Android/obb/com.other.app/x.obb",          FILE,           NOENT),
     (LEGACY,     Read,       b"android/data/com.other.app/x",             FILE,           NOENT),
-    (LEGACY,     Mkdir,      b"Android/obb/com.other.app",                DIR,            NOENT),
+    (LEGACY,     Mkdir,      b"Android/obb/com.other.app",                DIR,            ACCES),
     // Android/media/<pkg>: the owner's to fill, its media readable like any other.
     (CAM,        Create,     b"Android/media/com.example.camera/x.txt",   FILE,           A),
     (CAM,        Read,       b"Android/media/com.other.app/x.jpg",        FILE,           RED),
@@ -304,7 +305,7 @@ const CASES: &[(u32, Op, &[u8], Facts, Decision)] = &[
     (GRANTEE,    Write,      b"Download/notes.txt",                       FILE,           ACCES),
     (GRANTEE,    Read,       b"Music/song.mp3",                           FILE,           A),
     (GRANTEE,    Write,      b"Music/song.mp3",                           FILE,           A),
-    (GRANTEE,    Lookup,     b"Download/.private/granted.txt",            FILE,           NOENT),
+    (GRANTEE,    Lookup,     b"Download/.private/granted.txt",            FILE,           A    ),
     (NOBODY,     Read,       b"DCIM/Camera/IMG_1.jpg",                    FILE,           ACCES),
     (NOBODY,     Write,      b"Documents/report.pdf",                     FILE,           ACCES),
     // --- manage_external_storage (no access_media_location) and legacy_storage (with it).
@@ -321,7 +322,7 @@ const CASES: &[(u32, Op, &[u8], Facts, Decision)] = &[
     (FILES,      RenameTo,   b"x.txt",                                    FILE,           ACCES),
     (FILES,      Mkdir,      b"MyFolder",                                 DIR,            A),
     (FILES,      Delete,     b"MyFolder",                                 DIR,            A),
-    (FILES,      RenameFrom, b"DCIM",                                     DIR,            A),
+    (FILES,      RenameFrom, b"DCIM",                                     DIR,            ACCES),
     (FILES,      RenameTo,   b"Camera Roll",                              DIR,            A),
     (FILES,      Write,      b"DCIM",                                     DIR,            A),
     (FILES,      Delete,     b"notes.txt",                                FILE,           A),
@@ -413,28 +414,28 @@ const CASES: &[(u32, Op, &[u8], Facts, Decision)] = &[
     (NOBODY,     Write,      b"Pictures/Old",                             DIR,            A),
     (NOBODY,     Read,       b"Pictures/Old",                             DIR,            A),
     // --- Hidden names and .nomedia trees: the owner and broad access only.
-    (CAM,        Lookup,     b"DCIM/.thumbnails",                         DIR,            NOENT),
-    (CAM,        ListDir,    b"DCIM/.thumbnails",                         DIR,            NOENT),
-    (CAM,        Lookup,     b"DCIM/.thumbnails/1.jpg",                   FILE,           NOENT),
-    (CAM,        Read,       b"DCIM/.thumbnails/1.jpg",                   FILE,           NOENT),
-    (CAM,        Lookup,     b".hidden",                                  FILE,           NOENT),
-    (CAM,        Lookup,     b"Download/.nomedia",                        FILE,           NOENT),
+    (CAM,        Lookup,     b"DCIM/.thumbnails",                         DIR,            A    ),
+    (CAM,        ListDir,    b"DCIM/.thumbnails",                         DIR,            A    ),
+    (CAM,        Lookup,     b"DCIM/.thumbnails/1.jpg",                   FILE,           A    ),
+    (CAM,        Read,       b"DCIM/.thumbnails/1.jpg",                   FILE,           ACCES),
+    (CAM,        Lookup,     b".hidden",                                  FILE,           A    ),
+    (CAM,        Lookup,     b"Download/.nomedia",                        FILE,           A    ),
     (CAM,        Lookup,     b"Download/.secret.pdf",                     BY_CAM,         A),
     (CAM,        Read,       b"Download/.secret.pdf",                     BY_CAM,         A),
     (CAM,        Delete,     b"Download/.secret.pdf",                     BY_CAM,         A),
-    (MUSIC,      Lookup,     b"Download/.secret.pdf",                     BY_CAM,         NOENT),
+    (MUSIC,      Lookup,     b"Download/.secret.pdf",                     BY_CAM,         A    ),
     (CAM,        Lookup,     b"Download/.cache",                          DIR_BY_CAM,     A),
     (CAM,        Mkdir,      b"Download/.cache",                          DIR,            A),
     (CAM,        Create,     b"Download/.cache/x.txt",                    FILE,           A),
     (CAM,        Create,     b"Download/.x.pdf",                          FILE,           A),
     (CAM,        Create,     b"DCIM/.x.pdf",                              FILE,           PERM),
-    (NOBODY,     Write,      b"Download/.x",                              FILE,           NOENT),
-    (NOBODY,     Delete,     b"DCIM/.thumbnails",                         DIR,            NOENT),
-    (CAM,        Lookup,     b"Pictures/Private/a.jpg",                   NOMEDIA_FILE,   NOENT),
-    (CAM,        Read,       b"Pictures/Private/a.jpg",                   NOMEDIA_FILE,   NOENT),
-    (CAM,        Read,       b"Pictures/Private/a.jpg",                   NOMEDIA_BY_CAM, A),
-    (CAM,        Lookup,     b"Pictures/Private/sub",                     NOMEDIA_DIR,    NOENT),
-    (MUSIC,      Read,       b"Music/Private/a.mp3",                      NOMEDIA_FILE,   NOENT),
+    (NOBODY,     Write,      b"Download/.x",                              FILE,           ACCES),
+    (NOBODY,     Delete,     b"DCIM/.thumbnails",                         DIR,            A    ),
+    (CAM,        Lookup,     b"Pictures/Private/a.jpg",                   NOMEDIA_FILE,   A    ),
+    (CAM,        Read,       b"Pictures/Private/a.jpg",                   NOMEDIA_FILE,   ACCES),
+    (CAM,        Read,       b"Pictures/Private/a.jpg",                   NOMEDIA_BY_CAM, A    ),
+    (CAM,        Lookup,     b"Pictures/Private/sub",                     NOMEDIA_DIR,    A    ),
+    (MUSIC,      Read,       b"Music/Private/a.mp3",                      NOMEDIA_FILE,   ACCES),
     (CAM,        Create,     b"Pictures/Private/new.jpg",                 NOMEDIA_FILE,   A),
     // --- Owners: by package (any of a shared uid's), else by uid; same Android user only.
     (CAM,        Write,      b"DCIM/Camera/mine.jpg",                     BY_CAM,         A),
@@ -558,11 +559,138 @@ const CALLER_DEPENDENT: &[(&[u8], Facts, bool)] = &[
     (b"Android/data/x.txt",             FILE,         true),
     (b"Android/media/com.a",            DIR,          false),
     (b"Android/datax/com.a",            DIR,          false),
-    (b"DCIM/.thumbnails",               DIR,          true),
-    (b"DCIM/.thumbnails/1.jpg",         FILE,         true),
-    (b".hidden",                        FILE,         true),
-    (b"Download/stuff/a.pdf",           NOMEDIA_FILE, true),
+    // Hidden names are not secret by name: every app may look them up.
+    (b"DCIM/.thumbnails",               DIR,          false),
+    (b"DCIM/.thumbnails/1.jpg",         FILE,         false),
+    (b".hidden",                        FILE,         false),
+    (b"Download/stuff/a.pdf",           NOMEDIA_FILE, false),
 ];
+
+const XDEV: Decision = Decision::Deny(libc::EXDEV);
+
+/// Hard links, symlinks and fifos: never by apps, whatever the place.
+#[rustfmt::skip]
+const SPECIAL_CASES: &[(u32, Op, &[u8], Decision)] = &[
+    (CAM,      Link,    b"Android/data/com.example.camera/x.jpg", PERM),
+    (CAM,      Link,    b"DCIM/Camera/x.jpg",                     PERM),
+    (FILES,    Link,    b"Download/x",                            PERM),
+    (LEGACY,   Special, b"Download/link",                         PERM),
+    (CAM,      Special, b"Android/data/com.other.app",            PERM),
+    (ISOLATED, Link,    b"Download/x",                            ACCES),
+    (ROOT,     Link,    b"Download/x",                            A),
+    (SHELL,    Special, b"Download/fifo",                         A),
+    (ODD,      Special, b"Download/fifo",                         A),
+];
+
+#[test]
+fn links_symlinks_and_fifos() {
+    let snap = snapshot();
+    for &(uid, op, path, expected) in SPECIAL_CASES {
+        let got = snap.decide(uid, op, &target(path, FILE));
+        assert_eq!(got, expected, "uid {uid} {op:?} {:?}", String::from_utf8_lossy(path));
+    }
+}
+
+/// (caller, from, its facts, to, replaced, exchange, expected)
+#[rustfmt::skip]
+const MOVES: &[(u32, &[u8], Facts, &[u8], Option<Facts>, bool, Decision)] = &[
+    // A file: deletable at the source, creatable at the destination.
+    (CAM,    b"DCIM/Camera/mine.jpg", BY_CAM,  b"Pictures/mine.jpg",     None,         false, A),
+    (CAM,    b"DCIM/Camera/a.jpg",    FILE,    b"Pictures/a.jpg",        None,         false, ACCES),
+    (CAM,    b"Download/mine.pdf",    BY_CAM,  b"DCIM/mine.pdf",         None,         false, PERM),
+    (EDITOR, b"DCIM/a.jpg",           FILE,    b"Pictures/a.jpg",        None,         false, A),
+    // What a plain rename replaces must be deletable by the caller.
+    (NOBODY, b"Documents/junk.txt",   BY_NOBODY, b"Documents/v.txt",     Some(BY_CAM), false, ACCES),
+    (CAM,    b"Documents/junk.txt",   BY_CAM,  b"Documents/v.txt",       Some(BY_CAM), false, A),
+    (FILES,  b"Documents/junk.txt",   FILE,    b"Documents/v.txt",       Some(FILE),   false, A),
+    // Exchange: both sides written by the caller, each creatable at the other's place.
+    (CAM,    b"Download/mine.pdf",    BY_CAM,  b"Download/theirs.pdf",   Some(BY_A),   true,  ACCES),
+    // (Types are judged by name, and an exchange keeps the names where they are.)
+    (CAM,    b"Download/mine.pdf",    BY_CAM,  b"DCIM/mine.jpg",         Some(BY_CAM), true,  A),
+    (CAM,    b"Download/mine.pdf",    BY_CAM,  b"Documents/a.pdf",       Some(FILE),   true,  ACCES),
+    (CAM,    b"DCIM/a.jpg",           BY_CAM,  b"DCIM/b.jpg",            Some(BY_CAM), true,  A),
+    // Areas: shared storage and each private app directory are separate mounts on Android.
+    (NOBODY, b"DCIM/Camera",          DIR,     b"Android/data/com.example.camera/files/cam", None, false, XDEV),
+    (CAM,    b"Download/mine.pdf",    BY_CAM,  b"Android/data/com.example.camera/x.pdf", None, false, XDEV),
+    (CAM,    b"Android/data/com.example.camera/x.pdf", FILE, b"Download/x.pdf",   None, false, XDEV),
+    (CAM,    b"Download/mine.pdf",    BY_CAM,  b"Android/data/com.other.app",  None, false, XDEV),
+    (CAM,    b"Android/data/com.example.camera/a", FILE, b"Android/obb/com.example.camera/a", None, false, XDEV),
+    (SHARED, b"Android/data/com.example.a/x", FILE, b"Android/data/com.example.b/x", None, false, XDEV),
+    (CAM,    b"Android/data/com.example.camera/a", FILE, b"Android/data/com.example.camera/b", None, false, A),
+    (ROOT,   b"DCIM/a.jpg",           FILE,    b"Android/data/com.x/a.jpg", None,      false, A),
+    // Standard top-level directories stay where they are, whoever asks.
+    (FILES,  b"DCIM",                 DIR,     b"Photos",                None,         false, ACCES),
+    (FILES,  b"MyStuff",              DIR,     b"Other",                 None,         false, A),
+    (CAM,    b"MyStuff",              DIR,     b"Other",                 None,         false, ACCES),
+    (CAM,    b"Download/bd",          DIR,     b"DCIM/bd",               None,         false, A),
+];
+
+#[test]
+fn moves() {
+    let snap = snapshot();
+    for &(uid, from, facts, to, replaced, exchange, expected) in MOVES {
+        let source = target(from, facts);
+        let there = replaced.map(|f| target(to, f));
+        let got = snap.decide_move(
+            uid,
+            &super::Move {
+                from: &source,
+                to,
+                to_under_nomedia: false,
+                replaced: there.as_ref(),
+                exchange,
+            },
+        );
+        assert_eq!(
+            got,
+            expected,
+            "uid {uid} {:?} -> {:?}",
+            String::from_utf8_lossy(from),
+            String::from_utf8_lossy(to)
+        );
+    }
+}
+
+/// Files below a moved directory: deletable where they are, creatable where they land.
+#[rustfmt::skip]
+const MOVED_ENTRIES: &[(u32, &[u8], Facts, &[u8], Decision)] = &[
+    (NOBODY, b"Download/bd/evil.exe",  BY_NOBODY, b"DCIM/bd/evil.exe",   PERM),
+    (NOBODY, b"Download/bd/a.jpg",     BY_NOBODY, b"DCIM/bd/a.jpg",      A),
+    (NOBODY, b"Download/bd/theirs.pdf", BY_CAM,   b"Documents/bd/theirs.pdf", ACCES),
+    (NOBODY, b"Download/bd/sub",       DIR,       b"DCIM/bd/sub",        A),
+    (FILES,  b"Download/bd/evil.exe",  FILE,      b"DCIM/bd/evil.exe",   A),
+    (ISOLATED, b"Download/bd/x",       FILE,      b"Download/bc/x",      ACCES),
+];
+
+#[test]
+fn moved_entries() {
+    let snap = snapshot();
+    for &(uid, from, facts, to, expected) in MOVED_ENTRIES {
+        let got = snap.decide_moved_entry(uid, &target(from, facts), to, false);
+        assert_eq!(got, expected, "uid {uid} {:?}", String::from_utf8_lossy(from));
+    }
+    assert!(snap.move_needs_walk(CAM, b"Download/bd"));
+    assert!(!snap.move_needs_walk(CAM, b"Android/data/com.example.camera/files"));
+    assert!(!snap.move_needs_walk(ROOT, b"Download/bd"));
+}
+
+#[test]
+fn one_call_answers_every_operation() {
+    let snap = snapshot();
+    for &(uid, path, facts) in &[
+        (CAM, &b"DCIM/a.jpg"[..], FILE),
+        (GRANTEE, b"Documents/report.pdf", FILE),
+        (NOBODY, b"Android/data/com.example.camera/x", FILE),
+        (CAM, b"Download/.hidden", BY_CAM),
+    ] {
+        let t = target(path, facts);
+        let all = snap.decide_all(uid, &t);
+        for op in [Lookup, Read, Write, Delete, RenameFrom, ListDir] {
+            assert_eq!(all.get(op), Some(snap.decide(uid, op, &t)), "{uid} {op:?}");
+        }
+        assert_eq!(all.get(Create), None);
+    }
+}
 
 #[test]
 fn caller_dependence() {

@@ -114,6 +114,7 @@ mod tests {
         let good = Table {
             apps: vec![app(10057, &["com.a"]), app(10058, &[])],
             grants: vec![(10058, "DCIM/x.jpg".into(), Access::Read)],
+            platform_uids: None,
         };
         assert_eq!(good.validate(), Ok(()));
         let dup = Table {

@@ -2,8 +2,7 @@
 
 use super::access::{Subject, OWNER_XATTR};
 use super::data::{kill_suidgid, IoFd};
-use super::lower::{self, cvt, errno, proc_path};
-use super::ops::{io, Result};
+use super::lower::{self, cvt, errno, io, proc_path, Result};
 use super::StorageView;
 use crate::fuse::abi;
 use crate::fuse::reply::attr_from_stat;
@@ -36,19 +35,49 @@ impl StorageView {
         io(cvt(unsafe { libc::chmod(p.as_ptr(), mode & 0o7777) }).map(|_| ()))
     }
 
-    /// The kernel already applied the caller's umask; undo the daemon's own where it bit.
+    /// The kernel already applied the caller's umask; give back the permission bits the
+    /// daemon's own umask took from a new file. Only those: special bits the lower filesystem
+    /// dropped (a setgid the caller may not set) stay dropped.
     pub(super) fn fix_mode(&self, fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
-        let wanted = mode & 0o7777;
-        if wanted & self.umask != 0 {
-            self.chmod_fd(fd, wanted)?;
+        let missing = mode & 0o777 & self.umask;
+        if missing == 0 {
+            return Ok(());
+        }
+        let now = io(lower::stat_fd(fd))?.st_mode & 0o7777;
+        if now & missing != missing {
+            self.chmod_fd(fd, now | missing)?;
         }
         Ok(())
+    }
+
+    /// The mode a new file or directory is made with: an app never gets setuid, setgid or
+    /// sticky bits.
+    pub(super) fn creation_mode(&self, uid: u32, mode: u32) -> u32 {
+        if self.judged(uid) {
+            crate::policy::app_mode(mode)
+        } else {
+            mode & 0o7777
+        }
     }
 
     pub(super) fn xattr_path(&self, node: u64) -> Result<(OwnedFd, std::ffi::CString)> {
         let fd = self.open_node(node, libc::O_PATH)?;
         let p = proc_path(fd.as_raw_fd());
         Ok((fd, p))
+    }
+
+    /// How long the kernel may keep these attributes: not at all for setuid/setgid files,
+    /// whose bits a passthrough write clears behind the kernel's back.
+    pub(super) fn attr_ttl(&self, node: u64, st: &libc::stat) -> std::time::Duration {
+        let cd = self
+            .nodes
+            .with(node, |n| n.caller_dependent())
+            .unwrap_or(true);
+        if st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            std::time::Duration::ZERO
+        } else {
+            self.ttl(cd)
+        }
     }
 }
 
@@ -75,7 +104,7 @@ pub(super) fn getattr(
     };
     Ok(AttrReply {
         attr: attr_from_stat(&st),
-        ttl: view.ttl(caller_dependent),
+        ttl: view.attr_ttl(node, &st),
     })
 }
 
@@ -85,61 +114,66 @@ pub(super) fn setattr(
     node: u64,
     set: &SetAttr,
 ) -> Result<AttrReply> {
-    if (set.uid.is_some() || set.gid.is_some()) && ctx.uid != 0 {
+    let judged = view.judged(ctx.uid);
+    // Files made through the mount belong to the daemon: an app never changes owners.
+    if judged && (set.uid.is_some() || set.gid.is_some()) {
         return Err(libc::EPERM);
     }
     view.check(ctx.uid, Op::Write, Subject::Node(node))?;
+    let creds = view.posix_creds(ctx);
     let fd = view.open_node(node, libc::O_PATH)?;
-    if let Some(mode) = set.mode {
-        view.chmod_fd(fd.as_fd(), mode)?;
-    }
-    if set.uid.is_some() || set.gid.is_some() {
-        let uid = set.uid.unwrap_or(u32::MAX);
-        let gid = set.gid.unwrap_or(u32::MAX);
-        // SAFETY: "" with AT_EMPTY_PATH acts on fd itself; -1 leaves an id unchanged.
-        io(cvt(unsafe {
-            libc::fchownat(
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                uid,
-                gid,
-                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-            )
-        }))?;
-    }
-    if let Some(size) = set.size {
-        if view.node_kind(node)? == libc::S_IFDIR {
-            return Err(libc::EISDIR);
+    let path = proc_path(fd.as_raw_fd());
+    {
+        // A POSIX caller changes what the kernel lets it change, as itself.
+        let _as = view.act_as(creds.as_ref())?;
+        if let Some(mode) = set.mode {
+            let mode = if judged {
+                crate::policy::app_mode(mode)
+            } else {
+                mode & 0o7777
+            };
+            // SAFETY: path is a NUL-terminated path that lives across the call.
+            io(cvt(unsafe { libc::chmod(path.as_ptr(), mode) }))?;
         }
-        let wfd = view.io_fd(node, set.fh.unwrap_or(0), libc::O_WRONLY)?;
-        // SAFETY: ftruncate on an fd that is open (kept alive by wfd).
-        io(cvt(unsafe {
-            libc::ftruncate(wfd.raw(), size as libc::off_t)
-        }))?;
-        if set.kill_suidgid {
-            kill_suidgid(wfd.raw())?;
+        if set.uid.is_some() || set.gid.is_some() {
+            let uid = set.uid.unwrap_or(u32::MAX);
+            let gid = set.gid.unwrap_or(u32::MAX);
+            // SAFETY: path is NUL-terminated; -1 leaves an id unchanged. The magic link is
+            // followed to the inode itself, never to a symlink's target.
+            io(cvt(unsafe { libc::chown(path.as_ptr(), uid, gid) }))?;
         }
-    }
-    if set.atime.is_some() || set.mtime.is_some() {
-        let times = [timespec(set.atime), timespec(set.mtime)];
-        // SAFETY: times is an array of two timespecs; "" + AT_EMPTY_PATH targets fd.
-        io(cvt(unsafe {
-            libc::utimensat(
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                times.as_ptr(),
-                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-            )
-        }))?;
+        if let Some(size) = set.size {
+            if view.node_kind(node)? == libc::S_IFDIR {
+                return Err(libc::EISDIR);
+            }
+            match set.fh {
+                Some(fh) if creds.is_none() || view.files.get(fh).is_some() => {
+                    let wfd = view.io_fd(node, fh, libc::O_WRONLY)?;
+                    // SAFETY: ftruncate on an fd that is open (kept alive by wfd).
+                    io(cvt(unsafe { libc::ftruncate(wfd.raw(), size as libc::off_t) }))?;
+                    if set.kill_suidgid {
+                        kill_suidgid(wfd.raw())?;
+                    }
+                }
+                _ => {
+                    // SAFETY: path is NUL-terminated; truncate checks write permission for
+                    // whoever this thread acts as.
+                    io(cvt(unsafe { libc::truncate(path.as_ptr(), size as libc::off_t) }))?;
+                }
+            }
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            let times = [timespec(set.atime), timespec(set.mtime)];
+            // SAFETY: times is an array of two timespecs; path is NUL-terminated.
+            io(cvt(unsafe {
+                libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0)
+            }))?;
+        }
     }
     let st = io(lower::stat_fd(fd.as_fd()))?;
-    let cd = view
-        .nodes
-        .with(node, |n| n.caller_dependent())
-        .unwrap_or(true);
     Ok(AttrReply {
         attr: attr_from_stat(&st),
-        ttl: view.ttl(cd),
+        ttl: view.attr_ttl(node, &st),
     })
 }
 
@@ -168,6 +202,15 @@ pub(super) fn statfs(view: &StorageView, _ctx: &Ctx, _node: u64) -> Result<abi::
 }
 
 pub(super) fn access(view: &StorageView, ctx: &Ctx, node: u64, mask: u32) -> Result<()> {
+    if let Some(creds) = view.posix_creds(ctx) {
+        let st = io(lower::stat_fd(view.open_node(node, libc::O_PATH)?.as_fd()))?;
+        let mask = mask as i32 & (libc::R_OK | libc::W_OK | libc::X_OK);
+        return if creds.allows(&st, mask) {
+            Ok(())
+        } else {
+            Err(libc::EACCES)
+        };
+    }
     let kind = view.node_kind(node)?;
     let is_dir = kind == libc::S_IFDIR;
     let mask = mask as i32;
@@ -212,6 +255,7 @@ pub(super) fn setxattr(
     view.check(ctx.uid, Op::Write, Subject::Node(node))?;
     let (_fd, path) = view.xattr_path(node)?;
     let cname = io(lower::cname(name))?;
+    let _as = view.act_as(view.posix_creds(ctx).as_ref())?;
     // SAFETY: path and name are NUL-terminated; value is read for value.len() bytes.
     io(cvt(unsafe {
         libc::setxattr(
@@ -238,6 +282,7 @@ pub(super) fn getxattr(
     view.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
     let (_fd, path) = view.xattr_path(node)?;
     let cname = io(lower::cname(name))?;
+    let _as = view.act_as(view.posix_creds(ctx).as_ref())?;
     let size = out.len();
     let ptr = if size == 0 {
         std::ptr::null_mut()
@@ -294,6 +339,7 @@ pub(super) fn removexattr(view: &StorageView, ctx: &Ctx, node: u64, name: &[u8])
     view.check(ctx.uid, Op::Write, Subject::Node(node))?;
     let (_fd, path) = view.xattr_path(node)?;
     let cname = io(lower::cname(name))?;
+    let _as = view.act_as(view.posix_creds(ctx).as_ref())?;
     // SAFETY: both strings are NUL-terminated.
     io(cvt(unsafe {
         libc::removexattr(path.as_ptr(), cname.as_ptr())

@@ -1,9 +1,10 @@
 //! Opening files and their data: passthrough registration, userspace I/O when it is off.
 
 use super::access::Subject;
+use super::creds::Creds;
 use super::files::OpenFile;
-use super::lower::{self, cvt, errno};
-use super::ops::{io, is_dir_mode, Result};
+use super::lower::{self, cvt, errno, io, proc_path, Result};
+use super::remove::Existing;
 use super::StorageView;
 use crate::fuse::abi::{self, fopen};
 use crate::fuse::{Ctx, Entry, Filesystem, KernelHandle, Name, Opened};
@@ -11,6 +12,17 @@ use crate::policy::{self, Decision, Op};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+
+/// `fuse_open_in.open_flags`: the opener may not keep setuid/setgid (an O_TRUNC open by a
+/// caller without CAP_FSETID, HANDLE_KILLPRIV_V2).
+const OPEN_KILL_SUIDGID: u32 = 1 << 0;
+
+/// How an allowed open is served.
+enum Path {
+    Passthrough,
+    /// In userspace; `required` when nothing else will do (a redacted read).
+    Userspace { required: bool },
+}
 
 /// Lower open flags for a userspace-served file: what the app asked, minus what only made
 /// sense at the FUSE level. Write-only becomes read-write so the page cache can fill partial
@@ -110,7 +122,8 @@ impl StorageView {
     }
 
     /// Answers an allowed open of `node`: passthrough when possible, else a userspace fd.
-    /// `fd` is an already-open lower fd (from CREATE), reused instead of reopening.
+    /// `fd` is an already-open lower fd (from CREATE, or a checked open), reused instead of
+    /// reopening.
     pub(super) fn finish_open(
         &self,
         node: u64,
@@ -119,36 +132,81 @@ impl StorageView {
         fd: Option<OwnedFd>,
     ) -> Result<Opened> {
         let redacted = decision == Decision::AllowRedacted;
-        if self.passthrough_active() && !redacted {
-            let id = self.backing_for(node, fd.as_ref().map(|f| f.as_fd()))?;
-            self.nodes
-                .with(node, |n| n.passthrough_opens += 1)
-                .ok_or(libc::ENOENT)?;
-            let fh = self.files.insert(OpenFile::Passthrough { node });
-            self.stats.passthrough_opens.fetch_add(1, Relaxed);
-            // NOFLUSH: close() of a local file needs no round trip to us.
-            return Ok(Opened {
-                fh,
-                flags: fopen::NOFLUSH,
-                backing_id: Some(id),
-            });
+        let passthrough = self.passthrough_active();
+        let path = self.claim_path(node, passthrough && !redacted, redacted)?;
+        let opened = match path {
+            Path::Passthrough => self.open_passthrough(node, fd),
+            Path::Userspace { required } => self.open_userspace(node, flags, fd, required),
+        };
+        if opened.is_err() {
+            self.unclaim(node, &path);
         }
-        // The kernel refuses a non-passthrough open while passthrough opens of the inode
-        // exist (EIO from the app's open): say "busy" instead.
-        let busy = self
-            .nodes
-            .with(node, |n| n.passthrough_opens > 0)
-            .ok_or(libc::ENOENT)?;
-        if busy {
-            return Err(libc::EBUSY);
+        opened
+    }
+
+    /// Chooses the data path and counts the open in one step under the node's lock, so that
+    /// no mix of opens can break the kernel's per-inode I/O mode rule (a non-passthrough open
+    /// while the inode is in passthrough mode is an EIO from the app's `open`). While
+    /// userspace opens of the inode exist, new opens are served in userspace too; while
+    /// passthrough opens exist, an open that must be served in userspace is EBUSY.
+    fn claim_path(&self, node: u64, want_passthrough: bool, required: bool) -> Result<Path> {
+        self.nodes
+            .with(node, |n| {
+                if want_passthrough && n.userspace_opens == 0 {
+                    n.passthrough_opens += 1;
+                    Ok(Path::Passthrough)
+                } else if n.passthrough_opens > 0 && self.passthrough_active() {
+                    Err(libc::EBUSY)
+                } else {
+                    n.userspace_opens += 1;
+                    Ok(Path::Userspace { required })
+                }
+            })
+            .ok_or(libc::ENOENT)?
+    }
+
+    fn unclaim(&self, node: u64, path: &Path) {
+        self.nodes.with(node, |n| match path {
+            Path::Passthrough => n.passthrough_opens = n.passthrough_opens.saturating_sub(1),
+            Path::Userspace { .. } => n.userspace_opens = n.userspace_opens.saturating_sub(1),
+        });
+    }
+
+    fn open_passthrough(&self, node: u64, fd: Option<OwnedFd>) -> Result<Opened> {
+        let id = self.backing_for(node, fd.as_ref().map(|f| f.as_fd()))?;
+        let fh = self.files.insert(OpenFile::Passthrough { node });
+        self.stats.passthrough_opens.fetch_add(1, Relaxed);
+        // NOFLUSH: close() of a local file needs no round trip to us.
+        Ok(Opened {
+            fh,
+            flags: fopen::NOFLUSH,
+            backing_id: Some(id),
+        })
+    }
+
+    fn open_userspace(
+        &self,
+        node: u64,
+        flags: u32,
+        fd: Option<OwnedFd>,
+        redacted: bool,
+    ) -> Result<Opened> {
+        // Each holds a lower fd: bounded, so that apps cannot exhaust the daemon's fds.
+        if !self.files.reserve_userspace(self.config.max_userspace_opens) {
+            self.stats.userspace_refused.fetch_add(1, Relaxed);
+            return Err(libc::ENFILE);
         }
         let fd = match fd {
-            Some(fd) => fd,
-            None => self.open_node(node, userspace_flags(flags))?,
+            Some(fd) => Ok(fd),
+            None => self.open_node(node, userspace_flags(flags)),
         };
-        self.nodes
-            .with(node, |n| n.userspace_opens += 1)
-            .ok_or(libc::ENOENT)?;
+        let fd = match fd {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.files.unreserve_userspace();
+                return Err(e);
+            }
+        };
         let fh = self.files.insert(OpenFile::Userspace { node, fd });
         self.stats.userspace_opens.fetch_add(1, Relaxed);
         let mut open_flags = fopen::NOFLUSH;
@@ -191,16 +249,42 @@ impl StorageView {
             OpenFile::Userspace { .. } => n.userspace_opens = n.userspace_opens.saturating_sub(1),
             OpenFile::Dir { .. } => {}
         });
+        if matches!(&*file, OpenFile::Userspace { .. }) {
+            self.files.unreserve_userspace();
+        }
+    }
+
+    /// Opens an existing node for a POSIX caller: reached through directories it may search,
+    /// and reopened as the caller, so that the kernel checks the file's mode for it.
+    fn open_as(&self, creds: &Creds, node: u64, flags: i32) -> Result<OwnedFd> {
+        let parent = self.nodes.with(node, |n| n.parent).ok_or(libc::ENOENT)?;
+        self.posix_may_reach(creds, parent)?;
+        let path_fd = self.open_node(node, libc::O_PATH)?;
+        let path = proc_path(path_fd.as_raw_fd());
+        let _as = self.act_as(Some(creds))?;
+        // SAFETY: path is NUL-terminated; the magic link reopens the inode behind path_fd.
+        let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOCTTY) };
+        io(cvt(fd).map(|fd| {
+            // SAFETY: a new fd nobody else owns.
+            unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+        }))
     }
 }
 
-pub(super) fn open(view: &StorageView, ctx: &Ctx, node: u64, flags: u32) -> Result<Opened> {
+pub(super) fn open(
+    view: &StorageView,
+    ctx: &Ctx,
+    node: u64,
+    flags: u32,
+    open_flags: u32,
+) -> Result<Opened> {
     if view.node_kind(node)? == libc::S_IFDIR {
         return Err(libc::EISDIR);
     }
     let f = flags as i32;
     let acc = f & libc::O_ACCMODE;
-    let wants_write = acc != libc::O_RDONLY || f & libc::O_TRUNC != 0;
+    let truncate = f & libc::O_TRUNC != 0;
+    let wants_write = acc != libc::O_RDONLY || truncate;
     let mut decision = Decision::Allow;
     if acc != libc::O_WRONLY {
         decision = view.check(ctx.uid, Op::Read, Subject::Node(node))?;
@@ -208,13 +292,24 @@ pub(super) fn open(view: &StorageView, ctx: &Ctx, node: u64, flags: u32) -> Resu
     if wants_write {
         view.check(ctx.uid, Op::Write, Subject::Node(node))?;
     }
-    if f & libc::O_TRUNC != 0 && view.passthrough_active() && decision == Decision::Allow {
-        // ATOMIC_O_TRUNC: the kernel leaves truncation to us.
-        drop(view.open_node(node, libc::O_WRONLY | libc::O_TRUNC)?);
+    // An open that writes is made for real before it is answered: the kernel turns any
+    // failure of its own backing-file open into EIO, where the app must see EROFS, ETXTBSY or
+    // EACCES; and O_TRUNC (ATOMIC_O_TRUNC) is ours to do.
+    let lower_flags = userspace_flags(flags);
+    let fd = match view.posix_creds(ctx) {
+        Some(creds) => Some(view.open_as(&creds, node, lower_flags)?),
+        None if wants_write => Some(view.open_node(node, lower_flags)?),
+        None => None,
+    };
+    if truncate && open_flags & OPEN_KILL_SUIDGID != 0 {
+        if let Some(fd) = &fd {
+            kill_suidgid(fd.as_raw_fd())?;
+        }
     }
-    view.finish_open(node, flags, decision, None)
+    view.finish_open(node, flags, decision, fd)
 }
 
+#[allow(clippy::too_many_arguments)] // the FUSE request has that many fields
 pub(super) fn create(
     view: &StorageView,
     ctx: &Ctx,
@@ -223,18 +318,27 @@ pub(super) fn create(
     mode: u32,
     _umask: u32,
     flags: u32,
+    open_flags: u32,
 ) -> Result<(Entry, Opened)> {
     let name = name.as_bytes();
     let dir = view.dir_fd(parent)?;
     let cname = io(lower::cname(name))?;
-    let open_flags = userspace_flags(flags);
+    let lower_flags = userspace_flags(flags);
+    let creds = view.posix_creds(ctx);
     // The kernel sends CREATE when its cache had no such name; the file may still exist.
-    // Then (without O_EXCL) this is an open of that file, decided like any other open.
-    let (fd, created, decision) = match view.existing_child(ctx.uid, parent, dir.as_fd(), name) {
-        Ok(_) if flags as i32 & libc::O_EXCL != 0 => return Err(libc::EEXIST),
-        Ok((st, owner)) => {
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                return Err(if is_dir_mode(st.st_mode) {
+    // Then (without O_EXCL) this is an open of that file, decided like any other open, unless
+    // the caller may not even see it: then it is judged as a creation, so that the answer
+    // never tells whether a hidden name exists.
+    let existing = match view.existing_child(ctx.uid, dir.as_fd(), name) {
+        Ok(child) if view.may_see(ctx.uid, parent, name, &child)? => Some(child),
+        Ok(_) | Err(libc::ENOENT) => None,
+        Err(e) => return Err(e),
+    };
+    let (fd, created, decision) = match existing {
+        Some(_) if flags as i32 & libc::O_EXCL != 0 => return Err(libc::EEXIST),
+        Some(child) => {
+            if child.st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(if child.is_dir() {
                     libc::EISDIR
                 } else {
                     libc::EEXIST
@@ -243,34 +347,39 @@ pub(super) fn create(
             let acc = flags as i32 & libc::O_ACCMODE;
             let mut decision = Decision::Allow;
             if acc != libc::O_WRONLY {
-                decision =
-                    view.check_child(ctx.uid, Op::Read, parent, name, false, owner.as_deref())?;
+                decision = view.check_existing(ctx.uid, Op::Read, parent, name, &child)?;
             }
-            view.check_child(ctx.uid, Op::Write, parent, name, false, owner.as_deref())?;
-            (
-                io(lower::open_at(dir.as_fd(), &cname, open_flags, 0))?,
-                false,
-                decision,
-            )
+            view.check_existing(ctx.uid, Op::Write, parent, name, &child)?;
+            let fd = {
+                let _as = view.act_as(creds.as_ref())?;
+                io(lower::open_at(dir.as_fd(), &cname, lower_flags, 0))?
+            };
+            if flags as i32 & libc::O_TRUNC != 0 && open_flags & OPEN_KILL_SUIDGID != 0 {
+                kill_suidgid(fd.as_raw_fd())?;
+            }
+            (fd, false, decision)
         }
-        Err(libc::ENOENT) => {
-            view.check_child(ctx.uid, Op::Create, parent, name, false, None)?;
-            let fd = io(lower::open_at(
-                dir.as_fd(),
-                &cname,
-                open_flags | libc::O_CREAT | libc::O_EXCL,
-                mode & 0o7777,
-            ))?;
+        None => {
+            view.check_new(ctx.uid, Op::Create, parent, name)?;
+            let fd = {
+                let _as = view.act_as(creds.as_ref())?;
+                io(lower::open_at(
+                    dir.as_fd(),
+                    &cname,
+                    lower_flags | libc::O_CREAT | libc::O_EXCL,
+                    view.creation_mode(ctx.uid, mode),
+                ))?
+            };
             (fd, true, Decision::Allow)
         }
-        Err(e) => return Err(e),
     };
-    let st = io(lower::stat_fd(fd.as_fd()))?;
     if created {
         view.fix_mode(fd.as_fd(), mode)?;
         view.record_creator(ctx.uid, fd.as_fd());
         view.after_name_change(parent, name);
     }
+    // The attributes after every change above: the reply is the truth the kernel caches.
+    let st = io(lower::stat_fd(fd.as_fd()))?;
     let parent_facts = view.dir_facts(parent)?;
     let facts = view.child_facts(&parent_facts, name, false);
     let entry = view.make_entry(
@@ -287,6 +396,23 @@ pub(super) fn create(
             view.forget(entry.nodeid, 1);
             Err(e)
         }
+    }
+}
+
+impl StorageView {
+    /// Whether `uid` may look `name` up: what it may not see, it may not learn exists.
+    fn may_see(&self, uid: u32, parent: u64, name: &[u8], child: &Existing) -> Result<bool> {
+        if !self.judged(uid) {
+            return Ok(true);
+        }
+        let facts = self.facts(Subject::Child {
+            parent,
+            name,
+            is_dir: child.is_dir(),
+            owner: child.owner.as_deref(),
+        })?;
+        let decision = self.policy.snapshot().decide(uid, Op::Lookup, &facts.target());
+        Ok(!matches!(decision, Decision::Deny(_)))
     }
 }
 

@@ -3,17 +3,31 @@
 use super::access::Subject;
 use super::dirstream::DirStream;
 use super::files::OpenFile;
-use super::lower::{self, cvt};
-use super::names::dtype_of_mode;
-use super::ops::{io, Result};
+use super::lookup::dtype_of_mode;
+use super::lower::{self, cvt, io, proc_path, Result};
 use super::StorageView;
 use crate::fuse::{Ctx, DirWriter, Opened};
-use crate::policy::{self, Op};
-use std::os::fd::{AsFd, AsRawFd};
+use crate::policy::Op;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 pub(super) fn opendir(view: &StorageView, ctx: &Ctx, node: u64, _flags: u32) -> Result<Opened> {
     view.check(ctx.uid, Op::ListDir, Subject::Node(node))?;
-    let fd = view.open_node(node, libc::O_RDONLY | libc::O_DIRECTORY)?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+    let fd = match view.posix_creds(ctx) {
+        Some(creds) => {
+            // Reached through directories the caller may search, read as the caller.
+            let parent = view.nodes.with(node, |n| n.parent).ok_or(libc::ENOENT)?;
+            view.posix_may_reach(&creds, parent)?;
+            let path_fd = view.open_node(node, libc::O_PATH)?;
+            let path = proc_path(path_fd.as_raw_fd());
+            let _as = view.act_as(Some(&creds))?;
+            // SAFETY: path is NUL-terminated; the result is a new fd nobody else owns.
+            let fd = io(cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) }))?;
+            // SAFETY: as above.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        }
+        None => view.open_node(node, flags)?,
+    };
     let fh = view.files.insert(OpenFile::Dir {
         node,
         stream: std::sync::Mutex::new(DirStream::new(fd)),
@@ -49,7 +63,7 @@ pub(super) fn readdir(
     io(stream.seek(offset))?;
     let parent_facts = view.dir_facts(node)?;
     let dirfd = io(lower::dup_fd(stream.fd().as_fd()))?;
-    let bypass = policy::bypasses(ctx.uid);
+    let judged = view.judged(ctx.uid);
     let plus = out.is_plus();
     while let Some(e) = io(stream.peek())? {
         let (ino, next, name) = (e.ino, e.next_offset, e.name.to_vec());
@@ -71,7 +85,7 @@ pub(super) fn readdir(
             }
         }
         let is_dir = dtype == libc::DT_DIR as u32;
-        if !bypass && !view.listed_in(ctx.uid, &parent_facts, dirfd.as_fd(), &name, is_dir) {
+        if judged && !view.listed_in(ctx.uid, &parent_facts, dirfd.as_fd(), &name, is_dir)? {
             stream.advance();
             continue;
         }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use super::dirstream::DirStream;
@@ -43,6 +43,8 @@ type Shard = Mutex<HashMap<u64, Arc<OpenFile>>>;
 pub struct FileTable {
     next: AtomicU64,
     shards: Box<[Shard]>,
+    /// Userspace opens held or being made (each holds a lower fd).
+    userspace: AtomicUsize,
 }
 
 impl Default for FileTable {
@@ -50,6 +52,7 @@ impl Default for FileTable {
         FileTable {
             next: AtomicU64::new(1),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            userspace: AtomicUsize::new(0),
         }
     }
 }
@@ -73,6 +76,19 @@ impl FileTable {
 
     pub fn remove(&self, fh: u64) -> Option<Arc<OpenFile>> {
         self.shard(fh).remove(&fh)
+    }
+
+    /// Takes one of at most `limit` userspace slots; false when all are taken.
+    pub fn reserve_userspace(&self, limit: usize) -> bool {
+        self.userspace
+            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+            .is_ok()
+    }
+
+    pub fn unreserve_userspace(&self) {
+        let _ = self
+            .userspace
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
     }
 
     pub fn count(&self) -> usize {

@@ -77,6 +77,18 @@ pub fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
+/// What every handler returns: a value or the errno the kernel gets.
+pub type Result<T> = std::result::Result<T, i32>;
+
+/// An io::Result as a handler result.
+pub fn io<T>(r: io::Result<T>) -> Result<T> {
+    r.map_err(|e| errno(&e))
+}
+
+pub fn is_dir_mode(mode: u32) -> bool {
+    mode & libc::S_IFMT == libc::S_IFDIR
+}
+
 fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     let fd = cvt(fd)?;
     // SAFETY: fd was just returned by the kernel as a new descriptor nobody else owns.

@@ -3,16 +3,21 @@
 
 mod access;
 mod attrs;
+mod create;
+mod creds;
 mod data;
 mod denials;
 mod dirfds;
 mod dirs;
 mod dirstream;
 mod files;
+mod lookup;
 mod lower;
-mod names;
 mod nodes;
 mod ops;
+mod privileges;
+mod remove;
+mod rename;
 mod stats;
 
 pub use access::OWNER_XATTR;
@@ -20,12 +25,15 @@ pub use denials::{Denial, DenialLog};
 pub use stats::ViewStats;
 
 use crate::fuse::abi::ROOT_ID;
-use crate::fuse::{KernelHandle, Negotiated};
-use crate::policy::Policy;
+use crate::fuse::{Ctx, KernelHandle, Negotiated};
+use crate::policy::{CallerClass, Policy};
+use access::{Facts, Subject};
+use creds::{ActAs, Creds};
 use dirfds::DirFds;
 use files::FileTable;
-use lower::Lower;
+use lower::{io, Lower, Result};
 use nodes::{Node, NodeTable};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -37,6 +45,9 @@ pub struct ViewConfig {
     pub passthrough: bool,
     /// How long the kernel may cache names and attributes that do not depend on the caller.
     pub cache_ttl: Duration,
+    /// Most files served in userspace (no passthrough) open at once; past it an open answers
+    /// ENFILE. Each holds a lower fd, and the daemon's fds are bounded (hard limit 20,000).
+    pub max_userspace_opens: usize,
 }
 
 impl Default for ViewConfig {
@@ -44,6 +55,7 @@ impl Default for ViewConfig {
         ViewConfig {
             passthrough: true,
             cache_ttl: Duration::from_secs(5),
+            max_userspace_opens: 8192,
         }
     }
 }
@@ -77,6 +89,9 @@ pub struct StorageView {
     owner_warned: AtomicBool,
     /// Nodes forgotten since the allocator was last asked to give memory back.
     forgotten_since_trim: AtomicU64,
+    /// Bumped whenever paths change under known nodes (a directory moved, a `.nomedia` came
+    /// or went): cached decisions carry it and are void once it moves on.
+    path_epoch: AtomicU64,
     pub stats: ViewStats,
     pub denials: DenialLog,
 }
@@ -86,7 +101,7 @@ impl StorageView {
         lower_root: &Path,
         policy: Arc<Policy>,
         config: ViewConfig,
-    ) -> Result<Self, ViewError> {
+    ) -> std::result::Result<Self, ViewError> {
         let shown = lower_root.display().to_string();
         let lower = Lower::open(lower_root).map_err(|source| match source.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => ViewError::Handles {
@@ -116,6 +131,7 @@ impl StorageView {
             umask: process_umask(),
             owner_warned: AtomicBool::new(false),
             forgotten_since_trim: AtomicU64::new(0),
+            path_epoch: AtomicU64::new(0),
             stats: ViewStats::default(),
             denials: DenialLog::default(),
         })
@@ -205,7 +221,7 @@ impl StorageView {
     /// Drops the kernel's caches for `path` (relative to the storage root) and every cached
     /// decision: for use after a policy change. Must not be called from a request thread.
     pub fn invalidate(&self, path: &[u8]) {
-        self.nodes.clear_decisions();
+        self.paths_changed();
         let Some(kernel) = self.kernel() else { return };
         let mut parents = vec![ROOT_ID];
         for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
@@ -231,6 +247,67 @@ impl StorageView {
         for (parent, name) in self.nodes.caller_dependent_entries() {
             let _ = kernel.inval_entry(parent, &name);
         }
+    }
+}
+
+/// Helpers every handler uses: node fds, cache lifetimes, who acts.
+impl StorageView {
+    /// How long the kernel may cache an entry or attributes.
+    pub(crate) fn ttl(&self, caller_dependent: bool) -> Duration {
+        if caller_dependent {
+            Duration::ZERO
+        } else {
+            self.config.cache_ttl
+        }
+    }
+
+    pub(crate) fn open_node(&self, id: u64, flags: i32) -> Result<OwnedFd> {
+        let handle = self.nodes.with(id, |n| n.handle).ok_or(libc::ENOENT)?;
+        io(self.lower.open_handle(&handle, flags))
+    }
+
+    /// An `O_PATH` fd of a directory node, from the bounded cache when it is hot.
+    pub(crate) fn dir_fd(&self, id: u64) -> Result<Arc<OwnedFd>> {
+        if let Some(fd) = self.dir_fds.get(id) {
+            return Ok(fd);
+        }
+        let (handle, kind) = self
+            .nodes
+            .with(id, |n| (n.handle, n.kind()))
+            .ok_or(libc::ENOENT)?;
+        if kind != libc::S_IFDIR {
+            return Err(libc::ENOTDIR);
+        }
+        let fd = io(self.lower.open_handle(&handle, libc::O_PATH))?;
+        Ok(self.dir_fds.insert(id, fd))
+    }
+
+    pub(crate) fn node_kind(&self, id: u64) -> Result<u32> {
+        self.nodes.with(id, |n| n.kind()).ok_or(libc::ENOENT)
+    }
+
+    /// Facts of a directory node, computed once per call and shared by its children.
+    pub(crate) fn dir_facts(&self, id: u64) -> Result<Facts> {
+        self.facts(Subject::Node(id))
+    }
+
+    /// Records the creator of a new file or directory (apps only: files made by root, the
+    /// platform or POSIX users have no owner tag).
+    pub(crate) fn record_creator(&self, uid: u32, fd: BorrowedFd<'_>) {
+        let snapshot = self.policy.snapshot();
+        if snapshot.class(uid) == CallerClass::App {
+            self.record_owner(fd, &snapshot.owner_tag(uid));
+        }
+    }
+
+    /// The caller's credentials if it is a POSIX caller (the kernel judges it as itself).
+    pub(crate) fn posix_creds(&self, ctx: &Ctx) -> Option<Creds> {
+        (self.class(ctx.uid) == CallerClass::Posix).then(|| Creds::of(ctx))
+    }
+
+    /// Acts as `creds` on this thread until the guard drops (nothing for other callers).
+    pub(crate) fn act_as(&self, creds: Option<&Creds>) -> Result<Option<ActAs>> {
+        creds.map(|c| io(ActAs::new(c))).transpose()
     }
 }
 

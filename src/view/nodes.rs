@@ -8,7 +8,7 @@
 
 use super::lower::Handle;
 use crate::fuse::abi::ROOT_ID;
-use crate::policy::{Decision, Op};
+use crate::policy::Verdicts;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::num::NonZeroI32;
@@ -35,21 +35,27 @@ pub enum Nomedia {
     Yes,
 }
 
-/// The last policy decision for a node, valid while the policy generation matches.
+/// Every decision about a node for one caller, valid while `stamp` (the policy generation and
+/// the view's path epoch) is current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CachedDecision {
+pub struct CachedVerdicts {
     pub uid: u32,
-    pub generation: u64,
-    pub op: Op,
-    pub decision: Decision,
+    pub stamp: u64,
+    pub verdicts: Verdicts,
 }
+
+/// Callers remembered per node: enough that two apps alternating on a file, or one app's
+/// getattr-then-open, never evict each other.
+const DECISIONS: usize = 4;
 
 /// What only app callers need: allocated on first use, so nodes that only root and system
 /// services touch stay small.
 #[derive(Debug, Default)]
 struct AppFacts {
     owner: OwnerFact,
-    decision: Option<CachedDecision>,
+    decisions: [Option<CachedVerdicts>; DECISIONS],
+    /// The slot the next new caller takes (round robin).
+    next: u8,
 }
 
 /// A name, inline when short (most are), on the heap otherwise.
@@ -90,6 +96,8 @@ impl std::fmt::Debug for NodeName {
 const CALLER_DEPENDENT: u8 = 1 << 0;
 const NOMEDIA_KNOWN: u8 = 1 << 1;
 const NOMEDIA_YES: u8 = 1 << 2;
+/// One name of a multiply-linked file: found by (inode, parent, name), never by inode alone.
+const LINKED_NAME: u8 = 1 << 3;
 
 #[derive(Debug)]
 pub struct Node {
@@ -188,23 +196,50 @@ impl Node {
         self.app.get_or_insert_with(Default::default).owner = fact;
     }
 
-    pub fn decision(&self) -> Option<CachedDecision> {
-        self.app.as_ref().and_then(|a| a.decision)
+    /// The cached verdicts for `uid`, if still valid under `stamp`.
+    pub fn verdicts(&self, uid: u32, stamp: u64) -> Option<Verdicts> {
+        let app = self.app.as_ref()?;
+        app.decisions
+            .iter()
+            .flatten()
+            .find(|c| c.uid == uid && c.stamp == stamp)
+            .map(|c| c.verdicts)
     }
 
-    pub fn set_decision(&mut self, decision: Option<CachedDecision>) {
-        match (&mut self.app, decision) {
-            (None, None) => {}
-            (app, d) => app.get_or_insert_with(Default::default).decision = d,
+    pub fn set_verdicts(&mut self, entry: CachedVerdicts) {
+        let app = self.app.get_or_insert_with(Default::default);
+        let slot = app
+            .decisions
+            .iter()
+            .position(|c| c.is_none_or(|c| c.uid == entry.uid || c.stamp != entry.stamp))
+            .unwrap_or_else(|| {
+                let slot = app.next as usize % DECISIONS;
+                app.next = app.next.wrapping_add(1);
+                slot
+            });
+        app.decisions[slot] = Some(entry);
+    }
+
+    pub fn clear_verdicts(&mut self) {
+        if let Some(app) = &mut self.app {
+            app.decisions = Default::default();
         }
     }
 
-    /// The node now lives at `parent/name` (a rename, or a hard link looked up elsewhere).
+    fn linked_name(&self) -> bool {
+        self.flags & LINKED_NAME != 0
+    }
+
+    fn is_named(&self, parent: u64, name: &[u8]) -> bool {
+        self.parent == parent && self.name.as_bytes() == name
+    }
+
+    /// The node now lives at `parent/name` (a rename).
     pub fn moved_to(&mut self, parent: u64, name: &[u8]) {
-        if self.parent != parent || self.name.as_bytes() != name {
+        if !self.is_named(parent, name) {
             self.parent = parent;
             self.name = NodeName::new(name);
-            self.set_decision(None);
+            self.clear_verdicts();
         }
     }
 }
@@ -226,6 +261,9 @@ struct Shard {
     /// Entries at or above `len` are stale and skipped.
     free: BinaryHeap<Reverse<u32>>,
     by_ino: HashMap<u64, u32>,
+    /// Nodes of the names of multiply-linked files, by inode: a decision is about a path, so
+    /// each name the kernel knows is its own node (sharing the inode number in `stat`).
+    linked: HashMap<u64, Vec<u32>>,
     used: usize,
 }
 
@@ -308,6 +346,18 @@ fn join(shard: usize, slot: u32) -> u64 {
     ((slot as u64 + 1) << SHARD_BITS) | shard as u64
 }
 
+/// What a lookup found on the lower filesystem.
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    pub parent: u64,
+    pub name: &'a [u8],
+    pub handle: Handle,
+    pub ino: u64,
+    /// `st_mode & S_IFMT`.
+    pub kind: u32,
+    pub nlink: u64,
+}
+
 /// What a lookup found in the table.
 pub struct Registered {
     pub nodeid: u64,
@@ -344,38 +394,65 @@ impl NodeTable {
     }
 
     /// Records one more kernel reference to the inode `ino` reached as `parent/name`, reusing
-    /// its node if the inode is already known (same handle), else creating one.
-    pub fn register(
-        &self,
-        parent: u64,
-        name: &[u8],
-        handle: Handle,
-        ino: u64,
-        kind: u32,
-        caller_dependent: bool,
-    ) -> Registered {
+    /// its node if the inode is already known (same handle), else creating one. A file with
+    /// several names (`nlink > 1`) gets a node per name, so that no decision depends on which
+    /// name was looked up last.
+    pub fn register(&self, found: Found<'_>, caller_dependent: bool) -> Registered {
+        let Found {
+            parent,
+            name,
+            handle,
+            ino,
+            kind,
+            nlink,
+        } = found;
         let si = shard_of_ino(ino);
         let mut shard = self.lock(si);
-        if let Some(&slot) = shard.by_ino.get(&ino) {
+        let by_name = kind != libc::S_IFDIR && nlink > 1;
+        let known = if by_name {
+            let named = |shard: &mut Shard, slot: u32| {
+                shard
+                    .get_mut(slot)
+                    .is_some_and(|n| n.handle == handle && n.is_named(parent, name))
+            };
+            let primary = shard.by_ino.get(&ino).copied().filter(|&s| named(&mut shard, s));
+            primary.or_else(|| {
+                let slots = shard.linked.get(&ino).cloned().unwrap_or_default();
+                slots.into_iter().find(|&s| named(&mut shard, s))
+            })
+        } else {
+            shard.by_ino.get(&ino).copied().filter(|&slot| {
+                shard
+                    .get_mut(slot)
+                    .is_some_and(|n| n.handle == handle && !n.linked_name())
+            })
+        };
+        if let Some(slot) = known {
             if let Some(node) = shard.get_mut(slot) {
-                if node.handle == handle {
-                    node.nlookup += 1;
-                    node.moved_to(parent, name);
-                    node.set_caller_dependent(caller_dependent);
-                    return Registered {
-                        nodeid: join(si, slot),
-                        caller_dependent,
-                    };
-                }
+                node.nlookup += 1;
+                node.moved_to(parent, name);
+                node.set_caller_dependent(caller_dependent);
+                return Registered {
+                    nodeid: join(si, slot),
+                    caller_dependent,
+                };
             }
         }
-        // New inode, or the number was reused by a new inode (different handle): the old
-        // node stays until the kernel forgets it, but the index points to the new one.
+        // New inode, a new name of a linked one, or the number was reused by a new inode
+        // (different handle): an old node stays until the kernel forgets it, but the index
+        // points to the new one.
         let mut node = Node::new(parent, name, handle, ino, kind);
         node.nlookup = 1;
         node.set_caller_dependent(caller_dependent);
+        if by_name {
+            node.flags |= LINKED_NAME;
+        }
         let slot = shard.allocate(node);
-        shard.by_ino.insert(ino, slot);
+        if by_name {
+            shard.linked.entry(ino).or_default().push(slot);
+        } else {
+            shard.by_ino.insert(ino, slot);
+        }
         Registered {
             nodeid: join(si, slot),
             caller_dependent,
@@ -396,7 +473,14 @@ impl NodeTable {
             return None;
         }
         let node = shard.release(slot)?;
-        if shard.by_ino.get(&node.ino) == Some(&slot) {
+        if node.linked_name() {
+            if let Some(slots) = shard.linked.get_mut(&node.ino) {
+                slots.retain(|&s| s != slot);
+                if slots.is_empty() {
+                    shard.linked.remove(&node.ino);
+                }
+            }
+        } else if shard.by_ino.get(&node.ino) == Some(&slot) {
             shard.by_ino.remove(&node.ino);
         }
         Some(Forgotten {
@@ -404,10 +488,27 @@ impl NodeTable {
         })
     }
 
-    /// The node of a known inode (after a rename moved it, say).
+    /// The node of a known inode (by inode alone: not one of several names).
+    #[cfg(test)]
     pub fn find_ino(&self, ino: u64) -> Option<u64> {
         let si = shard_of_ino(ino);
         self.lock(si).by_ino.get(&ino).map(|&slot| join(si, slot))
+    }
+
+    /// A rename moved the inode `ino` from `from` to `to`: moves the node of that name (the
+    /// inode's node, or the node of that one name of a linked file).
+    pub fn renamed(&self, ino: u64, from: (u64, &[u8]), to: (u64, &[u8])) {
+        let si = shard_of_ino(ino);
+        let mut shard = self.lock(si);
+        let mut slots: Vec<u32> = shard.linked.get(&ino).cloned().unwrap_or_default();
+        slots.extend(shard.by_ino.get(&ino).copied());
+        for slot in slots {
+            if let Some(node) = shard.get_mut(slot) {
+                if !node.linked_name() || node.is_named(from.0, from.1) {
+                    node.moved_to(to.0, to.1);
+                }
+            }
+        }
     }
 
     /// Number of nodes the kernel holds (root excluded).
@@ -446,16 +547,6 @@ impl NodeTable {
         ids
     }
 
-    /// Drops every cached policy decision (paths changed in a way a generation bump alone
-    /// does not capture, e.g. a rename of an ancestor).
-    pub fn clear_decisions(&self) {
-        self.root
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_decision(None);
-        self.each(|_, n| n.set_decision(None));
-    }
-
     /// (parent, name) of every entry whose lookup answer depends on the caller.
     pub fn caller_dependent_entries(&self) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
@@ -486,6 +577,17 @@ mod tests {
 
     fn handle(n: u8) -> Handle {
         super::super::lower::tests_support::fake_handle(n)
+    }
+
+    fn found(parent: u64, name: &'static [u8], handle: Handle, ino: u64, nlink: u64) -> Found<'static> {
+        Found {
+            parent,
+            name,
+            handle,
+            ino,
+            kind: libc::S_IFREG,
+            nlink,
+        }
     }
 
     fn table() -> NodeTable {
@@ -530,10 +632,10 @@ mod tests {
     fn lookup_counts_follow_the_kernel() {
         let t = table();
         let a = t
-            .register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
+            .register(found(ROOT_ID, b"a", handle(1), 100, 1), false)
             .nodeid;
         assert_eq!(
-            t.register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
+            t.register(found(ROOT_ID, b"a", handle(1), 100, 1), false)
                 .nodeid,
             a
         );
@@ -548,7 +650,7 @@ mod tests {
     fn batch_forget_of_more_than_held_and_bogus_ids_are_safe() {
         let t = table();
         let a = t
-            .register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
+            .register(found(ROOT_ID, b"a", handle(1), 100, 1), false)
             .nodeid;
         assert!(t.forget(a, 99).is_some());
         assert!(t.forget(a, 1).is_none());
@@ -563,10 +665,10 @@ mod tests {
     fn reused_inode_number_with_new_handle_is_a_new_node() {
         let t = table();
         let a = t
-            .register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
+            .register(found(ROOT_ID, b"a", handle(1), 100, 1), false)
             .nodeid;
         let b = t
-            .register(ROOT_ID, b"b", handle(2), 100, libc::S_IFREG, false)
+            .register(found(ROOT_ID, b"b", handle(2), 100, 1), false)
             .nodeid;
         assert_ne!(a, b);
         assert_eq!(t.find_ino(100), Some(b));
@@ -576,19 +678,53 @@ mod tests {
     }
 
     #[test]
-    fn hard_links_share_one_node_and_the_latest_name() {
+    fn each_name_of_a_linked_file_is_its_own_node() {
         let t = table();
-        let a = t
-            .register(ROOT_ID, b"a", handle(1), 100, libc::S_IFREG, false)
-            .nodeid;
-        let b = t
-            .register(7, b"other", handle(1), 100, libc::S_IFREG, false)
-            .nodeid;
-        assert_eq!(a, b);
+        let a = t.register(found(ROOT_ID, b"a", handle(1), 100, 2), false).nodeid;
+        let b = t.register(found(7, b"other", handle(1), 100, 2), false).nodeid;
+        assert_ne!(a, b, "a decision must not depend on the name looked up last");
+        assert_eq!(t.register(found(ROOT_ID, b"a", handle(1), 100, 2), false).nodeid, a);
         assert_eq!(
             t.with(a, |n| (n.parent, n.name.as_bytes().to_vec())),
-            Some((7, b"other".to_vec()))
+            Some((ROOT_ID, b"a".to_vec()))
         );
+        t.renamed(100, (7, b"other"), (8, b"moved"));
+        assert_eq!(
+            t.with(b, |n| (n.parent, n.name.as_bytes().to_vec())),
+            Some((8, b"moved".to_vec()))
+        );
+        assert_eq!(t.with(a, |n| n.parent), Some(ROOT_ID));
+        assert!(t.forget(a, 2).is_some());
+        assert!(t.forget(b, 1).is_some());
+        assert_eq!(t.count(), 0);
+    }
+
+    #[test]
+    fn decisions_of_several_callers_live_side_by_side() {
+        let mut n = Node::new(ROOT_ID, b"f", handle(1), 5, libc::S_IFREG);
+        let v = |uid| CachedVerdicts {
+            uid,
+            stamp: 7,
+            verdicts: crate::policy::Snapshot::default().decide_all(
+                uid,
+                &crate::policy::Target {
+                    path: b"Download/x.pdf",
+                    is_dir: false,
+                    owner: None,
+                    under_nomedia: false,
+                },
+            ),
+        };
+        for uid in [10057, 10058, 10059, 10060] {
+            n.set_verdicts(v(uid));
+        }
+        for uid in [10057, 10058, 10059, 10060] {
+            assert!(n.verdicts(uid, 7).is_some(), "{uid}");
+            assert!(n.verdicts(uid, 8).is_none());
+        }
+        n.set_verdicts(v(10061));
+        assert!(n.verdicts(10061, 7).is_some());
+        assert_eq!((10057..=10061).filter(|&u| n.verdicts(u, 7).is_some()).count(), 4);
     }
 
     #[test]
@@ -597,14 +733,7 @@ mod tests {
         let mut ids = Vec::new();
         for ino in 0..10_000u64 {
             let id = t
-                .register(
-                    ROOT_ID,
-                    b"x",
-                    handle((ino % 200) as u8),
-                    ino,
-                    libc::S_IFREG,
-                    false,
-                )
+                .register(found(ROOT_ID, b"x", handle((ino % 200) as u8), ino, 1), false)
                 .nodeid;
             assert!(id > ROOT_ID);
             assert_eq!(split(id).unwrap().0, shard_of_ino(ino));
@@ -631,7 +760,7 @@ mod tests {
         let t = table();
         let ids: Vec<u64> = (0..2000u64)
             .map(|ino| {
-                t.register(ROOT_ID, b"x", handle(1), ino, libc::S_IFREG, false)
+                t.register(found(ROOT_ID, b"x", handle(1), ino, 1), false)
                     .nodeid
             })
             .collect();
@@ -642,7 +771,7 @@ mod tests {
         }
         let again: Vec<u64> = (2000..3000u64)
             .map(|ino| {
-                t.register(ROOT_ID, b"y", handle(2), ino, libc::S_IFREG, false)
+                t.register(found(ROOT_ID, b"y", handle(2), ino, 1), false)
                     .nodeid
             })
             .collect();
@@ -664,7 +793,7 @@ mod tests {
     #[test]
     fn app_facts_are_allocated_only_when_used() {
         let mut n = Node::new(ROOT_ID, b"f", handle(1), 5, libc::S_IFREG);
-        n.set_decision(None);
+        n.clear_verdicts();
         assert!(n.app.is_none());
         n.set_owner(OwnerFact::Tag(b"10057".to_vec().into()));
         assert_eq!(n.owner(), OwnerFact::Tag(b"10057".to_vec().into()));

@@ -1,77 +1,17 @@
-//! The FUSE operations of the storage view: each request is handed to its handler in
-//! `names.rs`, `data.rs`, `attrs.rs` or `dirs.rs`. Every handler asks the policy, does the lower
-//! syscalls (relative to fds we hold, never following a symlink), updates the node table, answers.
+//! The FUSE operations of the storage view, as a table: each request goes to its handler in
+//! `lookup.rs`, `create.rs`, `remove.rs`, `rename.rs`, `data.rs`, `attrs.rs` or `dirs.rs`.
+//! Every handler asks the policy (`access.rs`), does the lower syscalls (relative to fds we
+//! hold, never following a symlink, as the caller for POSIX callers), updates the node table
+//! and answers.
 
-use super::access::{Facts, Subject};
-use super::lower::errno;
-use super::{attrs, data, dirs, names, StorageView};
+use super::lower::Result;
+use super::{attrs, create, data, dirs, lookup, privileges, remove, rename, StorageView};
 use crate::fuse::abi;
 use crate::fuse::{
     AttrReply, Ctx, DirWriter, Entry, Filesystem, KernelHandle, Name, Negotiated, Opened, SetAttr,
     XattrReply,
 };
-use crate::policy;
-use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
-
-pub(super) type Result<T> = std::result::Result<T, i32>;
-
-pub(super) fn io<T>(r: std::io::Result<T>) -> Result<T> {
-    r.map_err(|e| errno(&e))
-}
-
-pub(super) fn is_dir_mode(mode: u32) -> bool {
-    mode & libc::S_IFMT == libc::S_IFDIR
-}
-
-impl StorageView {
-    pub(super) fn ttl(&self, caller_dependent: bool) -> Duration {
-        if caller_dependent {
-            Duration::ZERO
-        } else {
-            self.config.cache_ttl
-        }
-    }
-
-    pub(super) fn open_node(&self, id: u64, flags: i32) -> Result<OwnedFd> {
-        let handle = self.nodes.with(id, |n| n.handle).ok_or(libc::ENOENT)?;
-        io(self.lower.open_handle(&handle, flags))
-    }
-
-    /// An `O_PATH` fd of a directory node, from the bounded cache when it is hot.
-    pub(super) fn dir_fd(&self, id: u64) -> Result<Arc<OwnedFd>> {
-        if let Some(fd) = self.dir_fds.get(id) {
-            return Ok(fd);
-        }
-        let (handle, kind) = self
-            .nodes
-            .with(id, |n| (n.handle, n.kind()))
-            .ok_or(libc::ENOENT)?;
-        if kind != libc::S_IFDIR {
-            return Err(libc::ENOTDIR);
-        }
-        let fd = io(self.lower.open_handle(&handle, libc::O_PATH))?;
-        Ok(self.dir_fds.insert(id, fd))
-    }
-
-    pub(super) fn node_kind(&self, id: u64) -> Result<u32> {
-        self.nodes.with(id, |n| n.kind()).ok_or(libc::ENOENT)
-    }
-
-    /// Facts of a directory node, computed once per call and shared by its children.
-    pub(super) fn dir_facts(&self, id: u64) -> Result<Facts> {
-        self.facts(Subject::Node(id))
-    }
-
-    /// Records the creator of a new regular file (apps only: root-made files have no owner).
-    pub(super) fn record_creator(&self, uid: u32, fd: BorrowedFd<'_>) {
-        if !policy::bypasses(uid) {
-            let tag = self.policy.snapshot().owner_tag(uid);
-            self.record_owner(fd, &tag);
-        }
-    }
-}
 
 impl Filesystem for StorageView {
     fn init(&self, negotiated: &Negotiated, kernel: Arc<KernelHandle>) {
@@ -80,8 +20,18 @@ impl Filesystem for StorageView {
 
     fn destroy(&self) {}
 
+    fn worker_started(&self) {
+        match privileges::drop_for_this_thread() {
+            Ok(dropped) if !dropped.is_empty() => {
+                log::debug!("worker dropped capabilities {dropped:?}")
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("cannot drop this worker's capabilities: {e}"),
+        }
+    }
+
     fn lookup(&self, ctx: &Ctx, parent: u64, name: Name<'_>) -> Result<Entry> {
-        names::lookup(self, ctx, parent, name)
+        lookup::lookup(self, ctx, parent, name)
     }
 
     fn forget(&self, node: u64, nlookup: u64) {
@@ -103,11 +53,11 @@ impl Filesystem for StorageView {
     }
 
     fn readlink(&self, ctx: &Ctx, node: u64, out: &mut [u8]) -> Result<usize> {
-        names::readlink(self, ctx, node, out)
+        lookup::readlink(self, ctx, node, out)
     }
 
     fn symlink(&self, ctx: &Ctx, parent: u64, name: Name<'_>, target: &[u8]) -> Result<Entry> {
-        names::symlink(self, ctx, parent, name, target)
+        create::symlink(self, ctx, parent, name, target)
     }
 
     fn mknod(
@@ -119,7 +69,7 @@ impl Filesystem for StorageView {
         rdev: u32,
         umask: u32,
     ) -> Result<Entry> {
-        names::mknod(self, ctx, parent, name, mode, rdev, umask)
+        create::mknod(self, ctx, parent, name, mode, rdev, umask)
     }
 
     fn mkdir(
@@ -130,15 +80,15 @@ impl Filesystem for StorageView {
         mode: u32,
         umask: u32,
     ) -> Result<Entry> {
-        names::mkdir(self, ctx, parent, name, mode, umask)
+        create::mkdir(self, ctx, parent, name, mode, umask)
     }
 
     fn unlink(&self, ctx: &Ctx, parent: u64, name: Name<'_>) -> Result<()> {
-        names::unlink(self, ctx, parent, name)
+        remove::unlink(self, ctx, parent, name)
     }
 
     fn rmdir(&self, ctx: &Ctx, parent: u64, name: Name<'_>) -> Result<()> {
-        names::rmdir(self, ctx, parent, name)
+        remove::rmdir(self, ctx, parent, name)
     }
 
     fn rename(
@@ -150,15 +100,15 @@ impl Filesystem for StorageView {
         newname: Name<'_>,
         flags: u32,
     ) -> Result<()> {
-        names::rename(self, ctx, parent, name, newparent, newname, flags)
+        rename::rename(self, ctx, parent, name, newparent, newname, flags)
     }
 
     fn link(&self, ctx: &Ctx, node: u64, newparent: u64, newname: Name<'_>) -> Result<Entry> {
-        names::link(self, ctx, node, newparent, newname)
+        create::link(self, ctx, node, newparent, newname)
     }
 
-    fn open(&self, ctx: &Ctx, node: u64, flags: u32) -> Result<Opened> {
-        data::open(self, ctx, node, flags)
+    fn open(&self, ctx: &Ctx, node: u64, flags: u32, open_flags: u32) -> Result<Opened> {
+        data::open(self, ctx, node, flags, open_flags)
     }
 
     fn create(
@@ -169,8 +119,9 @@ impl Filesystem for StorageView {
         mode: u32,
         umask: u32,
         flags: u32,
+        open_flags: u32,
     ) -> Result<(Entry, Opened)> {
-        data::create(self, ctx, parent, name, mode, umask, flags)
+        data::create(self, ctx, parent, name, mode, umask, flags, open_flags)
     }
 
     fn read(&self, ctx: &Ctx, node: u64, fh: u64, offset: u64, out: &mut [u8]) -> Result<usize> {
