@@ -17,6 +17,8 @@ const ISOLATED: u32 = 99001; // isolated process
 const SHELL: u32 = 2000;
 
 const POLICY: &str = r#"
+platform_uids = [1000, 2000]
+
 [[app]]
 uid = 10057
 packages = ["com.example.camera"]
@@ -220,9 +222,11 @@ const CASES: &[(u32, Act, &str, i32)] = &[
         OK,
     ),
     // Hidden files and .nomedia trees.
-    (CAMERA, Act::Stat, "Pictures/.hidden.jpg", ENOENT),
+    // Hidden names are not secret by name (MediaProvider): stat works, opens are judged.
+    (CAMERA, Act::Stat, "Pictures/.hidden.jpg", OK),
+    (CAMERA, Act::Read, "Pictures/.hidden.jpg", EACCES),
     (FILES, Act::Stat, "Pictures/.hidden.jpg", OK),
-    (CAMERA, Act::Read, "Pictures/private/secret.jpg", ENOENT),
+    (CAMERA, Act::Read, "Pictures/private/secret.jpg", EACCES),
     (CAMERA, Act::Read, "Pictures/visible.png", OK),
     (LEGACY, Act::Read, "Pictures/private/secret.jpg", OK),
     (0, Act::Read, "Pictures/private/secret.jpg", OK),

@@ -158,6 +158,7 @@ pub trait Filesystem: Send + Sync + 'static {
     fn open(&self, _ctx: &Ctx, _node: u64, _flags: u32, _open_flags: u32) -> Result<Opened> {
         Err(libc::ENOSYS)
     }
+    #[allow(clippy::too_many_arguments)] // the FUSE request has that many fields
     fn create(
         &self,
         _ctx: &Ctx,

@@ -553,8 +553,15 @@ fn dispatch<F: Filesystem + ?Sized>(
             reply.push(&fs.open(ctx, node, flags, open_flags)?.to_abi())
         }
         O::Create { arg, name } => {
-            let (entry, opened) =
-                fs.create(ctx, node, name, arg.mode, arg.umask, arg.flags, arg.open_flags)?;
+            let (entry, opened) = fs.create(
+                ctx,
+                node,
+                name,
+                arg.mode,
+                arg.umask,
+                arg.flags,
+                arg.open_flags,
+            )?;
             reply.push(&entry.to_abi());
             reply.push(&opened.to_abi());
         }

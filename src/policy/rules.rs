@@ -133,7 +133,11 @@ fn judge_move(index: &Index, uid: u32, m: &Move<'_>) -> Result<(), Decision> {
     }
     let app = App::new(index, uid);
     let from = app.look_at(m.from);
-    let from_op = if m.exchange { Op::Write } else { Op::RenameFrom };
+    let from_op = if m.exchange {
+        Op::Write
+    } else {
+        Op::RenameFrom
+    };
     deny_or(app.decide(from_op, &from))?;
     let arriving = Target {
         path: m.to,
@@ -204,7 +208,9 @@ pub fn move_needs_walk(index: &Index, uid: u32, from: &[u8]) -> bool {
         return false;
     }
     let app = App::new(index, uid);
-    !PathInfo::of(from).app_dir.is_some_and(|d| app.holds(d.package))
+    !PathInfo::of(from)
+        .app_dir
+        .is_some_and(|d| app.holds(d.package))
 }
 
 /// The mode an app may set: permission bits only. Setuid, setgid and sticky are never set for

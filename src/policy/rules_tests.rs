@@ -587,13 +587,28 @@ fn links_symlinks_and_fifos() {
     let snap = snapshot();
     for &(uid, op, path, expected) in SPECIAL_CASES {
         let got = snap.decide(uid, op, &target(path, FILE));
-        assert_eq!(got, expected, "uid {uid} {op:?} {:?}", String::from_utf8_lossy(path));
+        assert_eq!(
+            got,
+            expected,
+            "uid {uid} {op:?} {:?}",
+            String::from_utf8_lossy(path)
+        );
     }
 }
 
 /// (caller, from, its facts, to, replaced, exchange, expected)
+type MoveCase = (
+    u32,
+    &'static [u8],
+    Facts,
+    &'static [u8],
+    Option<Facts>,
+    bool,
+    Decision,
+);
+
 #[rustfmt::skip]
-const MOVES: &[(u32, &[u8], Facts, &[u8], Option<Facts>, bool, Decision)] = &[
+const MOVES: &[MoveCase] = &[
     // A file: deletable at the source, creatable at the destination.
     (CAM,    b"DCIM/Camera/mine.jpg", BY_CAM,  b"Pictures/mine.jpg",     None,         false, A),
     (CAM,    b"DCIM/Camera/a.jpg",    FILE,    b"Pictures/a.jpg",        None,         false, ACCES),
@@ -653,6 +668,7 @@ fn moves() {
 
 /// Files below a moved directory: deletable where they are, creatable where they land.
 #[rustfmt::skip]
+#[allow(clippy::type_complexity)] // a table of cases, one tuple a line
 const MOVED_ENTRIES: &[(u32, &[u8], Facts, &[u8], Decision)] = &[
     (NOBODY, b"Download/bd/evil.exe",  BY_NOBODY, b"DCIM/bd/evil.exe",   PERM),
     (NOBODY, b"Download/bd/a.jpg",     BY_NOBODY, b"DCIM/bd/a.jpg",      A),
@@ -667,7 +683,12 @@ fn moved_entries() {
     let snap = snapshot();
     for &(uid, from, facts, to, expected) in MOVED_ENTRIES {
         let got = snap.decide_moved_entry(uid, &target(from, facts), to, false);
-        assert_eq!(got, expected, "uid {uid} {:?}", String::from_utf8_lossy(from));
+        assert_eq!(
+            got,
+            expected,
+            "uid {uid} {:?}",
+            String::from_utf8_lossy(from)
+        );
     }
     assert!(snap.move_needs_walk(CAM, b"Download/bd"));
     assert!(!snap.move_needs_walk(CAM, b"Android/data/com.example.camera/files"));

@@ -150,7 +150,9 @@ pub(super) fn setattr(
                 Some(fh) if creds.is_none() || view.files.get(fh).is_some() => {
                     let wfd = view.io_fd(node, fh, libc::O_WRONLY)?;
                     // SAFETY: ftruncate on an fd that is open (kept alive by wfd).
-                    io(cvt(unsafe { libc::ftruncate(wfd.raw(), size as libc::off_t) }))?;
+                    io(cvt(unsafe {
+                        libc::ftruncate(wfd.raw(), size as libc::off_t)
+                    }))?;
                     if set.kill_suidgid {
                         kill_suidgid(wfd.raw())?;
                     }
@@ -158,7 +160,9 @@ pub(super) fn setattr(
                 _ => {
                     // SAFETY: path is NUL-terminated; truncate checks write permission for
                     // whoever this thread acts as.
-                    io(cvt(unsafe { libc::truncate(path.as_ptr(), size as libc::off_t) }))?;
+                    io(cvt(unsafe {
+                        libc::truncate(path.as_ptr(), size as libc::off_t)
+                    }))?;
                 }
             }
         }

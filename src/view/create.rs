@@ -60,7 +60,11 @@ pub(super) fn mkdir(
         let _as = view.act_as(creds.as_ref())?;
         // SAFETY: cname is NUL-terminated and lives across the call.
         io(cvt(unsafe {
-            libc::mkdirat(dir.as_raw_fd(), cname.as_ptr(), view.creation_mode(ctx.uid, mode))
+            libc::mkdirat(
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                view.creation_mode(ctx.uid, mode),
+            )
         }))?;
     }
     let fd = io(lower::open_at(
@@ -103,7 +107,12 @@ pub(super) fn mknod(
         let _as = view.act_as(creds.as_ref())?;
         // SAFETY: cname is NUL-terminated; regular files and fifos need no device number.
         io(cvt(unsafe {
-            libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), kind | view.creation_mode(ctx.uid, mode), 0)
+            libc::mknodat(
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                kind | view.creation_mode(ctx.uid, mode),
+                0,
+            )
         }))?;
     }
     let fd = io(lower::open_at(dir.as_fd(), &cname, libc::O_PATH, 0))?;

@@ -146,7 +146,7 @@ mod tests {
             (0o644, 0, 0, libc::R_OK, true),
             (0o644, 0, 0, libc::W_OK, false),
             (0o755, 0, 0, libc::X_OK, true),
-            (0o750, 0, 27, libc::X_OK, true),  // supplementary group
+            (0o750, 0, 27, libc::X_OK, true), // supplementary group
             (0o750, 0, 28, libc::X_OK, false),
             (0o070, 1000, 1000, libc::R_OK, false), // owner bits win even when empty
             (0o700, 1000, 0, libc::R_OK | libc::W_OK | libc::X_OK, true),

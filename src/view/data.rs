@@ -21,7 +21,9 @@ const OPEN_KILL_SUIDGID: u32 = 1 << 0;
 enum Path {
     Passthrough,
     /// In userspace; `required` when nothing else will do (a redacted read).
-    Userspace { required: bool },
+    Userspace {
+        required: bool,
+    },
 }
 
 /// Lower open flags for a userspace-served file: what the app asked, minus what only made
@@ -192,7 +194,10 @@ impl StorageView {
         redacted: bool,
     ) -> Result<Opened> {
         // Each holds a lower fd: bounded, so that apps cannot exhaust the daemon's fds.
-        if !self.files.reserve_userspace(self.config.max_userspace_opens) {
+        if !self
+            .files
+            .reserve_userspace(self.config.max_userspace_opens)
+        {
             self.stats.userspace_refused.fetch_add(1, Relaxed);
             return Err(libc::ENFILE);
         }
@@ -411,7 +416,10 @@ impl StorageView {
             is_dir: child.is_dir(),
             owner: child.owner.as_deref(),
         })?;
-        let decision = self.policy.snapshot().decide(uid, Op::Lookup, &facts.target());
+        let decision = self
+            .policy
+            .snapshot()
+            .decide(uid, Op::Lookup, &facts.target());
         Ok(!matches!(decision, Decision::Deny(_)))
     }
 }

@@ -22,7 +22,9 @@ pub(super) fn opendir(view: &StorageView, ctx: &Ctx, node: u64, _flags: u32) -> 
             let path = proc_path(path_fd.as_raw_fd());
             let _as = view.act_as(Some(&creds))?;
             // SAFETY: path is NUL-terminated; the result is a new fd nobody else owns.
-            let fd = io(cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) }))?;
+            let fd = io(cvt(unsafe {
+                libc::open(path.as_ptr(), flags | libc::O_CLOEXEC)
+            }))?;
             // SAFETY: as above.
             unsafe { OwnedFd::from_raw_fd(fd) }
         }

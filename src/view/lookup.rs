@@ -89,6 +89,7 @@ impl StorageView {
             handle,
             ino: st.st_ino,
             kind: st.st_mode & libc::S_IFMT,
+            #[allow(clippy::unnecessary_cast)] // nlink_t is u32 on some targets
             nlink: st.st_nlink as u64,
         };
         let reg = self.nodes.register(found, caller_dependent);

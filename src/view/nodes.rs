@@ -211,7 +211,7 @@ impl Node {
         let slot = app
             .decisions
             .iter()
-            .position(|c| c.is_none_or(|c| c.uid == entry.uid || c.stamp != entry.stamp))
+            .position(|c| c.map_or(true, |c| c.uid == entry.uid || c.stamp != entry.stamp))
             .unwrap_or_else(|| {
                 let slot = app.next as usize % DECISIONS;
                 app.next = app.next.wrapping_add(1);
@@ -415,7 +415,11 @@ impl NodeTable {
                     .get_mut(slot)
                     .is_some_and(|n| n.handle == handle && n.is_named(parent, name))
             };
-            let primary = shard.by_ino.get(&ino).copied().filter(|&s| named(&mut shard, s));
+            let primary = shard
+                .by_ino
+                .get(&ino)
+                .copied()
+                .filter(|&s| named(&mut shard, s));
             primary.or_else(|| {
                 let slots = shard.linked.get(&ino).cloned().unwrap_or_default();
                 slots.into_iter().find(|&s| named(&mut shard, s))
@@ -579,7 +583,13 @@ mod tests {
         super::super::lower::tests_support::fake_handle(n)
     }
 
-    fn found(parent: u64, name: &'static [u8], handle: Handle, ino: u64, nlink: u64) -> Found<'static> {
+    fn found(
+        parent: u64,
+        name: &'static [u8],
+        handle: Handle,
+        ino: u64,
+        nlink: u64,
+    ) -> Found<'static> {
         Found {
             parent,
             name,
@@ -680,10 +690,21 @@ mod tests {
     #[test]
     fn each_name_of_a_linked_file_is_its_own_node() {
         let t = table();
-        let a = t.register(found(ROOT_ID, b"a", handle(1), 100, 2), false).nodeid;
-        let b = t.register(found(7, b"other", handle(1), 100, 2), false).nodeid;
-        assert_ne!(a, b, "a decision must not depend on the name looked up last");
-        assert_eq!(t.register(found(ROOT_ID, b"a", handle(1), 100, 2), false).nodeid, a);
+        let a = t
+            .register(found(ROOT_ID, b"a", handle(1), 100, 2), false)
+            .nodeid;
+        let b = t
+            .register(found(7, b"other", handle(1), 100, 2), false)
+            .nodeid;
+        assert_ne!(
+            a, b,
+            "a decision must not depend on the name looked up last"
+        );
+        assert_eq!(
+            t.register(found(ROOT_ID, b"a", handle(1), 100, 2), false)
+                .nodeid,
+            a
+        );
         assert_eq!(
             t.with(a, |n| (n.parent, n.name.as_bytes().to_vec())),
             Some((ROOT_ID, b"a".to_vec()))
@@ -724,7 +745,12 @@ mod tests {
         }
         n.set_verdicts(v(10061));
         assert!(n.verdicts(10061, 7).is_some());
-        assert_eq!((10057..=10061).filter(|&u| n.verdicts(u, 7).is_some()).count(), 4);
+        assert_eq!(
+            (10057..=10061)
+                .filter(|&u| n.verdicts(u, 7).is_some())
+                .count(),
+            4
+        );
     }
 
     #[test]
@@ -733,7 +759,10 @@ mod tests {
         let mut ids = Vec::new();
         for ino in 0..10_000u64 {
             let id = t
-                .register(found(ROOT_ID, b"x", handle((ino % 200) as u8), ino, 1), false)
+                .register(
+                    found(ROOT_ID, b"x", handle((ino % 200) as u8), ino, 1),
+                    false,
+                )
                 .nodeid;
             assert!(id > ROOT_ID);
             assert_eq!(split(id).unwrap().0, shard_of_ino(ino));

@@ -59,7 +59,13 @@ impl StorageView {
     }
 }
 
-fn remove(view: &StorageView, ctx: &Ctx, parent: u64, name: Name<'_>, dir_wanted: bool) -> Result<()> {
+fn remove(
+    view: &StorageView,
+    ctx: &Ctx,
+    parent: u64,
+    name: Name<'_>,
+    dir_wanted: bool,
+) -> Result<()> {
     let name = name.as_bytes();
     let dir = view.dir_fd(parent)?;
     let child = view.existing_child(ctx.uid, dir.as_fd(), name)?;

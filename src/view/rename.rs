@@ -22,6 +22,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 /// Deepest directory tree a move is judged over (deeper is refused: ELOOP).
 const MAX_DEPTH: usize = 256;
 
+/// A directory still to judge below a moved one: its fd, its path now and after the move, and
+/// whether it is under a `.nomedia` tree now and after.
+type Pending = (OwnedFd, Vec<u8>, Vec<u8>, bool, bool);
+
 /// One side of a rename: where it is, and what is there.
 struct Side<'a> {
     name: &'a [u8],
@@ -109,8 +113,7 @@ impl StorageView {
             libc::O_RDONLY | libc::O_DIRECTORY,
             0,
         ))?;
-        // (directory fd, its path now, its path after the move, hidden below it now / after)
-        let mut stack: Vec<(OwnedFd, Vec<u8>, Vec<u8>, bool, bool)> = vec![(
+        let mut stack: Vec<Pending> = vec![(
             top,
             from.facts.path.clone(),
             to.facts.path.clone(),
@@ -124,7 +127,9 @@ impl StorageView {
             }
             let entries = read_entries(&fd)?;
             // A `.nomedia` here hides what is below, before and after the move alike.
-            let nomedia = entries.iter().any(|(n, _)| n.eq_ignore_ascii_case(b".nomedia"));
+            let nomedia = entries
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(b".nomedia"));
             let (old_hidden, new_hidden) = (old_hidden || nomedia, new_hidden || nomedia);
             for (name, is_dir) in entries {
                 let old_path = join(&old, &name);
