@@ -5,6 +5,7 @@ use crate::fuse::mount::{self, MountError, MountpointState};
 use crate::fuse::session::{Session, SessionConfig, SessionError, SessionStats};
 use crate::fuse::Channel;
 use crate::policy::{Access, App, Policy, PolicyError, Table};
+pub use crate::view::Denial;
 use crate::view::{StorageView, ViewConfig, ViewError};
 use std::fmt;
 use std::io;
@@ -80,6 +81,8 @@ pub struct Stats {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub denials: u64,
+    /// Denials a slow listener never got (its queue was full).
+    pub denials_dropped: u64,
     pub backing_registered: u64,
     pub backing_released: u64,
     pub nodes: u64,
@@ -219,12 +222,15 @@ impl Daemon {
         })
     }
 
-    pub fn policy(&self) -> &Arc<Policy> {
+    /// Private: every policy change goes through a method below, which also drops what the
+    /// kernel cached that the change may affect.
+    fn policy(&self) -> &Arc<Policy> {
         self.view.policy()
     }
 
-    pub fn view(&self) -> &Arc<StorageView> {
-        &self.view
+    /// The denial queue, for a face that hands denials to a listener.
+    pub fn denials(&self) -> DenialFeed {
+        DenialFeed(self.view.clone())
     }
 
     pub fn mountpoint(&self) -> Option<&Path> {
@@ -287,6 +293,7 @@ impl Daemon {
             bytes_read: v.bytes_read.load(Relaxed),
             bytes_written: v.bytes_written.load(Relaxed),
             denials: v.denials.load(Relaxed),
+            denials_dropped: self.view.denials.dropped.load(Relaxed),
             backing_registered: v.backing_registered.load(Relaxed),
             backing_released: v.backing_released.load(Relaxed),
             nodes: self.view.node_count() as u64,
@@ -325,6 +332,25 @@ impl Daemon {
         if let Some(session) = self.session.as_mut() {
             session.join();
         }
+    }
+}
+
+/// A face's handle on the denial queue of a daemon: one listener thread drains it in batches,
+/// off the request path. Keeps the storage view alive, not the session: after the daemon
+/// stops, `next_batch` returns at once with what is left.
+#[derive(Clone)]
+pub struct DenialFeed(Arc<StorageView>);
+
+impl DenialFeed {
+    /// Starts or stops queueing denials. Stopping discards what is queued and wakes a thread
+    /// waiting in [`DenialFeed::next_batch`].
+    pub fn set_listening(&self, on: bool) {
+        self.0.denials.set_listening(on);
+    }
+
+    /// Waits up to `timeout` for denials and returns every one queued (possibly none).
+    pub fn next_batch(&self, timeout: Duration) -> Vec<Denial> {
+        self.0.denials.drain(timeout)
     }
 }
 

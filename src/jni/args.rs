@@ -132,25 +132,13 @@ pub(super) fn check_fuse_fd(fd: jint) -> Result<()> {
             "fuseFd {fd} is not a file descriptor (negative)"
         )));
     }
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a `struct stat` into the buffer, which is large enough; it does
-    // not take or change the fd.
-    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(Error::IllegalArgument(format!(
-            "fuseFd {fd} is not an open file descriptor: {e}"
-        )));
-    }
-    // SAFETY: fstat succeeded, so it filled the buffer.
-    let st = unsafe { st.assume_init() };
-    let is_fuse =
-        (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(10, 229);
-    if !is_fuse {
-        return Err(Error::IllegalArgument(format!(
-            "fuseFd {fd} is not a /dev/fuse descriptor"
-        )));
-    }
-    Ok(())
+    crate::fuse::channel::check_device(fd).map_err(|e| {
+        Error::IllegalArgument(if e.raw_os_error() == Some(libc::EBADF) {
+            format!("fuseFd {fd} is not an open file descriptor: {e}")
+        } else {
+            format!("fuseFd {fd} is not a /dev/fuse descriptor ({e})")
+        })
+    })
 }
 
 #[cfg(test)]

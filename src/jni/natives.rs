@@ -16,7 +16,6 @@ use jni::sys::{jboolean, jint, jlong, jobject, jvalue, JNI_FALSE, JNI_TRUE};
 use jni::JNIEnv;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 fn jbool(b: bool) -> jboolean {
     if b {
@@ -185,7 +184,7 @@ pub(super) extern "system" fn native_is_running<'l>(
 }
 
 /// The order of `Stats.counters` (see `Stats.java`).
-fn counters(s: &crate::Stats, dropped: u64) -> [jlong; 15] {
+fn counters(s: &crate::Stats) -> [jlong; 15] {
     [
         s.requests,
         s.errors,
@@ -201,7 +200,7 @@ fn counters(s: &crate::Stats, dropped: u64) -> [jlong; 15] {
         s.backing_released,
         s.nodes,
         s.open_files,
-        dropped,
+        s.denials_dropped,
     ]
     .map(|v| v.min(i64::MAX as u64) as jlong)
 }
@@ -212,11 +211,9 @@ pub(super) extern "system" fn native_stats<'l>(
     id: jlong,
 ) -> jobject {
     run(&mut env, std::ptr::null_mut(), |env| {
-        let (stats, dropped) = with_daemon(id, |d| {
-            Ok((d.stats(), d.view().denials.dropped.load(Ordering::Relaxed)))
-        })?;
+        let stats = with_daemon(id, |d| Ok(d.stats()))?;
         let c = cache()?;
-        let values = counters(&stats, dropped);
+        let values = counters(&stats);
         let counters = env.new_long_array(values.len() as jint)?;
         env.set_long_array_region(&counters, 0, &values)?;
         let n = stats.requests_by_opcode.len() as jint;
@@ -287,13 +284,14 @@ mod tests {
             backing_released: 12,
             nodes: 13,
             open_files: 14,
+            denials_dropped: 15,
             ..Default::default()
         };
-        assert_eq!(counters(&s, 15), std::array::from_fn(|i| i as jlong + 1));
+        assert_eq!(counters(&s), std::array::from_fn(|i| i as jlong + 1));
         let huge = crate::Stats {
             bytes_read: u64::MAX,
             ..Default::default()
         };
-        assert_eq!(counters(&huge, 0)[7], i64::MAX);
+        assert_eq!(counters(&huge)[7], i64::MAX);
     }
 }
