@@ -6,7 +6,7 @@ use super::args::{
     relative_path_arg, uid_arg,
 };
 use super::class_cache::cache;
-use super::errors::{run, Error, Result};
+use super::errors::{run, Error};
 use super::listener::set_denial_listener;
 use super::registry::{close, register, with_daemon};
 use crate::daemon::Daemon;
@@ -254,11 +254,12 @@ pub(super) extern "system" fn native_set_denial_listener<'l>(
 }
 
 /// Test hook (package-private in Java): proves that a panic becomes a Java exception.
+#[cfg(feature = "test-hooks")]
 pub(super) extern "system" fn native_panic_for_testing<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
 ) {
-    run(&mut env, (), |_| -> Result<()> {
+    run(&mut env, (), |_| -> super::errors::Result<()> {
         panic!("deliberate panic for testing");
     })
 }

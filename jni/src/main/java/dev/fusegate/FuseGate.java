@@ -278,7 +278,11 @@ public final class FuseGate implements AutoCloseable {
     static native boolean nativeIsRunning(long handle);
     static native Stats nativeStats(long handle);
     static native void nativeSetDenialListener(long handle, DenialListener listener);
-    /** Test hook: panics inside native code, which must surface as IllegalStateException. */
+    /**
+     * Test hook: panics inside native code, which must surface as IllegalStateException. Bound
+     * only by libraries built with the cargo feature {@code test-hooks} (jni/run-tests.sh);
+     * elsewhere a call throws UnsatisfiedLinkError.
+     */
     static native void nativePanicForTesting();
 
     /** The native handle, for tests in this package. */
