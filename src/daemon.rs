@@ -273,6 +273,41 @@ impl Daemon {
         Ok(())
     }
 
+    /// Adds or replaces many apps as one policy generation, with one invalidation pass; a
+    /// later entry for the same uid wins. If one entry is bad nothing changes.
+    pub fn set_apps(&self, apps: Vec<App>) -> Result<(), PolicyError> {
+        self.policy().apply_batch(apps, Vec::new(), Vec::new())?;
+        self.view.invalidate_all();
+        Ok(())
+    }
+
+    /// Many [`Daemon::grant`]s as one policy generation; each distinct path is invalidated
+    /// once. If one entry is bad nothing changes.
+    pub fn grant_all(&self, grants: Vec<(u32, String, Access)>) -> Result<(), PolicyError> {
+        let paths: Vec<String> = grants.iter().map(|g| g.1.clone()).collect();
+        self.policy().apply_batch(Vec::new(), grants, Vec::new())?;
+        self.invalidate_all_of(&paths);
+        Ok(())
+    }
+
+    /// Many [`Daemon::revoke`]s as one policy generation; each distinct path is invalidated
+    /// once. If one entry is bad nothing changes.
+    pub fn revoke_all(&self, revokes: Vec<(u32, String)>) -> Result<(), PolicyError> {
+        let paths: Vec<String> = revokes.iter().map(|r| r.1.clone()).collect();
+        self.policy().apply_batch(Vec::new(), Vec::new(), revokes)?;
+        self.invalidate_all_of(&paths);
+        Ok(())
+    }
+
+    fn invalidate_all_of(&self, paths: &[String]) {
+        let mut seen = std::collections::HashSet::with_capacity(paths.len());
+        for path in paths {
+            if seen.insert(path.as_str()) {
+                self.invalidate(path);
+            }
+        }
+    }
+
     /// Drops kernel caches for one path (relative to the storage root).
     pub fn invalidate(&self, path: &str) {
         self.view.invalidate(path.as_bytes());

@@ -28,9 +28,9 @@ use jni::objects::GlobalRef;
 use jni::sys::{jint, JNI_ERR};
 use jni::{JNIEnv, JavaVM, NativeMethod};
 use natives::{
-    native_attach, native_close, native_grant, native_invalidate, native_is_running, native_mount,
-    native_passthrough_active, native_remove_app, native_revoke, native_set_app,
-    native_set_denial_listener, native_stats,
+    native_attach, native_close, native_grant, native_grant_all, native_invalidate,
+    native_is_running, native_mount, native_passthrough_active, native_remove_app, native_revoke,
+    native_revoke_all, native_set_app, native_set_apps, native_set_denial_listener, native_stats,
 };
 use std::ffi::c_void;
 use std::panic::catch_unwind;
@@ -86,6 +86,21 @@ fn natives() -> Vec<NativeMethod> {
             "nativeRevoke",
             "(JILjava/lang/String;)V",
             native_revoke as *mut c_void,
+        ),
+        native(
+            "nativeSetApps",
+            "(J[I[[Ljava/lang/String;[I)V",
+            native_set_apps as *mut c_void,
+        ),
+        native(
+            "nativeGrantAll",
+            "(J[I[Ljava/lang/String;[I)V",
+            native_grant_all as *mut c_void,
+        ),
+        native(
+            "nativeRevokeAll",
+            "(J[I[Ljava/lang/String;)V",
+            native_revoke_all as *mut c_void,
         ),
         native(
             "nativeInvalidate",
