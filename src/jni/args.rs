@@ -110,7 +110,7 @@ pub(super) fn packages_arg(
     packages: &JObjectArray<'_>,
     what: impl Display + Copy,
 ) -> Result<Vec<String>> {
-    string_array_arg(env, packages, what, |env, s, name| string_arg(env, s, name))
+    string_array_arg(env, packages, what, string_arg)
 }
 
 /// A non-null `String[][]` of package lists, one per app of a batch.

@@ -16,6 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+// The errnos `Denial.java` names (build.rs checks the values); denials carry the raw errno.
+const EPERM: i32 = 1;
+const ENOENT: i32 = 2;
+const EACCES: i32 = 13;
+const _: () = assert!(EPERM == libc::EPERM && ENOENT == libc::ENOENT && EACCES == libc::EACCES);
+
 /// Longest wait of the dispatcher for denials before it looks at its stop flag again.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(200);
 /// Longest wait for a new dispatcher thread to attach to the JVM.

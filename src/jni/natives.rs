@@ -169,9 +169,7 @@ fn uids_and_paths(
     paths: &JObjectArray<'_>,
 ) -> Result<(Vec<u32>, Vec<String>)> {
     let uids = each(&int_array_arg(env, uids, "uids")?, "uids", uid_arg)?;
-    let paths = string_array_arg(env, paths, "paths", |env, s, name| {
-        relative_path_arg(env, s, name)
-    })?;
+    let paths = string_array_arg(env, paths, "paths", relative_path_arg)?;
     same_length(uids.len(), "paths", paths.len())?;
     Ok((uids, paths))
 }
