@@ -8,8 +8,9 @@
 #
 # Needs root, /dev/fuse, setpriv, a JDK (javac, java); kotlinc for the Kotlin part. Under
 # CI=true a missing prerequisite is a failure, not a skip. This script installs nothing.
-# FUSEGATE_STRESS_SECONDS (default 5) bounds the stress test; RUST_LOG sets the daemon's log
-# level (default warn).
+# FUSEGATE_STRESS_SECONDS (default 5) bounds the stress test; FUSEGATE_BATCH_FULL=1 times
+# 100,000 grants in one batch against 5,000 one by one (default: a twentieth); RUST_LOG sets the
+# daemon's log level (default warn).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
