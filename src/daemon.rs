@@ -281,31 +281,30 @@ impl Daemon {
         Ok(())
     }
 
-    /// Many [`Daemon::grant`]s as one policy generation; each distinct path is invalidated
-    /// once. If one entry is bad nothing changes.
+    /// Many [`Daemon::grant`]s as one policy generation, with one invalidation pass (see
+    /// [`Daemon::invalidate_after_batch`]). If one entry is bad nothing changes.
     pub fn grant_all(&self, grants: Vec<(u32, String, Access)>) -> Result<(), PolicyError> {
-        let paths: Vec<String> = grants.iter().map(|g| g.1.clone()).collect();
         self.policy().apply_batch(Vec::new(), grants, Vec::new())?;
-        self.invalidate_all_of(&paths);
+        self.invalidate_after_batch();
         Ok(())
     }
 
-    /// Many [`Daemon::revoke`]s as one policy generation; each distinct path is invalidated
-    /// once. If one entry is bad nothing changes.
+    /// Many [`Daemon::revoke`]s as one policy generation, with one invalidation pass. If one
+    /// entry is bad nothing changes.
     pub fn revoke_all(&self, revokes: Vec<(u32, String)>) -> Result<(), PolicyError> {
-        let paths: Vec<String> = revokes.iter().map(|r| r.1.clone()).collect();
         self.policy().apply_batch(Vec::new(), Vec::new(), revokes)?;
-        self.invalidate_all_of(&paths);
+        self.invalidate_after_batch();
         Ok(())
     }
 
-    fn invalidate_all_of(&self, paths: &[String]) {
-        let mut seen = std::collections::HashSet::with_capacity(paths.len());
-        for path in paths {
-            if seen.insert(path.as_str()) {
-                self.invalidate(path);
-            }
-        }
+    /// One pass for a whole batch of grants: drop every kernel entry whose answer depends on
+    /// the caller, as after an app change. The kernel caches nothing else a grant changes:
+    /// entries it keeps are those every caller gets alike, opens always reach the daemon, and
+    /// listings are never cached. (A single grant also drops the file's own attributes and
+    /// pages, which a grant does not change; per path, that would cost a walk of the node
+    /// table for each of thousands of paths.)
+    fn invalidate_after_batch(&self) {
+        self.view.invalidate_all();
     }
 
     /// Drops kernel caches for one path (relative to the storage root).
