@@ -282,7 +282,7 @@ impl Daemon {
     }
 
     /// Many [`Daemon::grant`]s as one policy generation, with one invalidation pass (see
-    /// [`Daemon::invalidate_after_batch`]). If one entry is bad nothing changes.
+    /// `invalidate_after_batch`). If one entry is bad nothing changes.
     pub fn grant_all(&self, grants: Vec<(u32, String, Access)>) -> Result<(), PolicyError> {
         self.policy().apply_batch(Vec::new(), grants, Vec::new())?;
         self.invalidate_after_batch();
