@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Builds libfusegate.so, compiles the Java API and its tests into target/jni/, runs them against
-# real FUSE mounts, then compiles and runs the Kotlin example. Closes with "N passed, M failed"
-# and exits non-zero on any failure.
+# Builds libfusegate.so with the test hooks (and checks that the release build carries none),
+# compiles the Java API and its tests into target/jni/, runs them against real FUSE mounts, then
+# compiles and runs the Kotlin example. Closes with "N passed, M failed" and exits non-zero on
+# any failure.
 #
 #   jni/run-tests.sh [test-name-substring ...]
 #
 # Needs root, /dev/fuse, setpriv, a JDK (javac, java); kotlinc for the Kotlin part. Under
 # CI=true a missing prerequisite is a failure, not a skip. This script installs nothing.
-# FUSEGATE_STRESS_SECONDS (default 5) bounds the stress test; RUST_LOG sets the daemon's log
-# level (default warn).
+# FUSEGATE_STRESS_SECONDS (default 5) bounds the stress test; FUSEGATE_BATCH_FULL=1 times
+# 100,000 grants in one batch against 5,000 one by one (default: a twentieth); RUST_LOG sets the
+# daemon's log level (default warn).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,12 +53,31 @@ for tool in javac java cargo; do
     fi
 done
 
-echo "== cargo build (libfusegate.so)"
-cargo build --quiet --lib
+echo "== cargo build (libfusegate.so with the test hooks)"
+cargo build --quiet --lib --features test-hooks
 if [[ ! -f $lib/libfusegate.so ]]; then
     echo "FAIL: $lib/libfusegate.so was not built"
     failed=$((failed + 1))
     finish
+fi
+
+# Test hooks (natives named *ForTesting) are bound only with the test-hooks feature: the release
+# library must neither export one (nm -D) nor carry the name RegisterNatives would bind it by.
+echo "== release libfusegate.so carries no test hook"
+release_lib=target/release/libfusegate.so
+cargo build --quiet --release --lib
+if ! grep -q ForTesting "$lib/libfusegate.so"; then
+    echo "FAIL: the test-hooks build has no *ForTesting native: this check would prove nothing"
+    failed=$((failed + 1))
+elif nm -D --defined-only "$release_lib" | grep -i -e fortesting -e for_testing; then
+    echo "FAIL: $release_lib exports a test hook (above)"
+    failed=$((failed + 1))
+elif grep -q ForTesting "$release_lib"; then
+    echo "FAIL: $release_lib registers a *ForTesting native (build without --features test-hooks)"
+    failed=$((failed + 1))
+else
+    echo "ok   release library: exports $(nm -D --defined-only "$release_lib" | awk '{print $3}' | tr '\n' ' ')and no test hook"
+    passed=$((passed + 1))
 fi
 
 echo "== javac: API (--release 8, as Android and Kotlin 1.3 read it) and tests into $out/"

@@ -5,6 +5,7 @@ use crate::fuse::mount::{self, MountError, MountpointState};
 use crate::fuse::session::{Session, SessionConfig, SessionError, SessionStats};
 use crate::fuse::Channel;
 use crate::policy::{Access, App, Policy, PolicyError, Table};
+pub use crate::view::Denial;
 use crate::view::{StorageView, ViewConfig, ViewError};
 use std::fmt;
 use std::io;
@@ -80,6 +81,8 @@ pub struct Stats {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub denials: u64,
+    /// Denials a slow listener never got (its queue was full).
+    pub denials_dropped: u64,
     pub backing_registered: u64,
     pub backing_released: u64,
     pub nodes: u64,
@@ -220,12 +223,15 @@ impl Daemon {
         })
     }
 
-    pub fn policy(&self) -> &Arc<Policy> {
+    /// Private: every policy change goes through a method below, which also drops what the
+    /// kernel cached that the change may affect.
+    fn policy(&self) -> &Arc<Policy> {
         self.view.policy()
     }
 
-    pub fn view(&self) -> &Arc<StorageView> {
-        &self.view
+    /// The denial queue, for a face that hands denials to a listener.
+    pub fn denials(&self) -> DenialFeed {
+        DenialFeed(self.view.clone())
     }
 
     pub fn mountpoint(&self) -> Option<&Path> {
@@ -268,6 +274,40 @@ impl Daemon {
         Ok(())
     }
 
+    /// Adds or replaces many apps as one policy generation, with one invalidation pass; a
+    /// later entry for the same uid wins. If one entry is bad nothing changes.
+    pub fn set_apps(&self, apps: Vec<App>) -> Result<(), PolicyError> {
+        self.policy().apply_batch(apps, Vec::new(), Vec::new())?;
+        self.view.invalidate_all();
+        Ok(())
+    }
+
+    /// Many [`Daemon::grant`]s as one policy generation, with one invalidation pass (see
+    /// `invalidate_after_batch`). If one entry is bad nothing changes.
+    pub fn grant_all(&self, grants: Vec<(u32, String, Access)>) -> Result<(), PolicyError> {
+        self.policy().apply_batch(Vec::new(), grants, Vec::new())?;
+        self.invalidate_after_batch();
+        Ok(())
+    }
+
+    /// Many [`Daemon::revoke`]s as one policy generation, with one invalidation pass. If one
+    /// entry is bad nothing changes.
+    pub fn revoke_all(&self, revokes: Vec<(u32, String)>) -> Result<(), PolicyError> {
+        self.policy().apply_batch(Vec::new(), Vec::new(), revokes)?;
+        self.invalidate_after_batch();
+        Ok(())
+    }
+
+    /// One pass for a whole batch of grants: drop every kernel entry whose answer depends on
+    /// the caller, as after an app change. The kernel caches nothing else a grant changes:
+    /// entries it keeps are those every caller gets alike, opens always reach the daemon, and
+    /// listings are never cached. (A single grant also drops the file's own attributes and
+    /// pages, which a grant does not change; per path, that would cost a walk of the node
+    /// table for each of thousands of paths.)
+    fn invalidate_after_batch(&self) {
+        self.view.invalidate_all();
+    }
+
     /// Drops kernel caches for one path (relative to the storage root).
     pub fn invalidate(&self, path: &str) {
         self.view.invalidate(path.as_bytes());
@@ -288,6 +328,7 @@ impl Daemon {
             bytes_read: v.bytes_read.load(Relaxed),
             bytes_written: v.bytes_written.load(Relaxed),
             denials: v.denials.load(Relaxed),
+            denials_dropped: self.view.denials.dropped.load(Relaxed),
             backing_registered: v.backing_registered.load(Relaxed),
             backing_released: v.backing_released.load(Relaxed),
             nodes: self.view.node_count() as u64,
@@ -326,6 +367,25 @@ impl Daemon {
         if let Some(session) = self.session.as_mut() {
             session.join();
         }
+    }
+}
+
+/// A face's handle on the denial queue of a daemon: one listener thread drains it in batches,
+/// off the request path. Keeps the storage view alive, not the session: after the daemon
+/// stops, `next_batch` returns at once with what is left.
+#[derive(Clone)]
+pub struct DenialFeed(Arc<StorageView>);
+
+impl DenialFeed {
+    /// Starts or stops queueing denials. Stopping discards what is queued and wakes a thread
+    /// waiting in [`DenialFeed::next_batch`].
+    pub fn set_listening(&self, on: bool) {
+        self.0.denials.set_listening(on);
+    }
+
+    /// Waits up to `timeout` for denials and returns every one queued (possibly none).
+    pub fn next_batch(&self, timeout: Duration) -> Vec<Denial> {
+        self.0.denials.drain(timeout)
     }
 }
 

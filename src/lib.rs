@@ -14,3 +14,14 @@ pub mod policy;
 pub mod view;
 
 pub use daemon::{Daemon, DaemonError, Options, Stats};
+
+/// The crate version, and the git revision it was built from (`unknown` when built outside a
+/// git checkout, or by Soong, which runs no build.rs): for `fusegated --version` and the log.
+pub const VERSION: &str = match option_env!("CARGO_PKG_VERSION") {
+    Some(v) => v,
+    None => "unknown",
+};
+pub const GIT_REVISION: &str = match option_env!("FUSEGATE_GIT_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};

@@ -1,5 +1,6 @@
-// The FuseGate API from Kotlin: mount a view, push an app and a grant, hear denials, read the
-// counters. Run by jni/run-tests.sh as:  java ... dev.fusegate.example.ExampleKt <work dir>
+// The FuseGate API from Kotlin: mount a view, push an app and grants (one and many), hear
+// denials, read the counters. Run by jni/run-tests.sh as:
+//     java ... dev.fusegate.example.ExampleKt <work dir>
 package dev.fusegate.example
 
 import dev.fusegate.FuseGate
@@ -42,6 +43,13 @@ fun main(args: Array<String>) {
         gate.grant(CAMERA, "Download/ticket.pdf", FuseGate.ACCESS_READ)
         if (!runAs(CAMERA, "cat", "$mnt/Download/ticket.pdf")) problems += "the grant did not work"
         gate.revoke(CAMERA, "Download/ticket.pdf")
+
+        // Many changes as one: what a service pushes at boot.
+        gate.grantAll(intArrayOf(CAMERA, CAMERA), arrayOf("Download/ticket.pdf", "Download/other.pdf"),
+            intArrayOf(FuseGate.ACCESS_READ, FuseGate.ACCESS_WRITE))
+        if (!runAs(CAMERA, "cat", "$mnt/Download/ticket.pdf")) problems += "the batch grant did not work"
+        gate.revokeAll(intArrayOf(CAMERA, CAMERA), arrayOf("Download/ticket.pdf", "Download/other.pdf"))
+        if (runAs(CAMERA, "cat", "$mnt/Download/ticket.pdf")) problems += "the batch revoke did not work"
 
         try {
             gate.grant(CAMERA, "../etc/passwd", FuseGate.ACCESS_READ)

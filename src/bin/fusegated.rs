@@ -33,6 +33,7 @@ OPTIONS:
     --cache-timeout SECS How long the kernel may cache names and attributes that look the same
                          to every app [default: 5]. Per-app private paths are never cached.
     -h, --help           Show this help.
+    --version            Show the version and the git revision it was built from.
 
 SIGNALS:
     SIGTERM, SIGINT      Unmount (lazily if files are open), release passthrough files, exit 0.
@@ -49,7 +50,14 @@ struct Args {
     options: Options,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
+/// What the command line asks for.
+enum Command {
+    Run(Box<Args>),
+    Help,
+    Version,
+}
+
+fn parse_args() -> Result<Command, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let (mut lower, mut mount, mut fd, mut policy) = (None, None, None, None);
@@ -77,7 +85,8 @@ fn parse_args() -> Result<Option<Args>, String> {
             Long("cache-timeout") => {
                 options.cache_ttl = Duration::from_secs(number(&mut parser, "--cache-timeout")?)
             }
-            Short('h') | Long("help") => return Ok(None),
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Long("version") => return Ok(Command::Version),
             other => return Err(other.unexpected().to_string()),
         }
     }
@@ -85,13 +94,13 @@ fn parse_args() -> Result<Option<Args>, String> {
     if mount.is_some() == fd.is_some() {
         return Err("give exactly one of --mount DIR or --fd N".into());
     }
-    Ok(Some(Args {
+    Ok(Command::Run(Box::new(Args {
         lower,
         mount,
         fd,
         policy,
         options,
-    }))
+    })))
 }
 
 fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Result<T, String> {
@@ -110,9 +119,17 @@ fn load_policy(path: &PathBuf) -> Result<Table, String> {
 fn main() -> ExitCode {
     fusegate::logging::init();
     let mut args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
+        Ok(Command::Run(a)) => a,
+        Ok(Command::Help) => {
             println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!(
+                "fusegated {} (git {})",
+                fusegate::VERSION,
+                fusegate::GIT_REVISION
+            );
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -120,6 +137,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    log::info!(
+        "fusegated {} (git {})",
+        fusegate::VERSION,
+        fusegate::GIT_REVISION
+    );
     if !args.lower.is_dir() {
         eprintln!(
             "fusegated: lower directory {} does not exist or is not a directory",

@@ -22,6 +22,21 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Checks, without taking it, that `fd` is an open `/dev/fuse` descriptor: `EBADF` if it is not
+/// open, an `InvalidInput` error if it is another file.
+pub fn check_device(fd: RawFd) -> io::Result<()> {
+    let st = nix::sys::stat::fstat(fd).map_err(io::Error::from)?;
+    let is_fuse =
+        (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(10, 229);
+    if !is_fuse {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a /dev/fuse file descriptor",
+        ));
+    }
+    Ok(())
+}
+
 impl Channel {
     /// Opens a new, unmounted session on `/dev/fuse`.
     pub fn open() -> io::Result<Self> {
@@ -36,15 +51,7 @@ impl Channel {
     /// Wraps an fd of an already-mounted session (handed over by the platform).
     /// Fails with `EINVAL` if the fd is not a FUSE device.
     pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
-        let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(io::Error::from)?;
-        let is_fuse =
-            (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(10, 229);
-        if !is_fuse {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a /dev/fuse file descriptor",
-            ));
-        }
+        check_device(fd.as_raw_fd())?;
         Ok(Channel { fd })
     }
 

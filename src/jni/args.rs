@@ -4,17 +4,28 @@
 use super::errors::{Error, Result};
 use crate::daemon::Options;
 use crate::policy::{self, Access, Permissions, Table};
-use jni::objects::{JObjectArray, JString};
+use jni::objects::{JIntArray, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong, JNI_FALSE};
 use jni::JNIEnv;
+use std::fmt::Display;
 use std::time::Duration;
 
+// The values of the Java API's constants (build.rs checks that they match `FuseGate.java` and
+// `Options.java`).
+/// `FuseGate.ACCESS_READ` / `ACCESS_WRITE`; both bits together mean write.
+const ACCESS_READ: jint = 1;
+const ACCESS_WRITE: jint = 2;
+const ACCESS_READ_WRITE: jint = ACCESS_READ | ACCESS_WRITE;
 /// Bounds of `Options` (also checked in Java).
 const MAX_THREADS: jint = 64;
 const MAX_CACHE_TIMEOUT_MS: jlong = 24 * 3600 * 1000;
 
 /// A non-null, non-empty Java string without NUL characters.
-pub(super) fn string_arg(env: &mut JNIEnv<'_>, s: &JString<'_>, what: &str) -> Result<String> {
+pub(super) fn string_arg(
+    env: &mut JNIEnv<'_>,
+    s: &JString<'_>,
+    what: impl Display,
+) -> Result<String> {
     if s.is_null() {
         return Err(Error::IllegalArgument(format!("{what} is null")));
     }
@@ -34,10 +45,10 @@ pub(super) fn string_arg(env: &mut JNIEnv<'_>, s: &JString<'_>, what: &str) -> R
 pub(super) fn relative_path_arg(
     env: &mut JNIEnv<'_>,
     s: &JString<'_>,
-    what: &str,
+    what: impl Display,
 ) -> Result<String> {
-    let raw = string_arg(env, s, what)?;
-    Ok(policy::normalize_path(&raw)?)
+    let raw = string_arg(env, s, &what)?;
+    policy::normalize_path(&raw).map_err(|e| Error::IllegalArgument(format!("{what}: {e}")))
 }
 
 /// An absolute directory path on the host (mount point, lower root).
@@ -55,22 +66,97 @@ pub(super) fn absolute_path_arg(
     Ok(path)
 }
 
+/// `name[index]`, for messages about one element of an array argument.
+#[derive(Clone, Copy)]
+pub(super) struct Indexed<W>(pub W, pub jint);
+
+impl<W: Display> Display for Indexed<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
+/// A non-null `String[]`, each element converted by `element` (which gets its name for
+/// messages, e.g. `paths[3]`). Each element is converted in its own local frame: arrays may be
+/// large, and JNI calls made for one element (`get_string` checks the class) leave local
+/// references behind.
+pub(super) fn string_array_arg<W: Display + Copy, T>(
+    env: &mut JNIEnv<'_>,
+    array: &JObjectArray<'_>,
+    what: W,
+    mut element: impl FnMut(&mut JNIEnv<'_>, &JString<'_>, Indexed<W>) -> Result<T>,
+) -> Result<Vec<T>> {
+    if array.is_null() {
+        return Err(Error::IllegalArgument(format!("{what} is null")));
+    }
+    let n = env.get_array_length(array)?;
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let converted = env.with_local_frame(LOCAL_FRAME, |env| -> Result<T> {
+            let s = JString::from(env.get_object_array_element(array, i)?);
+            element(env, &s, Indexed(what, i))
+        })?;
+        out.push(converted);
+    }
+    Ok(out)
+}
+
+/// Local references one array element may need (the element, and what JNI calls on it make).
+const LOCAL_FRAME: i32 = 8;
+
 /// A non-null array of package names, each a valid string (see [`string_arg`]).
 pub(super) fn packages_arg(
     env: &mut JNIEnv<'_>,
     packages: &JObjectArray<'_>,
+    what: impl Display + Copy,
 ) -> Result<Vec<String>> {
-    if packages.is_null() {
+    string_array_arg(env, packages, what, string_arg)
+}
+
+/// A non-null `String[][]` of package lists, one per app of a batch.
+pub(super) fn package_lists_arg(
+    env: &mut JNIEnv<'_>,
+    lists: &JObjectArray<'_>,
+) -> Result<Vec<Vec<String>>> {
+    if lists.is_null() {
         return Err(Error::IllegalArgument("packages is null".into()));
     }
-    let n = env.get_array_length(packages)?;
-    let mut names = Vec::with_capacity(n as usize);
+    let n = env.get_array_length(lists)?;
+    let mut out = Vec::with_capacity(n as usize);
     for i in 0..n {
-        let element = JString::from(env.get_object_array_element(packages, i)?);
-        names.push(string_arg(env, &element, &format!("packages[{i}]"))?);
-        env.delete_local_ref(element)?;
+        let names = env.with_local_frame(LOCAL_FRAME, |env| -> Result<Vec<String>> {
+            let list = JObjectArray::from(env.get_object_array_element(lists, i)?);
+            packages_arg(env, &list, Indexed("packages", i))
+        })?;
+        out.push(names);
     }
-    Ok(names)
+    Ok(out)
+}
+
+/// A non-null `int[]`.
+pub(super) fn int_array_arg(
+    env: &mut JNIEnv<'_>,
+    array: &JIntArray<'_>,
+    what: &str,
+) -> Result<Vec<jint>> {
+    if array.is_null() {
+        return Err(Error::IllegalArgument(format!("{what} is null")));
+    }
+    let n = env.get_array_length(array)?;
+    let mut out = vec![0; n as usize];
+    env.get_int_array_region(array, 0, &mut out)?;
+    Ok(out)
+}
+
+/// Parallel arrays of a batch: one entry of `what` per uid.
+pub(super) fn same_length(uids: usize, what: &str, n: usize) -> Result<()> {
+    if uids == n {
+        Ok(())
+    } else {
+        Err(Error::IllegalArgument(format!(
+            "uids has {uids} entries but {what} has {n}: one per uid"
+        )))
+    }
 }
 
 pub(super) fn uid_arg(uid: jint) -> Result<u32> {
@@ -89,10 +175,10 @@ pub(super) fn permissions_arg(permissions: jint) -> Result<Permissions> {
 pub(super) fn access_arg(access: jint) -> Result<Access> {
     // A write grant includes reading: READ|WRITE is WRITE.
     match access {
-        1 => Ok(Access::Read),
-        2 | 3 => Ok(Access::Write),
+        ACCESS_READ => Ok(Access::Read),
+        ACCESS_WRITE | ACCESS_READ_WRITE => Ok(Access::Write),
         other => Err(Error::IllegalArgument(format!(
-            "unknown access {other}: use ACCESS_READ (1) or ACCESS_WRITE (2)"
+            "unknown access {other}: use ACCESS_READ ({ACCESS_READ}) or ACCESS_WRITE ({ACCESS_WRITE})"
         ))),
     }
 }
@@ -132,25 +218,13 @@ pub(super) fn check_fuse_fd(fd: jint) -> Result<()> {
             "fuseFd {fd} is not a file descriptor (negative)"
         )));
     }
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a `struct stat` into the buffer, which is large enough; it does
-    // not take or change the fd.
-    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(Error::IllegalArgument(format!(
-            "fuseFd {fd} is not an open file descriptor: {e}"
-        )));
-    }
-    // SAFETY: fstat succeeded, so it filled the buffer.
-    let st = unsafe { st.assume_init() };
-    let is_fuse =
-        (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(10, 229);
-    if !is_fuse {
-        return Err(Error::IllegalArgument(format!(
-            "fuseFd {fd} is not a /dev/fuse descriptor"
-        )));
-    }
-    Ok(())
+    crate::fuse::channel::check_device(fd).map_err(|e| {
+        Error::IllegalArgument(if e.raw_os_error() == Some(libc::EBADF) {
+            format!("fuseFd {fd} is not an open file descriptor: {e}")
+        } else {
+            format!("fuseFd {fd} is not a /dev/fuse descriptor ({e})")
+        })
+    })
 }
 
 #[cfg(test)]

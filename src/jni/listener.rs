@@ -4,7 +4,7 @@
 use super::class_cache::{cache, Cache};
 use super::errors::{Error, Result};
 use super::registry::{instance, lock, Instance};
-use crate::view::{Denial, StorageView};
+use crate::daemon::{Denial, DenialFeed};
 use jni::objects::{GlobalRef, JObject, JString, JValueOwned};
 use jni::signature::ReturnType;
 use jni::sys::{jint, jlong, jvalue};
@@ -15,6 +15,12 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+// The errnos `Denial.java` names (build.rs checks the values); denials carry the raw errno.
+const EPERM: i32 = 1;
+const ENOENT: i32 = 2;
+const EACCES: i32 = 13;
+const _: () = assert!(EPERM == libc::EPERM && ENOENT == libc::ENOENT && EACCES == libc::EACCES);
 
 /// Longest wait of the dispatcher for denials before it looks at its stop flag again.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(200);
@@ -29,6 +35,7 @@ thread_local! {
 /// The listener thread of one instance.
 pub(super) struct Dispatcher {
     shared: Arc<DispatchShared>,
+    feed: DenialFeed,
     thread: JoinHandle<()>,
 }
 
@@ -41,15 +48,13 @@ impl Instance {
     /// Stops the dispatcher, if any: after this returns the listener is not called again
     /// (unless this runs on the dispatcher thread itself, inside the listener, which is then
     /// called no more once it returns).
-    pub(super) fn stop_listener(&self, view: Option<&StorageView>) {
+    pub(super) fn stop_listener(&self) {
         let old = {
             let mut slot = lock(&self.listener);
             let old = slot.take();
             if let Some(d) = &old {
                 d.shared.stop.store(true, Ordering::Release);
-                if let Some(view) = view {
-                    view.denials.set_listening(false);
-                }
+                d.feed.set_listening(false);
             }
             old
         };
@@ -72,18 +77,22 @@ pub(super) fn set_denial_listener(
     let inst = instance(id)?;
     let closed = || Error::IllegalState("this FuseGate is closed".into());
     if listener.is_null() {
-        let view = {
-            let guard = inst.daemon.read().unwrap_or_else(|e| e.into_inner());
-            guard.as_ref().ok_or_else(closed)?.view().clone()
-        };
+        if inst
+            .daemon
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
+            return Err(closed());
+        }
         // Joins the dispatcher: with no lock held.
-        inst.stop_listener(Some(&view));
+        inst.stop_listener();
         return Ok(());
     }
     let listener = env.new_global_ref(listener)?;
     // Held while starting the dispatcher, so that `close` cannot miss it.
     let guard = inst.daemon.read().unwrap_or_else(|e| e.into_inner());
-    let view = guard.as_ref().ok_or_else(closed)?.view().clone();
+    let feed = guard.as_ref().ok_or_else(closed)?.denials();
     let mut slot = lock(&inst.listener);
     if let Some(d) = slot.as_ref() {
         *lock(&d.shared.listener) = listener;
@@ -93,17 +102,17 @@ pub(super) fn set_denial_listener(
         listener: Mutex::new(listener),
         stop: AtomicBool::new(false),
     });
-    view.denials.set_listening(true);
+    feed.set_listening(true);
     let thread_shared = shared.clone();
-    let thread_view = view.clone();
+    let thread_feed = feed.clone();
     let name = format!("fusegate-denials-{id}");
     let jvm_name = CString::new(name.clone()).unwrap_or_default();
     let (attached_tx, attached_rx) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name(name)
-        .spawn(move || dispatch(thread_view, thread_shared, jvm_name, id, attached_tx))
+        .spawn(move || dispatch(thread_feed, thread_shared, jvm_name, id, attached_tx))
         .map_err(|e| {
-            view.denials.set_listening(false);
+            feed.set_listening(false);
             Error::IllegalState(format!("starting the denial listener thread: {e}"))
         })?;
     // Return once the dispatcher is attached (so it is a visible Java thread), or failed.
@@ -112,12 +121,16 @@ pub(super) fn set_denial_listener(
         .unwrap_or_else(|e| Err(format!("no answer from the dispatcher thread: {e}")));
     if let Err(why) = attached {
         shared.stop.store(true, Ordering::Release);
-        view.denials.set_listening(false);
+        feed.set_listening(false);
         return Err(Error::IllegalState(format!(
             "the denial listener thread could not attach to the JVM: {why}"
         )));
     }
-    *slot = Some(Dispatcher { shared, thread });
+    *slot = Some(Dispatcher {
+        shared,
+        feed,
+        thread,
+    });
     Ok(())
 }
 
@@ -125,7 +138,7 @@ pub(super) fn set_denial_listener(
 /// alive) for as long as it runs, it drains the denial queue with a timeout and hands each
 /// batch to the listener until told to stop; then it detaches.
 fn dispatch(
-    view: Arc<StorageView>,
+    feed: DenialFeed,
     shared: Arc<DispatchShared>,
     name: CString,
     id: jlong,
@@ -147,7 +160,7 @@ fn dispatch(
     match c.vm.get_env() {
         Ok(mut env) => {
             while !shared.stop.load(Ordering::Acquire) {
-                let batch = view.denials.drain(DRAIN_TIMEOUT);
+                let batch = feed.next_batch(DRAIN_TIMEOUT);
                 if batch.is_empty() || shared.stop.load(Ordering::Acquire) {
                     continue;
                 }

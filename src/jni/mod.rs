@@ -28,9 +28,9 @@ use jni::objects::GlobalRef;
 use jni::sys::{jint, JNI_ERR};
 use jni::{JNIEnv, JavaVM, NativeMethod};
 use natives::{
-    native_attach, native_close, native_grant, native_invalidate, native_is_running, native_mount,
-    native_panic_for_testing, native_passthrough_active, native_remove_app, native_revoke,
-    native_set_app, native_set_denial_listener, native_stats,
+    native_attach, native_close, native_grant, native_grant_all, native_invalidate,
+    native_is_running, native_mount, native_passthrough_active, native_remove_app, native_revoke,
+    native_revoke_all, native_set_app, native_set_apps, native_set_denial_listener, native_stats,
 };
 use std::ffi::c_void;
 use std::panic::catch_unwind;
@@ -54,6 +54,86 @@ fn native(name: &str, sig: &str, f: *mut c_void) -> NativeMethod {
     }
 }
 
+/// The natives of `dev.fusegate.FuseGate`. build.rs checks every entry (name, signature and the
+/// Rust function's parameter types) against the Java declarations, so keep each one in this
+/// literal form: `native("name", "signature", function)`.
+fn natives() -> Vec<NativeMethod> {
+    #[allow(unused_mut)] // without test hooks nothing is pushed later
+    let mut natives = vec![
+        native(
+            "nativeMount",
+            "(Ljava/lang/String;Ljava/lang/String;IZJ)J",
+            native_mount as *mut c_void,
+        ),
+        native(
+            "nativeAttach",
+            "(ILjava/lang/String;IZJ)J",
+            native_attach as *mut c_void,
+        ),
+        native("nativeClose", "(J)V", native_close as *mut c_void),
+        native(
+            "nativeSetApp",
+            "(JI[Ljava/lang/String;I)V",
+            native_set_app as *mut c_void,
+        ),
+        native("nativeRemoveApp", "(JI)V", native_remove_app as *mut c_void),
+        native(
+            "nativeGrant",
+            "(JILjava/lang/String;I)V",
+            native_grant as *mut c_void,
+        ),
+        native(
+            "nativeRevoke",
+            "(JILjava/lang/String;)V",
+            native_revoke as *mut c_void,
+        ),
+        native(
+            "nativeSetApps",
+            "(J[I[[Ljava/lang/String;[I)V",
+            native_set_apps as *mut c_void,
+        ),
+        native(
+            "nativeGrantAll",
+            "(J[I[Ljava/lang/String;[I)V",
+            native_grant_all as *mut c_void,
+        ),
+        native(
+            "nativeRevokeAll",
+            "(J[I[Ljava/lang/String;)V",
+            native_revoke_all as *mut c_void,
+        ),
+        native(
+            "nativeInvalidate",
+            "(JLjava/lang/String;)V",
+            native_invalidate as *mut c_void,
+        ),
+        native(
+            "nativePassthroughActive",
+            "(J)Z",
+            native_passthrough_active as *mut c_void,
+        ),
+        native("nativeIsRunning", "(J)Z", native_is_running as *mut c_void),
+        native(
+            "nativeStats",
+            "(J)Ldev/fusegate/Stats;",
+            native_stats as *mut c_void,
+        ),
+        native(
+            "nativeSetDenialListener",
+            "(JLdev/fusegate/DenialListener;)V",
+            native_set_denial_listener as *mut c_void,
+        ),
+    ];
+    // Only test builds bind the test hooks: the release library has no way to reach them.
+    #[cfg(feature = "test-hooks")]
+    natives.push(native(
+        "nativePanicForTesting",
+        "()V",
+        natives::native_panic_for_testing as *mut c_void,
+    ));
+    natives
+}
+
 fn on_load(vm: JavaVM) -> Result<()> {
     let mut env = vm.get_env()?;
     let fusegate = global_class(&mut env, FUSEGATE_CLASS)?;
@@ -75,63 +155,7 @@ fn on_load(vm: JavaVM) -> Result<()> {
     let illegal_state = global_class(&mut env, "java/lang/IllegalStateException")?;
     let io_exception = global_class(&mut env, "java/io/IOException")?;
 
-    const S: &str = "Ljava/lang/String;";
-    let methods = [
-        native(
-            "nativeMount",
-            &format!("({S}{S}IZJ)J"),
-            native_mount as *mut c_void,
-        ),
-        native(
-            "nativeAttach",
-            &format!("(I{S}IZJ)J"),
-            native_attach as *mut c_void,
-        ),
-        native("nativeClose", "(J)V", native_close as *mut c_void),
-        native(
-            "nativeSetApp",
-            &format!("(JI[{S}I)V"),
-            native_set_app as *mut c_void,
-        ),
-        native("nativeRemoveApp", "(JI)V", native_remove_app as *mut c_void),
-        native(
-            "nativeGrant",
-            &format!("(JI{S}I)V"),
-            native_grant as *mut c_void,
-        ),
-        native(
-            "nativeRevoke",
-            &format!("(JI{S})V"),
-            native_revoke as *mut c_void,
-        ),
-        native(
-            "nativeInvalidate",
-            &format!("(J{S})V"),
-            native_invalidate as *mut c_void,
-        ),
-        native(
-            "nativePassthroughActive",
-            "(J)Z",
-            native_passthrough_active as *mut c_void,
-        ),
-        native("nativeIsRunning", "(J)Z", native_is_running as *mut c_void),
-        native(
-            "nativeStats",
-            "(J)Ldev/fusegate/Stats;",
-            native_stats as *mut c_void,
-        ),
-        native(
-            "nativeSetDenialListener",
-            "(JLdev/fusegate/DenialListener;)V",
-            native_set_denial_listener as *mut c_void,
-        ),
-        native(
-            "nativePanicForTesting",
-            "()V",
-            native_panic_for_testing as *mut c_void,
-        ),
-    ];
-    env.register_native_methods(&fusegate, &methods)?;
+    env.register_native_methods(&fusegate, &natives())?;
     let cache = Cache {
         vm,
         fusegate,

@@ -2,8 +2,9 @@
 //! arguments, calls the daemon under `run`, and converts the result for Java.
 
 use super::args::{
-    absolute_path_arg, access_arg, check_fuse_fd, options_arg, packages_arg, permissions_arg,
-    relative_path_arg, uid_arg,
+    absolute_path_arg, access_arg, check_fuse_fd, int_array_arg, options_arg, package_lists_arg,
+    packages_arg, permissions_arg, relative_path_arg, same_length, string_array_arg, uid_arg,
+    Indexed,
 };
 use super::class_cache::cache;
 use super::errors::{run, Error, Result};
@@ -11,12 +12,11 @@ use super::listener::set_denial_listener;
 use super::registry::{close, register, with_daemon};
 use crate::daemon::Daemon;
 use crate::policy::App;
-use jni::objects::{JClass, JObject, JObjectArray, JString};
+use jni::objects::{JClass, JIntArray, JObject, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong, jobject, jvalue, JNI_FALSE, JNI_TRUE};
 use jni::JNIEnv;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 fn jbool(b: bool) -> jboolean {
     if b {
@@ -90,7 +90,7 @@ pub(super) extern "system" fn native_set_app<'l>(
 ) {
     run(&mut env, (), |env| {
         let uid = uid_arg(uid)?;
-        let names = packages_arg(env, &packages)?;
+        let names = packages_arg(env, &packages, "packages")?;
         let permissions = permissions_arg(permissions)?;
         with_daemon(id, |d| {
             Ok(d.set_app(App {
@@ -147,6 +147,102 @@ pub(super) extern "system" fn native_revoke<'l>(
     })
 }
 
+/// Converts element `i` of an int array argument, naming it in the error (`uids[3]: ...`).
+fn each<T>(values: &[jint], what: &str, convert: impl Fn(jint) -> Result<T>) -> Result<Vec<T>> {
+    (0..)
+        .zip(values)
+        .map(|(i, &v)| {
+            convert(v).map_err(|e| match e {
+                Error::IllegalArgument(m) => {
+                    Error::IllegalArgument(format!("{}: {m}", Indexed(what, i)))
+                }
+                other => other,
+            })
+        })
+        .collect()
+}
+
+/// Uids and paths of a batch: parallel arrays, every element checked.
+fn uids_and_paths(
+    env: &mut JNIEnv<'_>,
+    uids: &JIntArray<'_>,
+    paths: &JObjectArray<'_>,
+) -> Result<(Vec<u32>, Vec<String>)> {
+    let uids = each(&int_array_arg(env, uids, "uids")?, "uids", uid_arg)?;
+    let paths = string_array_arg(env, paths, "paths", relative_path_arg)?;
+    same_length(uids.len(), "paths", paths.len())?;
+    Ok((uids, paths))
+}
+
+pub(super) extern "system" fn native_set_apps<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    uids: JIntArray<'l>,
+    packages: JObjectArray<'l>,
+    permissions: JIntArray<'l>,
+) {
+    run(&mut env, (), |env| {
+        let uids = each(&int_array_arg(env, &uids, "uids")?, "uids", uid_arg)?;
+        let packages = package_lists_arg(env, &packages)?;
+        let permissions = int_array_arg(env, &permissions, "permissions")?;
+        let permissions = each(&permissions, "permissions", permissions_arg)?;
+        same_length(uids.len(), "packages", packages.len())?;
+        same_length(uids.len(), "permissions", permissions.len())?;
+        let apps = uids
+            .into_iter()
+            .zip(packages)
+            .zip(permissions)
+            .map(|((uid, packages), permissions)| App {
+                uid,
+                packages,
+                permissions,
+            })
+            .collect();
+        with_daemon(id, |d| Ok(d.set_apps(apps)?))
+    })
+}
+
+pub(super) extern "system" fn native_grant_all<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    uids: JIntArray<'l>,
+    paths: JObjectArray<'l>,
+    access: JIntArray<'l>,
+) {
+    run(&mut env, (), |env| {
+        let (uids, paths) = uids_and_paths(env, &uids, &paths)?;
+        let access = each(
+            &int_array_arg(env, &access, "access")?,
+            "access",
+            access_arg,
+        )?;
+        same_length(uids.len(), "access", access.len())?;
+        let grants = uids
+            .into_iter()
+            .zip(paths)
+            .zip(access)
+            .map(|((uid, path), access)| (uid, path, access))
+            .collect();
+        with_daemon(id, |d| Ok(d.grant_all(grants)?))
+    })
+}
+
+pub(super) extern "system" fn native_revoke_all<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    uids: JIntArray<'l>,
+    paths: JObjectArray<'l>,
+) {
+    run(&mut env, (), |env| {
+        let (uids, paths) = uids_and_paths(env, &uids, &paths)?;
+        let revokes = uids.into_iter().zip(paths).collect();
+        with_daemon(id, |d| Ok(d.revoke_all(revokes)?))
+    })
+}
+
 pub(super) extern "system" fn native_invalidate<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
@@ -185,7 +281,7 @@ pub(super) extern "system" fn native_is_running<'l>(
 }
 
 /// The order of `Stats.counters` (see `Stats.java`).
-fn counters(s: &crate::Stats, dropped: u64) -> [jlong; 15] {
+fn counters(s: &crate::Stats) -> [jlong; 15] {
     [
         s.requests,
         s.errors,
@@ -201,7 +297,7 @@ fn counters(s: &crate::Stats, dropped: u64) -> [jlong; 15] {
         s.backing_released,
         s.nodes,
         s.open_files,
-        dropped,
+        s.denials_dropped,
     ]
     .map(|v| v.min(i64::MAX as u64) as jlong)
 }
@@ -212,11 +308,9 @@ pub(super) extern "system" fn native_stats<'l>(
     id: jlong,
 ) -> jobject {
     run(&mut env, std::ptr::null_mut(), |env| {
-        let (stats, dropped) = with_daemon(id, |d| {
-            Ok((d.stats(), d.view().denials.dropped.load(Ordering::Relaxed)))
-        })?;
+        let stats = with_daemon(id, |d| Ok(d.stats()))?;
         let c = cache()?;
-        let values = counters(&stats, dropped);
+        let values = counters(&stats);
         let counters = env.new_long_array(values.len() as jint)?;
         env.set_long_array_region(&counters, 0, &values)?;
         let n = stats.requests_by_opcode.len() as jint;
@@ -257,6 +351,7 @@ pub(super) extern "system" fn native_set_denial_listener<'l>(
 }
 
 /// Test hook (package-private in Java): proves that a panic becomes a Java exception.
+#[cfg(feature = "test-hooks")]
 pub(super) extern "system" fn native_panic_for_testing<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
@@ -287,13 +382,14 @@ mod tests {
             backing_released: 12,
             nodes: 13,
             open_files: 14,
+            denials_dropped: 15,
             ..Default::default()
         };
-        assert_eq!(counters(&s, 15), std::array::from_fn(|i| i as jlong + 1));
+        assert_eq!(counters(&s), std::array::from_fn(|i| i as jlong + 1));
         let huge = crate::Stats {
             bytes_read: u64::MAX,
             ..Default::default()
         };
-        assert_eq!(counters(&huge, 0)[7], i64::MAX);
+        assert_eq!(counters(&huge)[7], i64::MAX);
     }
 }

@@ -85,7 +85,7 @@ pub(super) fn close(id: jlong) -> Result<()> {
         .unwrap_or_else(|e| e.into_inner())
         .take();
     if let Some(mut daemon) = daemon {
-        inst.stop_listener(Some(daemon.view()));
+        inst.stop_listener();
         daemon.stop();
         log::info!("FuseGate {id} closed; final counters: {}", daemon.stats());
     }

@@ -399,6 +399,90 @@ impl Policy {
         self.replace(table);
         Ok(())
     }
+
+    /// Many changes as ONE generation (one snapshot rebuild), for a service that pushes much
+    /// at once (at boot: every app, thousands of grants): `apps` are set or replaced, then
+    /// `revokes` removed, then `grants` given, each replacing the grant its uid had on the path.
+    /// Within the batch a later entry for the same uid (apps) or uid and path (grants) wins.
+    /// Every entry is checked first, as the one-change methods check it: if one is bad,
+    /// nothing changes. An empty batch changes nothing (no new generation).
+    pub fn apply_batch(
+        &self,
+        apps: Vec<App>,
+        grants: Vec<(u32, String, Access)>,
+        revokes: Vec<(u32, String)>,
+    ) -> Result<(), PolicyError> {
+        use std::collections::{HashMap, HashSet};
+        use std::hash::{Hash, Hasher};
+
+        /// A grant's identity, compared as [`same_grant`] compares: uid, and path folded.
+        struct Key<'a>(u32, &'a str);
+        impl PartialEq for Key<'_> {
+            fn eq(&self, other: &Self) -> bool {
+                self.0 == other.0 && path::fold_eq(self.1.as_bytes(), other.1.as_bytes())
+            }
+        }
+        impl Eq for Key<'_> {}
+        impl Hash for Key<'_> {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+                path::fold_hash(self.1.as_bytes(), state);
+            }
+        }
+
+        let checked = |uid: u32, p: &str| -> Result<String, PolicyError> {
+            table::check_uid(i64::from(uid))?;
+            path::normalize(p)
+        };
+        apps.iter().try_for_each(table::check_app)?;
+        let grants = grants
+            .into_iter()
+            .map(|(uid, p, access)| Ok((uid, checked(uid, &p)?, access)))
+            .collect::<Result<Vec<_>, PolicyError>>()?;
+        let revokes = revokes
+            .into_iter()
+            .map(|(uid, p)| Ok((uid, checked(uid, &p)?)))
+            .collect::<Result<Vec<_>, PolicyError>>()?;
+        if apps.is_empty() && grants.is_empty() && revokes.is_empty() {
+            return Ok(());
+        }
+
+        // The last entry of each uid / (uid, path) wins.
+        let last_app: HashMap<u32, usize> =
+            apps.iter().enumerate().map(|(i, a)| (a.uid, i)).collect();
+        let apps: Vec<App> = apps
+            .into_iter()
+            .enumerate()
+            .filter(|(i, a)| last_app[&a.uid] == *i)
+            .map(|(_, a)| a)
+            .collect();
+        let last_grant: HashMap<Key<'_>, usize> = grants
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (Key(g.0, &g.1), i))
+            .collect();
+        let given = grants
+            .iter()
+            .enumerate()
+            .filter(|(i, g)| last_grant[&Key(g.0, &g.1)] == *i)
+            .map(|(_, g)| g.clone())
+            .collect::<Vec<_>>();
+        // Table grants replaced or revoked by the batch.
+        let dropped: HashSet<Key<'_>> = revokes
+            .iter()
+            .map(|(uid, p)| Key(*uid, p))
+            .chain(last_grant.into_keys())
+            .collect();
+        let app_uids: HashSet<u32> = apps.iter().map(|a| a.uid).collect();
+        self.update(|t| {
+            t.apps.retain(|a| !app_uids.contains(&a.uid));
+            t.apps.extend(apps);
+            t.grants
+                .retain(|(uid, p, _)| !dropped.contains(&Key(*uid, p)));
+            t.grants.extend(given);
+        });
+        Ok(())
+    }
 }
 
 /// Whether a table grant is `uid`'s on `path` (paths compared case-insensitively).
@@ -513,6 +597,74 @@ mod tests {
         assert!(old.table().grants.is_empty());
         assert_eq!(old.generation(), 0);
         assert_eq!(policy.snapshot().table().grants.len(), 1);
+    }
+
+    #[test]
+    fn batches_are_one_generation_and_all_or_nothing() {
+        let policy = Policy::default();
+        policy
+            .grant(10057, "Download/old.pdf", Access::Read)
+            .unwrap();
+        policy
+            .grant(10057, "Download/kept.pdf", Access::Read)
+            .unwrap();
+        let app = |uid, pkg: &str, bits| App {
+            uid,
+            packages: vec![pkg.into()],
+            permissions: Permissions::from_bits(bits).unwrap(),
+        };
+        let before = policy.generation();
+        policy
+            .apply_batch(
+                vec![app(10057, "a", 1), app(10058, "b", 2), app(10057, "a2", 4)],
+                vec![
+                    (10057, "Download/new.pdf".into(), Access::Read),
+                    (10057, "DOWNLOAD/OLD.pdf".into(), Access::Write),
+                    (10057, "download/new.PDF".into(), Access::Write),
+                ],
+                vec![(10057, "download/kept.pdf".into())],
+            )
+            .unwrap();
+        assert_eq!(policy.generation(), before + 1);
+        let snap = policy.snapshot();
+        let mut apps = snap.table().apps.clone();
+        apps.sort_by_key(|a| a.uid);
+        assert_eq!(apps, vec![app(10057, "a2", 4), app(10058, "b", 2)]);
+        let mut grants = snap.table().grants.clone();
+        grants.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(
+            grants,
+            vec![
+                (10057, "DOWNLOAD/OLD.pdf".into(), Access::Write),
+                (10057, "download/new.PDF".into(), Access::Write),
+            ]
+        );
+
+        // One bad entry anywhere: nothing changes.
+        let bad_batches = [
+            (vec![app(1 << 31, "x", 0)], vec![], vec![]),
+            (
+                vec![],
+                vec![
+                    (10059, "Download/a.pdf".into(), Access::Read),
+                    (10059, "../a.pdf".into(), Access::Read),
+                ],
+                vec![],
+            ),
+            (
+                vec![app(10060, "y", 0)],
+                vec![],
+                vec![(10057, "a//b".into())],
+            ),
+        ];
+        for (apps, grants, revokes) in bad_batches {
+            assert!(policy.apply_batch(apps, grants, revokes).is_err());
+            assert_eq!(policy.generation(), before + 1);
+            assert_eq!(policy.snapshot().table().apps.len(), 2);
+            assert_eq!(policy.snapshot().table().grants.len(), 2);
+        }
+        policy.apply_batch(vec![], vec![], vec![]).unwrap();
+        assert_eq!(policy.generation(), before + 1);
     }
 
     #[test]

@@ -88,24 +88,32 @@ public final class FuseGate implements AutoCloseable {
      */
     public void setApp(int uid, String[] packages, int permissions) {
         checkUid(uid);
-        if (packages == null) {
-            throw new IllegalArgumentException("packages is null");
-        }
-        String[] copy = packages.clone();
-        for (int i = 0; i < copy.length; i++) {
-            if (copy[i] == null) {
-                throw new IllegalArgumentException("packages[" + i + "] is null");
-            }
-            if (copy[i].isEmpty()) {
-                throw new IllegalArgumentException("packages[" + i + "] is empty");
-            }
-        }
-        if ((permissions & ~ALL_PERMISSIONS) != 0) {
-            throw new IllegalArgumentException("unknown permission bits 0x"
-                    + Integer.toHexString(permissions & ~ALL_PERMISSIONS));
-        }
+        String[] copy = checkPackages(packages, "packages");
+        checkPermissions(permissions, "permissions");
         ensureOpen();
         nativeSetApp(handle, uid, copy, permissions);
+    }
+
+    /**
+     * Adds or replaces many app entries at once, as one policy change: {@code packages[i]} and
+     * {@code permissions[i]} belong to {@code uids[i]}; a later entry for the same uid wins. Every
+     * entry is checked first: if one is bad this throws {@link IllegalArgumentException} naming it
+     * and nothing changes. For pushing every app at boot: much cheaper than one {@link #setApp}
+     * per app.
+     */
+    public void setApps(int[] uids, String[][] packages, int[] permissions) {
+        checkBatch(uids, packages, "packages");
+        checkBatch(uids, permissions, "permissions");
+        int[] uidsCopy = uids.clone();
+        String[][] copy = new String[packages.length][];
+        int[] permissionsCopy = permissions.clone();
+        for (int i = 0; i < uidsCopy.length; i++) {
+            checkUid(uidsCopy[i], "uids[" + i + "]");
+            copy[i] = checkPackages(packages[i], "packages[" + i + "]");
+            checkPermissions(permissionsCopy[i], "permissions[" + i + "]");
+        }
+        ensureOpen();
+        nativeSetApps(handle, uidsCopy, copy, permissionsCopy);
     }
 
     /** Removes the app entry of {@code uid}: it keeps access to its own files only. */
@@ -124,12 +132,47 @@ public final class FuseGate implements AutoCloseable {
     public void grant(int uid, String path, int access) {
         checkUid(uid);
         checkRelative(path);
-        if (access != ACCESS_READ && access != ACCESS_WRITE && access != (ACCESS_READ | ACCESS_WRITE)) {
-            throw new IllegalArgumentException(
-                    "unknown access " + access + ": use ACCESS_READ (1) or ACCESS_WRITE (2)");
-        }
+        checkAccess(access, "access");
         ensureOpen();
         nativeGrant(handle, uid, path, access);
+    }
+
+    /**
+     * Many {@link #grant}s at once, as one policy change: {@code uids[i]} gets {@code access[i]}
+     * to {@code paths[i]}; a later entry for the same uid and path wins. Every entry is checked
+     * first: if one is bad this throws {@link IllegalArgumentException} naming it and nothing
+     * changes.
+     */
+    public void grantAll(int[] uids, String[] paths, int[] access) {
+        checkBatch(uids, paths, "paths");
+        checkBatch(uids, access, "access");
+        int[] uidsCopy = uids.clone();
+        String[] pathsCopy = paths.clone();
+        int[] accessCopy = access.clone();
+        for (int i = 0; i < uidsCopy.length; i++) {
+            checkUid(uidsCopy[i], "uids[" + i + "]");
+            checkRelative(pathsCopy[i], "paths[" + i + "]");
+            checkAccess(accessCopy[i], "access[" + i + "]");
+        }
+        ensureOpen();
+        nativeGrantAll(handle, uidsCopy, pathsCopy, accessCopy);
+    }
+
+    /**
+     * Many {@link #revoke}s at once, as one policy change: removes {@code uids[i]}'s grant on
+     * {@code paths[i]}. Every entry is checked first: if one is bad this throws
+     * {@link IllegalArgumentException} naming it and nothing changes.
+     */
+    public void revokeAll(int[] uids, String[] paths) {
+        checkBatch(uids, paths, "paths");
+        int[] uidsCopy = uids.clone();
+        String[] pathsCopy = paths.clone();
+        for (int i = 0; i < uidsCopy.length; i++) {
+            checkUid(uidsCopy[i], "uids[" + i + "]");
+            checkRelative(pathsCopy[i], "paths[" + i + "]");
+        }
+        ensureOpen();
+        nativeRevokeAll(handle, uidsCopy, pathsCopy);
     }
 
     /** Removes {@code uid}'s grant on {@code path}, if any. Takes effect for the next access. */
@@ -209,6 +252,59 @@ public final class FuseGate implements AutoCloseable {
         }
     }
 
+    private static void checkUid(int uid, String what) {
+        if (uid < 0) {
+            throw new IllegalArgumentException(what + ": invalid uid " + uid + ": negative");
+        }
+    }
+
+    /** A copy of a non-null array of non-empty package names. */
+    private static String[] checkPackages(String[] packages, String what) {
+        if (packages == null) {
+            throw new IllegalArgumentException(what + " is null");
+        }
+        String[] copy = packages.clone();
+        for (int i = 0; i < copy.length; i++) {
+            if (copy[i] == null) {
+                throw new IllegalArgumentException(what + "[" + i + "] is null");
+            }
+            if (copy[i].isEmpty()) {
+                throw new IllegalArgumentException(what + "[" + i + "] is empty");
+            }
+        }
+        return copy;
+    }
+
+    private static void checkPermissions(int permissions, String what) {
+        if ((permissions & ~ALL_PERMISSIONS) != 0) {
+            throw new IllegalArgumentException((what.equals("permissions") ? "" : what + ": ")
+                    + "unknown permission bits 0x"
+                    + Integer.toHexString(permissions & ~ALL_PERMISSIONS));
+        }
+    }
+
+    private static void checkAccess(int access, String what) {
+        if (access != ACCESS_READ && access != ACCESS_WRITE && access != (ACCESS_READ | ACCESS_WRITE)) {
+            throw new IllegalArgumentException((what.equals("access") ? "" : what + ": ")
+                    + "unknown access " + access + ": use ACCESS_READ (1) or ACCESS_WRITE (2)");
+        }
+    }
+
+    /** The uids of a batch and one parallel array: both non-null, of equal length. */
+    private static void checkBatch(int[] uids, Object parallel, String what) {
+        if (uids == null) {
+            throw new IllegalArgumentException("uids is null");
+        }
+        if (parallel == null) {
+            throw new IllegalArgumentException(what + " is null");
+        }
+        int n = java.lang.reflect.Array.getLength(parallel);
+        if (n != uids.length) {
+            throw new IllegalArgumentException("uids has " + uids.length + " entries but " + what
+                    + " has " + n + ": one per uid");
+        }
+    }
+
     private static void checkOptions(Options options) {
         if (options == null) {
             throw new IllegalArgumentException("options is null: use Options.defaults()");
@@ -236,14 +332,19 @@ public final class FuseGate implements AutoCloseable {
 
     /** Relative to the storage root: no leading '/', no empty, "." or ".." components. */
     private static void checkRelative(String path) {
-        checkString(path, "path");
+        checkRelative(path, "path");
+    }
+
+    private static void checkRelative(String path, String what) {
+        checkString(path, what);
+        String prefix = what.equals("path") ? "" : what + ": ";
         if (path.startsWith("/")) {
-            throw new IllegalArgumentException("invalid path \"" + path
+            throw new IllegalArgumentException(prefix + "invalid path \"" + path
                     + "\": must be relative to the storage root, not absolute");
         }
         for (String component : path.split("/", -1)) {
             if (component.isEmpty() || component.equals(".") || component.equals("..")) {
-                throw new IllegalArgumentException("invalid path \"" + path
+                throw new IllegalArgumentException(prefix + "invalid path \"" + path
                         + "\": must be relative, without '..', '.' or empty components");
             }
         }
@@ -273,12 +374,20 @@ public final class FuseGate implements AutoCloseable {
     static native void nativeRemoveApp(long handle, int uid);
     static native void nativeGrant(long handle, int uid, String path, int access);
     static native void nativeRevoke(long handle, int uid, String path);
+    static native void nativeSetApps(long handle, int[] uids, String[][] packages,
+            int[] permissions);
+    static native void nativeGrantAll(long handle, int[] uids, String[] paths, int[] access);
+    static native void nativeRevokeAll(long handle, int[] uids, String[] paths);
     static native void nativeInvalidate(long handle, String path);
     static native boolean nativePassthroughActive(long handle);
     static native boolean nativeIsRunning(long handle);
     static native Stats nativeStats(long handle);
     static native void nativeSetDenialListener(long handle, DenialListener listener);
-    /** Test hook: panics inside native code, which must surface as IllegalStateException. */
+    /**
+     * Test hook: panics inside native code, which must surface as IllegalStateException. Bound
+     * only by libraries built with the cargo feature {@code test-hooks} (jni/run-tests.sh);
+     * elsewhere a call throws UnsatisfiedLinkError.
+     */
     static native void nativePanicForTesting();
 
     /** The native handle, for tests in this package. */

@@ -9,7 +9,8 @@ import java.util.concurrent.TimeUnit;
  */
 public final class Options {
     public static final int MAX_THREADS = 64;
-    public static final long MAX_CACHE_TIMEOUT_MILLIS = TimeUnit.DAYS.toMillis(1);
+    /** One day. (Integer arithmetic: build.rs compares it with the Rust side.) */
+    public static final long MAX_CACHE_TIMEOUT_MILLIS = 24L * 60 * 60 * 1000;
 
     private final int threads;
     private final boolean passthrough;

@@ -43,6 +43,7 @@ public final class TestMain {
         TestMain t = new TestMain();
         FuseGateTest.register(t);
         StressTest.register(t);
+        BatchTest.register(t);
 
         int passed = 0, failed = 0, skipped = 0;
         List<String> failures = new ArrayList<>();
