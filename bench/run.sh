@@ -140,10 +140,11 @@ if [ -n "${FUSEGATE_BIN:-}" ]; then
     POLICY_BENCH=${POLICY_BENCH_BIN:-}
 else
     log "cargo build --release (fusegated, examples/policy_bench)"
-    (cd "$REPO" && cargo build --release --quiet --bin fusegated --example policy_bench) >&2 \
+    (cd "$REPO" && cargo build --release --quiet --bin fusegated --example policy_bench --example view_bench) >&2 \
         || fail "cargo build --release failed"
     FUSEGATED=$REPO/target/release/fusegated
     POLICY_BENCH=$REPO/target/release/examples/policy_bench
+    VIEW_BENCH=$REPO/target/release/examples/view_bench
 fi
 [ -x "$FUSEGATED" ] || fail "no fusegated at $FUSEGATED"
 MB=$WORK/metabench
@@ -398,6 +399,14 @@ report() {
             read -r med lo hi n <<< "$(stats_of "policy_$k" lib)"
             printf '| %s | %s (%s-%s) |\n' "$k" "$(fmt "$med")" "$(fmt "$lo")" "$(fmt "$hi")"
         done
+    fi
+    if [ -n "${VIEW_BENCH:-}" ] && [ -x "$VIEW_BENCH" ]; then
+        echo
+        echo "Decisions inside the storage view, in process (examples/view_bench.rs; a directory-rename decision over 10,000 app-owned files, by the app against root, which skips the walk):"
+        echo
+        echo "| measure | value |"
+        echo "|---|---|"
+        "$VIEW_BENCH" 10000 | while read -r k v rest; do printf '| %s | %s %s |\n' "$k" "$v" "$rest"; done
     fi
     echo
     targets_report
