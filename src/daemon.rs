@@ -6,6 +6,7 @@ use crate::fuse::session::{Session, SessionConfig, SessionError, SessionStats};
 use crate::fuse::Channel;
 use crate::policy::{Access, App, Policy, PolicyError, Table};
 pub use crate::view::Denial;
+pub use crate::view::FileEvent;
 use crate::view::{StorageView, ViewConfig, ViewError};
 use std::fmt;
 use std::io;
@@ -83,6 +84,10 @@ pub struct Stats {
     pub denials: u64,
     /// Denials a slow listener never got (its queue was full).
     pub denials_dropped: u64,
+    /// File events a slow listener never got (its queue was full): it should rescan.
+    pub events_dropped: u64,
+    /// Userspace opens refused with ENFILE (the daemon's fd budget was spent).
+    pub userspace_refused: u64,
     pub backing_registered: u64,
     pub backing_released: u64,
     pub nodes: u64,
@@ -234,6 +239,11 @@ impl Daemon {
         DenialFeed(self.view.clone())
     }
 
+    /// The file-event queue, for a face that hands events to a listener or a stream.
+    pub fn events(&self) -> EventFeed {
+        EventFeed(self.view.clone())
+    }
+
     pub fn mountpoint(&self) -> Option<&Path> {
         self.mountpoint.as_deref()
     }
@@ -328,7 +338,9 @@ impl Daemon {
             bytes_read: v.bytes_read.load(Relaxed),
             bytes_written: v.bytes_written.load(Relaxed),
             denials: v.denials.load(Relaxed),
-            denials_dropped: self.view.denials.dropped.load(Relaxed),
+            denials_dropped: self.view.denials.dropped(),
+            events_dropped: self.view.events.dropped(),
+            userspace_refused: v.userspace_refused.load(Relaxed),
             backing_registered: v.backing_registered.load(Relaxed),
             backing_released: v.backing_released.load(Relaxed),
             nodes: self.view.node_count() as u64,
@@ -359,6 +371,7 @@ impl Daemon {
             session.join();
             self.view.release_backing();
             self.view.denials.wake();
+            self.view.events.wake();
         }
     }
 
@@ -386,6 +399,30 @@ impl DenialFeed {
     /// Waits up to `timeout` for denials and returns every one queued (possibly none).
     pub fn next_batch(&self, timeout: Duration) -> Vec<Denial> {
         self.0.denials.drain(timeout)
+    }
+}
+
+/// A face's handle on the file events of a daemon (see `view::FileEvent`): one consumer drains
+/// them in batches, off the request path. When it falls behind, events are dropped and counted
+/// (`dropped`, also in [`Stats::events_dropped`]): the consumer should then rescan.
+#[derive(Clone)]
+pub struct EventFeed(Arc<StorageView>);
+
+impl EventFeed {
+    /// Starts or stops queueing events; stopping discards what is queued.
+    pub fn set_listening(&self, on: bool) {
+        self.0.events.set_listening(on);
+    }
+
+    /// Waits up to `timeout` for events and returns every one queued (possibly none), in the
+    /// order they happened.
+    pub fn next_batch(&self, timeout: Duration) -> Vec<FileEvent> {
+        self.0.events.drain(timeout)
+    }
+
+    /// Events dropped so far because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.0.events.dropped()
     }
 }
 

@@ -13,7 +13,7 @@ pub mod logging;
 pub mod policy;
 pub mod view;
 
-pub use daemon::{Daemon, DaemonError, Options, Stats};
+pub use daemon::{Daemon, DaemonError, EventFeed, FileEvent, Options, Stats};
 
 /// The crate version, and the git revision it was built from (`unknown` when built outside a
 /// git checkout, or by Soong, which runs no build.rs): for `fusegated --version` and the log.

@@ -32,6 +32,9 @@ OPTIONS:
                          passthrough (Linux 6.9+). By default passthrough is used when offered.
     --cache-timeout SECS How long the kernel may cache names and attributes that look the same
                          to every app [default: 5]. Per-app private paths are never cached.
+    --events FILE        Append file events (created, closed_after_write, renamed, deleted) as
+                         JSON lines to FILE, or to stdout with '-'. A 'dropped' event line
+                         says how many a slow reader missed (then rescan) [default: off].
     -h, --help           Show this help.
     --version            Show the version and the git revision it was built from.
 
@@ -47,6 +50,7 @@ struct Args {
     mount: Option<PathBuf>,
     fd: Option<i32>,
     policy: Option<PathBuf>,
+    events: Option<PathBuf>,
     options: Options,
 }
 
@@ -61,6 +65,7 @@ fn parse_args() -> Result<Command, String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let (mut lower, mut mount, mut fd, mut policy) = (None, None, None, None);
+    let mut events = None;
     let mut options = Options::default();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -82,6 +87,9 @@ fn parse_args() -> Result<Command, String> {
                 options.threads = n;
             }
             Long("no-passthrough") => options.passthrough = false,
+            Long("events") => {
+                events = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
+            }
             Long("cache-timeout") => {
                 options.cache_ttl = Duration::from_secs(number(&mut parser, "--cache-timeout")?)
             }
@@ -99,8 +107,85 @@ fn parse_args() -> Result<Command, String> {
         mount,
         fd,
         policy,
+        events,
         options,
     })))
+}
+
+/// Writes the daemon's file events as JSON lines from a thread of its own, so that a slow
+/// reader never holds up a FUSE request (the daemon drops and counts what does not fit).
+struct EventWriter {
+    feed: fusegate::EventFeed,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EventWriter {
+    fn start(daemon: &Daemon, path: &std::path::Path) -> std::io::Result<EventWriter> {
+        use std::io::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )
+        };
+        let feed = daemon.events();
+        feed.set_listening(true);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (f, s) = (feed.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || {
+                let mut reported = 0;
+                loop {
+                    let done = s.load(Relaxed);
+                    let batch = f.next_batch(Duration::from_millis(200));
+                    let mut text = String::new();
+                    for event in &batch {
+                        text.push_str(&event.to_json());
+                        text.push('\n');
+                    }
+                    let dropped = f.dropped();
+                    if dropped != reported {
+                        text.push_str(&format!(
+                            "{{\"event\":\"dropped\",\"count\":{}}}\n",
+                            dropped - reported
+                        ));
+                        reported = dropped;
+                    }
+                    if !text.is_empty() {
+                        if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+                            log::error!("writing file events: {e}; no more events");
+                            f.set_listening(false);
+                            return;
+                        }
+                    }
+                    if done {
+                        return;
+                    }
+                }
+            })?;
+        Ok(EventWriter {
+            feed,
+            thread: Some(thread),
+            stop,
+        })
+    }
+}
+
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.feed.set_listening(false);
+    }
 }
 
 fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Result<T, String> {
@@ -203,6 +288,18 @@ fn main() -> ExitCode {
         }
     };
 
+    let events = match &args.events {
+        Some(path) => match EventWriter::start(&daemon, path) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("fusegated: --events {}: {e}", path.display());
+                daemon.stop();
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+
     loop {
         match wait_signal(&signals, Duration::from_millis(250)) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
@@ -232,6 +329,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    drop(events);
     daemon.stop();
     log::info!("final stats: {}", daemon.stats());
     ExitCode::SUCCESS

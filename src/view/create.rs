@@ -6,6 +6,7 @@
 //! links, symlinks nor fifos (EPERM). POSIX callers act as themselves.
 
 use super::access::Subject;
+use super::events::FileEvent;
 use super::lookup::symlink_stays_inside;
 use super::lower::{self, cvt, io, proc_path, Result};
 use super::StorageView;
@@ -121,6 +122,12 @@ pub(super) fn mknod(
         if let Ok(rfd) = lower::open_at(dir.as_fd(), &cname, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
             view.record_creator(ctx.uid, rfd.as_fd());
         }
+        view.emit(|| {
+            Ok(FileEvent::Created {
+                path: view.child_path_text(parent, name)?,
+                uid: ctx.uid,
+            })
+        });
     }
     view.new_entry(parent, name)
 }
@@ -184,5 +191,11 @@ pub(super) fn link(
             )
         }))?;
     }
+    view.emit(|| {
+        Ok(FileEvent::Created {
+            path: view.child_path_text(newparent, newname)?,
+            uid: ctx.uid,
+        })
+    });
     view.new_entry(newparent, newname)
 }

@@ -2,6 +2,7 @@
 
 use super::access::Subject;
 use super::creds::Creds;
+use super::events::{text as events_text, FileEvent};
 use super::files::OpenFile;
 use super::lower::{self, cvt, errno, io, proc_path, Result};
 use super::remove::Existing;
@@ -128,17 +129,21 @@ impl StorageView {
     /// reopening.
     pub(super) fn finish_open(
         &self,
+        uid: u32,
         node: u64,
         flags: u32,
         decision: Decision,
         fd: Option<OwnedFd>,
     ) -> Result<Opened> {
         let redacted = decision == Decision::AllowRedacted;
+        let writes =
+            flags as i32 & libc::O_ACCMODE != libc::O_RDONLY || flags as i32 & libc::O_TRUNC != 0;
+        let writer = writes.then_some(uid);
         let passthrough = self.passthrough_active();
         let path = self.claim_path(node, passthrough && !redacted, redacted)?;
         let opened = match path {
-            Path::Passthrough => self.open_passthrough(node, fd),
-            Path::Userspace { required } => self.open_userspace(node, flags, fd, required),
+            Path::Passthrough => self.open_passthrough(node, fd, writer),
+            Path::Userspace { required } => self.open_userspace(node, flags, fd, required, writer),
         };
         if opened.is_err() {
             self.unclaim(node, &path);
@@ -174,9 +179,14 @@ impl StorageView {
         });
     }
 
-    fn open_passthrough(&self, node: u64, fd: Option<OwnedFd>) -> Result<Opened> {
+    fn open_passthrough(
+        &self,
+        node: u64,
+        fd: Option<OwnedFd>,
+        writer: Option<u32>,
+    ) -> Result<Opened> {
         let id = self.backing_for(node, fd.as_ref().map(|f| f.as_fd()))?;
-        let fh = self.files.insert(OpenFile::Passthrough { node });
+        let fh = self.files.insert(OpenFile::Passthrough { node, writer });
         self.stats.passthrough_opens.fetch_add(1, Relaxed);
         // NOFLUSH: close() of a local file needs no round trip to us.
         Ok(Opened {
@@ -192,6 +202,7 @@ impl StorageView {
         flags: u32,
         fd: Option<OwnedFd>,
         redacted: bool,
+        writer: Option<u32>,
     ) -> Result<Opened> {
         // Each holds a lower fd: bounded, so that apps cannot exhaust the daemon's fds.
         if !self
@@ -212,7 +223,7 @@ impl StorageView {
                 return Err(e);
             }
         };
-        let fh = self.files.insert(OpenFile::Userspace { node, fd });
+        let fh = self.files.insert(OpenFile::Userspace { node, fd, writer });
         self.stats.userspace_opens.fetch_add(1, Relaxed);
         let mut open_flags = fopen::NOFLUSH;
         if redacted {
@@ -256,6 +267,16 @@ impl StorageView {
         });
         if matches!(&*file, OpenFile::Userspace { .. }) {
             self.files.unreserve_userspace();
+        }
+        if let Some(uid) = file.writer() {
+            self.emit(|| {
+                let st = io(lower::stat_fd(self.open_node(node, libc::O_PATH)?.as_fd()))?;
+                Ok(FileEvent::ClosedAfterWrite {
+                    path: events_text(&self.path_of(node)?),
+                    uid,
+                    size: st.st_size as u64,
+                })
+            });
         }
     }
 
@@ -311,7 +332,7 @@ pub(super) fn open(
             kill_suidgid(fd.as_raw_fd())?;
         }
     }
-    view.finish_open(node, flags, decision, fd)
+    view.finish_open(ctx.uid, node, flags, decision, fd)
 }
 
 #[allow(clippy::too_many_arguments)] // the FUSE request has that many fields
@@ -382,6 +403,12 @@ pub(super) fn create(
         view.fix_mode(fd.as_fd(), mode)?;
         view.record_creator(ctx.uid, fd.as_fd());
         view.after_name_change(parent, name);
+        view.emit(|| {
+            Ok(FileEvent::Created {
+                path: view.child_path_text(parent, name)?,
+                uid: ctx.uid,
+            })
+        });
     }
     // The attributes after every change above: the reply is the truth the kernel caches.
     let st = io(lower::stat_fd(fd.as_fd()))?;
@@ -394,7 +421,7 @@ pub(super) fn create(
         &st,
         policy::caller_dependent(&facts.target()),
     )?;
-    match view.finish_open(entry.nodeid, flags, decision, Some(fd)) {
+    match view.finish_open(ctx.uid, entry.nodeid, flags, decision, Some(fd)) {
         Ok(opened) => Ok((entry, opened)),
         Err(e) => {
             // The kernel never saw this entry: undo its lookup count.

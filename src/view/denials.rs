@@ -1,14 +1,13 @@
 //! Denied accesses: counted always, logged at a bounded rate, and queued for an audit
 //! listener (Java) that drains them in batches off the request path.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex};
+use super::feed::Feed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// At most this many denials are written to the log per second; the rest are only counted.
 const LOG_PER_SECOND: u64 = 10;
-/// Undelivered events beyond this are dropped (and counted) rather than growing memory.
+/// Undelivered denials beyond this are dropped (and counted) rather than growing memory.
 const QUEUE_MAX: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,14 +18,21 @@ pub struct Denial {
     pub errno: i32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DenialLog {
     window: AtomicU64,
     logged_in_window: AtomicU64,
-    listening: AtomicBool,
-    queue: Mutex<VecDeque<Denial>>,
-    ready: Condvar,
-    pub dropped: AtomicU64,
+    feed: Feed<Denial>,
+}
+
+impl Default for DenialLog {
+    fn default() -> Self {
+        DenialLog {
+            window: AtomicU64::new(0),
+            logged_in_window: AtomicU64::new(0),
+            feed: Feed::new(QUEUE_MAX),
+        }
+    }
 }
 
 impl DenialLog {
@@ -38,7 +44,7 @@ impl DenialLog {
         path: impl FnOnce() -> String,
         errno: i32,
     ) {
-        let listening = self.listening.load(Relaxed);
+        let listening = self.feed.listening();
         let log_it = self.may_log();
         if !listening && !log_it {
             return;
@@ -50,20 +56,12 @@ impl DenialLog {
                 std::io::Error::from_raw_os_error(errno)
             );
         }
-        if listening {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.len() >= QUEUE_MAX {
-                self.dropped.fetch_add(1, Relaxed);
-            } else {
-                q.push_back(Denial {
-                    uid,
-                    operation,
-                    path,
-                    errno,
-                });
-                self.ready.notify_one();
-            }
-        }
+        self.feed.push(|| Denial {
+            uid,
+            operation,
+            path,
+            errno,
+        });
     }
 
     fn may_log(&self) -> bool {
@@ -78,26 +76,22 @@ impl DenialLog {
     }
 
     pub fn set_listening(&self, on: bool) {
-        self.listening.store(on, Relaxed);
-        if !on {
-            self.queue.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        }
-        self.ready.notify_all();
+        self.feed.set_listening(on);
     }
 
     /// Waits up to `timeout` for denials and returns all that are queued (possibly none).
     pub fn drain(&self, timeout: Duration) -> Vec<Denial> {
-        let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut q, _) = self
-            .ready
-            .wait_timeout_while(q, timeout, |q| q.is_empty() && self.listening.load(Relaxed))
-            .unwrap_or_else(|e| e.into_inner());
-        q.drain(..).collect()
+        self.feed.drain(timeout)
     }
 
     /// Wakes a thread blocked in `drain` (used when stopping).
     pub fn wake(&self) {
-        self.ready.notify_all();
+        self.feed.wake();
+    }
+
+    /// Denials dropped because the listener fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.feed.dropped()
     }
 }
 
@@ -115,6 +109,6 @@ mod tests {
             log.record(10001, "open", || "a".into(), libc::EACCES);
         }
         assert_eq!(log.drain(Duration::ZERO).len(), QUEUE_MAX);
-        assert_eq!(log.dropped.load(Relaxed), 10);
+        assert_eq!(log.dropped(), 10);
     }
 }

@@ -14,11 +14,14 @@ pub enum OpenFile {
     /// Data flows through the kernel's backing file; we only track the open for RELEASE.
     Passthrough {
         node: u64,
+        /// The caller, when the open could write (a file event at its close).
+        writer: Option<u32>,
     },
     /// Data is served by us from this lower fd.
     Userspace {
         node: u64,
         fd: OwnedFd,
+        writer: Option<u32>,
     },
     Dir {
         node: u64,
@@ -27,9 +30,17 @@ pub enum OpenFile {
 }
 
 impl OpenFile {
+    /// Who opened it for writing, if it was.
+    pub fn writer(&self) -> Option<u32> {
+        match self {
+            OpenFile::Passthrough { writer, .. } | OpenFile::Userspace { writer, .. } => *writer,
+            OpenFile::Dir { .. } => None,
+        }
+    }
+
     pub fn node(&self) -> u64 {
         match self {
-            OpenFile::Passthrough { node }
+            OpenFile::Passthrough { node, .. }
             | OpenFile::Userspace { node, .. }
             | OpenFile::Dir { node, .. } => *node,
         }

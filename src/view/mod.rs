@@ -10,6 +10,8 @@ mod denials;
 mod dirfds;
 mod dirs;
 mod dirstream;
+mod events;
+mod feed;
 mod files;
 mod lookup;
 mod lower;
@@ -22,6 +24,7 @@ mod stats;
 
 pub use access::OWNER_XATTR;
 pub use denials::{Denial, DenialLog};
+pub use events::{EventFeed, FileEvent};
 pub use stats::ViewStats;
 
 use crate::fuse::abi::ROOT_ID;
@@ -94,6 +97,7 @@ pub struct StorageView {
     path_epoch: AtomicU64,
     pub stats: ViewStats,
     pub denials: DenialLog,
+    pub events: EventFeed,
 }
 
 impl StorageView {
@@ -134,6 +138,7 @@ impl StorageView {
             path_epoch: AtomicU64::new(0),
             stats: ViewStats::default(),
             denials: DenialLog::default(),
+            events: events::new_feed(),
         })
     }
 
@@ -303,6 +308,25 @@ impl StorageView {
     /// The caller's credentials if it is a POSIX caller (the kernel judges it as itself).
     pub(crate) fn posix_creds(&self, ctx: &Ctx) -> Option<Creds> {
         (self.class(ctx.uid) == CallerClass::Posix).then(|| Creds::of(ctx))
+    }
+
+    /// Queues a file event if someone listens (the path work is skipped otherwise).
+    pub(crate) fn emit(&self, event: impl FnOnce() -> Result<FileEvent>) {
+        if self.events.listening() {
+            if let Ok(e) = event() {
+                self.events.push(|| e);
+            }
+        }
+    }
+
+    /// The relative path of `name` in the directory node `parent`, as event text.
+    pub(crate) fn child_path_text(&self, parent: u64, name: &[u8]) -> Result<String> {
+        let mut path = self.path_of(parent)?;
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        Ok(events::text(&path))
     }
 
     /// Acts as `creds` on this thread until the guard drops (nothing for other callers).

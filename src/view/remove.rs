@@ -1,6 +1,7 @@
 //! Removing names: unlink and rmdir.
 
 use super::access::{read_owner_at, Subject};
+use super::events::FileEvent;
 use super::lower::{self, cvt, io, is_dir_mode, Result};
 use super::StorageView;
 use crate::fuse::{Ctx, Name};
@@ -85,6 +86,14 @@ fn remove(
         }))?;
     }
     view.after_name_change(parent, name);
+    if !dir_wanted {
+        view.emit(|| {
+            Ok(FileEvent::Deleted {
+                path: view.child_path_text(parent, name)?,
+                uid: ctx.uid,
+            })
+        });
+    }
     Ok(())
 }
 

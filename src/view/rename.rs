@@ -11,6 +11,7 @@
 
 use super::access::{read_owner_at, Facts};
 use super::dirstream::DirStream;
+use super::events::FileEvent;
 use super::lower::{self, cvt, io, is_dir_mode, Result};
 use super::remove::Existing;
 use super::StorageView;
@@ -253,6 +254,15 @@ pub(super) fn rename(
         (Some(stat(olddir.as_fd(), name)?), other)
     };
     let source = source.ok_or(libc::ENOENT)?;
+    // Paths for the file events, taken before the move changes them.
+    let paths = if view.events.listening() {
+        Some((
+            view.child_path_text(parent, name)?,
+            view.child_path_text(newparent, newname)?,
+        ))
+    } else {
+        None
+    };
     let (c1, c2) = (io(lower::cname(name))?, io(lower::cname(newname))?);
     {
         let _as = view.act_as(view.posix_creds(ctx).as_ref())?;
@@ -279,6 +289,18 @@ pub(super) fn rename(
     if moved_dir {
         // Every path below changed: cached decisions of descendants are void.
         view.paths_changed();
+    }
+    if let Some((from, to)) = paths {
+        let event = |from: &str, to: &str, st: &libc::stat| FileEvent::Renamed {
+            from: from.to_string(),
+            to: to.to_string(),
+            uid,
+            is_directory: is_dir_mode(st.st_mode),
+        };
+        view.emit(|| Ok(event(&from, &to, &source)));
+        if let (true, Some(other)) = (exchange, other) {
+            view.emit(|| Ok(event(&to, &from, &other)));
+        }
     }
     view.after_name_change(parent, name);
     view.after_name_change(newparent, newname);
