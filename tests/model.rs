@@ -522,14 +522,30 @@ fn errname(e: i32) -> String {
     format!("{name}({e})")
 }
 
-/// A denial made of every failing rule (one errno each); OK when none fails.
-fn denial(errs: Vec<i32>) -> Expect {
-    let mut v = errs;
-    v.dedup();
-    match v.len() {
-        0 => Expect::Is(0),
-        1 => Expect::Is(v[0]),
-        _ => Expect::AnyOf(v),
+/// The answer when the rules in `certain` fail for sure and those in `maybe` only by some
+/// reading of the spec: any of those errnos (the spec does not order the rules), and success
+/// too only when nothing certainly fails.
+fn outcome(mut certain: Vec<i32>, mut maybe: Vec<i32>) -> Expect {
+    certain.sort();
+    certain.dedup();
+    maybe.sort();
+    maybe.dedup();
+    if certain.is_empty() {
+        if maybe.is_empty() {
+            Expect::Is(0)
+        } else {
+            Expect::Either(maybe)
+        }
+    } else {
+        let mut all = certain;
+        all.extend(maybe);
+        all.sort();
+        all.dedup();
+        if all.len() == 1 {
+            Expect::Is(all[0])
+        } else {
+            Expect::AnyOf(all)
+        }
     }
 }
 
@@ -768,7 +784,7 @@ impl Model {
                 }
                 let e = Self::may_create(a, p);
                 (
-                    Expect::Is(e),
+                    self.create_in(a, p, e),
                     format!("create rule for {:?} in {}", kind_of(split(p).1), top(p)),
                 )
             }
@@ -809,7 +825,10 @@ impl Model {
                 if see(p) {
                     return (Expect::Is(libc::EEXIST), "name taken (visible)".into());
                 }
-                (Expect::Is(Self::may_mkdir(a, p)), "mkdir rule".into())
+                (
+                    self.create_in(a, p, Self::may_mkdir(a, p)),
+                    "mkdir rule".into(),
+                )
             }
             Op::Rmdir(p) => {
                 if !see(p) {
@@ -851,6 +870,18 @@ impl Model {
             }
             Op::Rename(p, q, flags) => self.expect_rename(a, p, q, *flags),
         }
+    }
+
+    /// Creating `p` (rule answer `e`) in another caller's hidden directory: spec 9 does not
+    /// refuse creation there as written, but "writing" a hidden directory could be read so.
+    fn create_in(&self, a: &App, p: &str, e: i32) -> Expect {
+        let certain = if e == 0 { vec![] } else { vec![e] };
+        let maybe = if self.hidden_from(a, split(p).0) {
+            vec![libc::EACCES]
+        } else {
+            vec![]
+        };
+        outcome(certain, maybe)
     }
 
     fn why(&self, a: &App, p: &str, what: &str) -> String {
@@ -917,105 +948,105 @@ impl Model {
         }
         let exchange = flags & RENAME_EXCHANGE != 0;
         let q_there = self.exists(q);
-        let mut errs = Vec::new();
+        // Denials every reading of the spec gives, and ones only some readings give.
+        let mut certain = Vec::new();
+        let mut maybe = Vec::new();
         let mut why = Vec::new();
-        let mut unsure = false;
+        // Moving something into another caller's hidden directory: creating there is not
+        // refused by spec 9 as written, but "writing" a hidden directory could be read so.
+        for (place, n) in [(q, "target")]
+            .into_iter()
+            .chain(exchange.then_some((p, "source")))
+        {
+            let dir = split(place).0;
+            if self.hidden_from(a, dir) {
+                maybe.push(libc::EACCES);
+                why.push(format!(
+                    "{n} directory {dir} is another caller's hidden one"
+                ));
+            }
+        }
         if self.is_file(p) {
             // Spec 1.
             if !self.may_write(a, p) {
-                errs.push(libc::EACCES);
+                certain.push(libc::EACCES);
                 why.push(format!(
                     "source not deletable ({})",
                     self.why(a, p, "delete")
                 ));
             }
-            let e = Self::may_create(a, q);
-            if e != 0 {
-                errs.push(e);
-                why.push(format!("{:?} not creatable at {q}", kind_of(split(q).1)));
-            }
             if q_there && !self.may_write(a, q) {
-                errs.push(libc::EACCES);
+                certain.push(libc::EACCES);
                 why.push(format!(
                     "target not {} ({})",
                     if exchange { "writable" } else { "deletable" },
                     self.why(a, q, "delete")
                 ));
             }
-            if exchange {
-                let e = Self::may_create(a, p);
-                if e != 0 {
-                    errs.push(e);
-                    why.push(format!("{:?} not creatable at {p}", kind_of(split(p).1)));
-                }
-                // "Each side's type creatable at the other's place": judged by the name it
-                // gets (as a plain rename is); judging by the name it had would differ when
-                // the two extensions differ, so either answer is taken then.
-                let other_way = Self::may_create(a, &format!("{}/{}", split(q).0, split(p).1)) != 0
-                    || Self::may_create(a, &format!("{}/{}", split(p).0, split(q).1)) != 0;
-                if other_way != errs.contains(&libc::EPERM) {
-                    unsure = true;
-                    errs.push(libc::EPERM);
-                }
+            // The type must be creatable where it lands, judged by the name it gets (as for a
+            // plain rename). For EXCHANGE, "each side's type at the other's place" could also
+            // be judged by the name it had; where the two readings differ either is taken.
+            let by_new = Self::may_create(a, q) != 0 || exchange && Self::may_create(a, p) != 0;
+            let by_old = exchange
+                && (Self::may_create(a, &format!("{}/{}", split(q).0, split(p).1)) != 0
+                    || Self::may_create(a, &format!("{}/{}", split(p).0, split(q).1)) != 0);
+            let type_err = if Self::may_create(a, q) != 0 {
+                Self::may_create(a, q)
+            } else {
+                libc::EPERM
+            };
+            if by_new && (by_old || !exchange) {
+                certain.push(type_err);
+                why.push(format!("{:?} not creatable at {q}", kind_of(split(q).1)));
+            } else if by_new || by_old {
+                maybe.push(libc::EPERM);
+                why.push("a type not creatable at the other's place (by one reading)".into());
             }
         } else {
             // Spec 3: a directory and its subtree.
             for (src, dst) in [(p, q)].into_iter().chain(exchange.then_some((q, p))) {
                 if !self.may_remove_dir(a, src) {
-                    errs.push(libc::EACCES);
+                    certain.push(libc::EACCES);
                     why.push(format!("directory {src} may not be moved by an app"));
                 }
                 for f in self.below(src) {
                     let moved_to = format!("{dst}{}", &f[src.len()..]);
                     if self.is_file(&f) {
                         if !self.may_write(a, &f) {
-                            errs.push(libc::EACCES);
+                            certain.push(libc::EACCES);
                             why.push(format!("{f} not deletable"));
                         }
                         let e = Self::may_create(a, &moved_to);
                         if e != 0 {
-                            errs.push(e);
+                            certain.push(e);
                             why.push(format!("{f} not creatable as {moved_to}"));
                         }
                     } else if self.hidden_from(a, &f) {
                         // "Subdirectories need nothing extra", but a hidden one of another
-                        // caller could be judged like the moved dir itself: either answer.
-                        unsure = true;
-                        errs.push(libc::EACCES);
+                        // caller could be judged like the moved dir itself.
+                        maybe.push(libc::EACCES);
                         why.push(format!("hidden subdirectory {f} of another caller"));
                     }
                 }
             }
             if !exchange && q_there {
                 if !self.may_remove_dir(a, q) {
-                    errs.push(libc::EACCES);
+                    certain.push(libc::EACCES);
                     why.push("target directory not removable".into());
                 }
                 if !self.children(q).is_empty() {
                     // Policy first or emptiness first: the spec does not say.
-                    if errs.is_empty() {
-                        return (
-                            Expect::Is(libc::ENOTEMPTY),
-                            "target directory not empty".into(),
-                        );
-                    }
-                    errs.push(libc::ENOTEMPTY);
+                    certain.push(libc::ENOTEMPTY);
+                    why.push("target directory not empty".into());
                 }
             }
         }
-        errs.sort();
-        errs.dedup();
         let why = if why.is_empty() {
             "allowed".into()
         } else {
             why.join("; ")
         };
-        if unsure {
-            let sure: Vec<i32> = errs.clone();
-            (Expect::Either(sure), why)
-        } else {
-            (denial(errs), why)
-        }
+        (outcome(certain, maybe), why)
     }
 
     fn expect_root(&self, op: &Op) -> (Expect, String) {
