@@ -1235,6 +1235,8 @@ impl Model {
                     let s = String::from_utf8_lossy(&v).into_owned();
                     s.split(':').next().and_then(|u| u.parse().ok())
                 });
+                // Root's files carry no owner today; a "0" tag would mean the same.
+                let owner = owner.filter(|&u: &u32| u != 0);
                 if md.is_dir() {
                     m.tree.insert(rel.clone(), Entry::Dir { owner });
                     stack.push(rel);
@@ -1533,15 +1535,19 @@ fn setup(m: &Mount) {
     }
 }
 
-fn run_model(default_seed: u64) {
+fn run_model(default_seed: u64, passthrough: bool) {
     if !can_mount() {
         return;
     }
     let seed = env_u64("FUSEGATE_MODEL_SEED").unwrap_or(default_seed);
     let steps = env_u64("FUSEGATE_MODEL_STEPS").unwrap_or(20_000) as usize;
-    eprintln!("model: seed {seed:#x}, {steps} steps (FUSEGATE_MODEL_SEED / FUSEGATE_MODEL_STEPS)");
+    eprintln!(
+        "model: seed {seed:#x}, {steps} steps, passthrough {passthrough} \
+         (FUSEGATE_MODEL_SEED / FUSEGATE_MODEL_STEPS)"
+    );
     let mount = Mount::new(MountOptions {
         policy: Some(POLICY.into()),
+        passthrough,
         ..Default::default()
     });
     setup(&mount);
@@ -1715,15 +1721,16 @@ fn run_model(default_seed: u64) {
 
 #[test]
 fn model_seed_1() {
-    run_model(0x5eed_0001);
+    run_model(0x5eed_0001, true);
 }
 
 #[test]
 fn model_seed_2() {
-    run_model(0x5eed_0002);
+    run_model(0x5eed_0002, true);
 }
 
+/// The userspace data path (no passthrough) under the same rules.
 #[test]
-fn model_seed_3() {
-    run_model(0x5eed_0003);
+fn model_seed_3_no_passthrough() {
+    run_model(0x5eed_0003, false);
 }
