@@ -375,6 +375,20 @@ impl Worker {
 
     fn call(&mut self, op: &Op) -> (i32, Vec<u8>) {
         self.to.as_mut().unwrap().write_all(&op.encode()).unwrap();
+        // A daemon that stops answering must fail the test, not hang it.
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.from),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one fd we own, with a timeout.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 120_000) };
+        assert!(
+            ready > 0,
+            "uid {}: no answer to {} within 120 s (daemon stuck?)",
+            self.uid,
+            op.describe()
+        );
         let reply = read_frame(&mut self.from)
             .unwrap_or_else(|| panic!("worker for uid {} died", self.uid));
         let e = i32::from_ne_bytes(reply[..4].try_into().unwrap());
