@@ -313,6 +313,15 @@ pub fn errno() -> i32 {
 /// supplementary groups (like an Android app process). The closure's result (bytes, or an
 /// errno) comes back through a pipe. Only plain syscalls should run in `f`.
 pub fn as_uid<F: FnOnce() -> Result<Vec<u8>, i32>>(uid: u32, f: F) -> Result<Vec<u8>, i32> {
+    as_uid_with(uid, &[], f)
+}
+
+/// [`as_uid`] with supplementary groups `groups`.
+pub fn as_uid_with<F: FnOnce() -> Result<Vec<u8>, i32>>(
+    uid: u32,
+    groups: &[libc::gid_t],
+    f: F,
+) -> Result<Vec<u8>, i32> {
     let mut fds = [0i32; 2];
     // SAFETY: pipe writes two fds into the array.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
@@ -323,7 +332,7 @@ pub fn as_uid<F: FnOnce() -> Result<Vec<u8>, i32>>(uid: u32, f: F) -> Result<Vec
         // SAFETY: in the child: drop groups and switch ids, then run f and report.
         unsafe {
             libc::close(fds[0]);
-            let ok = libc::setgroups(0, std::ptr::null()) == 0
+            let ok = libc::setgroups(groups.len(), groups.as_ptr()) == 0
                 && libc::setresgid(uid, uid, uid) == 0
                 && libc::setresuid(uid, uid, uid) == 0;
             let result = if ok { f() } else { Err(-1) };
@@ -537,4 +546,206 @@ pub fn names(listing: &[u8]) -> Vec<String> {
         .split(|&b| b == b'\n')
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect()
+}
+
+/// More syscall wrappers for the soundness tests (issue 9), same conventions as [`sys`].
+pub mod sys2 {
+    use super::*;
+
+    fn done(r: libc::c_int) -> Result<Vec<u8>, i32> {
+        if r != 0 {
+            Err(errno())
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// renameat2(2) with `flags` (RENAME_NOREPLACE, RENAME_EXCHANGE).
+    pub fn rename2(a: &Path, b: &Path, flags: u32) -> Result<Vec<u8>, i32> {
+        let (ca, cb) = (cpath(a), cpath(b));
+        // SAFETY: both NUL-terminated; AT_FDCWD with paths.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                flags,
+            )
+        };
+        done(r as libc::c_int)
+    }
+
+    pub fn link(a: &Path, b: &Path) -> Result<Vec<u8>, i32> {
+        let (ca, cb) = (cpath(a), cpath(b));
+        // SAFETY: both NUL-terminated.
+        done(unsafe { libc::link(ca.as_ptr(), cb.as_ptr()) })
+    }
+
+    pub fn symlink(target: &str, p: &Path) -> Result<Vec<u8>, i32> {
+        let ct = CString::new(target).unwrap();
+        let cp = cpath(p);
+        // SAFETY: both NUL-terminated.
+        done(unsafe { libc::symlink(ct.as_ptr(), cp.as_ptr()) })
+    }
+
+    pub fn mkfifo(p: &Path) -> Result<Vec<u8>, i32> {
+        let c = cpath(p);
+        // SAFETY: NUL-terminated.
+        done(unsafe { libc::mkfifo(c.as_ptr(), 0o644) })
+    }
+
+    pub fn chmod(p: &Path, mode: u32) -> Result<Vec<u8>, i32> {
+        let c = cpath(p);
+        // SAFETY: NUL-terminated.
+        done(unsafe { libc::chmod(c.as_ptr(), mode) })
+    }
+
+    pub fn mkdir_mode(p: &Path, mode: u32) -> Result<Vec<u8>, i32> {
+        let c = cpath(p);
+        // SAFETY: NUL-terminated.
+        done(unsafe { libc::mkdir(c.as_ptr(), mode) })
+    }
+
+    /// Opens with `flags`, writes `data`, closes; the first failing errno.
+    pub fn open_write(p: &Path, flags: i32, data: &[u8]) -> Result<Vec<u8>, i32> {
+        let fd = sys::open(p, flags, 0o644)?;
+        // SAFETY: writes from our slice.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        let e = errno();
+        sys::close(fd);
+        if n < 0 {
+            Err(e)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// The mode (st_mode) of a path, not following a symlink.
+    pub fn mode(p: &Path) -> Result<u32, i32> {
+        sys::stat(p).map(|st| st.st_mode)
+    }
+
+    pub fn getxattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+        let c = cpath(p);
+        let n = CString::new(name).unwrap();
+        let mut buf = [0u8; 256];
+        // SAFETY: writes at most buf.len() bytes; lgetxattr does not follow a symlink.
+        let r =
+            unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        (r >= 0).then(|| buf[..r as usize].to_vec())
+    }
+
+    pub fn setxattr(p: &Path, name: &str, value: &[u8]) {
+        let c = cpath(p);
+        let n = CString::new(name).unwrap();
+        // SAFETY: NUL-terminated names, value read for its length.
+        let r = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        assert_eq!(
+            r,
+            0,
+            "setxattr {name} on {}: errno {}",
+            p.display(),
+            errno()
+        );
+    }
+}
+
+/// Runs a command as root and panics with its output if it fails.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
+        panic!("running {cmd}: {e}");
+    });
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A small ext4 image loop-mounted on a temporary directory (used as a lower dir); unmounted
+/// and its loop device released on drop.
+pub struct Ext4Image {
+    pub image: PathBuf,
+    pub dir: TempDir,
+}
+
+impl Ext4Image {
+    /// `size_mib` MiB, `reserved_pct` percent reserved for root (`mkfs.ext4 -m`).
+    pub fn new(size_mib: u64, reserved_pct: u32) -> Ext4Image {
+        let dir = TempDir::new("ext4");
+        let image = dir.path().with_extension("img");
+        let f = std::fs::File::create(&image).unwrap();
+        f.set_len(size_mib << 20).unwrap();
+        drop(f);
+        run(
+            "mkfs.ext4",
+            &[
+                "-q",
+                "-F",
+                "-m",
+                &reserved_pct.to_string(),
+                image.to_str().unwrap(),
+            ],
+        );
+        run(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                image.to_str().unwrap(),
+                dir.path().to_str().unwrap(),
+            ],
+        );
+        // A fresh ext4 holds lost+found, which the tests do not want to see.
+        let _ = std::fs::remove_dir(dir.path().join("lost+found"));
+        Ext4Image { image, dir }
+    }
+
+    pub fn remount(&self, opts: &str) {
+        run(
+            "mount",
+            &[
+                "-o",
+                &format!("remount,{opts}"),
+                self.dir.path().to_str().unwrap(),
+            ],
+        );
+    }
+}
+
+impl Drop for Ext4Image {
+    fn drop(&mut self) {
+        if is_mounted(self.dir.path()) {
+            // A plain umount releases the loop device that `mount -o loop` set up (autoclear).
+            let c = CString::new(self.dir.path().as_os_str().as_bytes()).unwrap();
+            // SAFETY: c is a NUL-terminated path.
+            if unsafe { libc::umount(c.as_ptr()) } != 0 {
+                force_unmount(self.dir.path());
+            }
+        }
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// Runs `f` in a forked child as a plain POSIX user: uid and gid `uid`, supplementary groups
+/// `groups` (unlike [`as_uid`], which gives none).
+pub fn as_user<F: FnOnce() -> Result<Vec<u8>, i32>>(
+    uid: u32,
+    groups: &[u32],
+    f: F,
+) -> Result<Vec<u8>, i32> {
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    as_uid_with(uid, &groups, f)
 }
