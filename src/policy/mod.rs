@@ -309,6 +309,20 @@ pub fn media_kind(name: &[u8]) -> MediaKind {
     mime::kind_of(name)
 }
 
+/// Whether two names (or paths) are the same to the policy: compared case-insensitively, as
+/// grants and package names are.
+pub fn names_match(a: &[u8], b: &[u8]) -> bool {
+    path::fold_eq(a, b)
+}
+
+/// A hash of the case-folded name: `names_match(a, b)` implies equal hashes.
+pub fn name_hash(name: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = index::FxHasher::default();
+    path::fold_hash(name, &mut hasher);
+    hasher.finish()
+}
+
 /// Checks a user-supplied relative path (policy file, Java) and returns it normalized; see
 /// [`PolicyError::BadPath`].
 pub fn normalize_path(path: &str) -> Result<String, PolicyError> {

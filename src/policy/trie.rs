@@ -15,10 +15,12 @@ const FAN: usize = 1 << BITS;
 /// A leaf splits into a branch past this many entries (unless the hash bits are used up).
 const LEAF_CAP: usize = 16;
 
+type Children<K, V> = Box<[Option<Arc<Node<K, V>>>; FAN]>;
+
 #[derive(Debug, Clone)]
 enum Node<K, V> {
     Leaf(Vec<(u64, K, V)>),
-    Branch(Box<[Option<Arc<Node<K, V>>>; FAN]>),
+    Branch(Children<K, V>),
 }
 
 #[derive(Debug, Clone)]
@@ -155,7 +157,7 @@ fn entry_in<'a, K: Clone, V: Clone>(
             unreachable!("matched a leaf above")
         };
         // Full: becomes a branch of leaves one level down.
-        let mut children: Box<[Option<Arc<Node<K, V>>>; FAN]> = Box::default();
+        let mut children: Children<K, V> = Box::default();
         for (h, k, v) in std::mem::take(entries) {
             let child =
                 children[slot(h, shift)].get_or_insert_with(|| Arc::new(Node::Leaf(vec![])));
