@@ -22,6 +22,8 @@ mod stats;
 
 pub use access::OWNER_XATTR;
 pub use denials::{Denial, DenialLog};
+#[doc(hidden)]
+pub use nodes::NodeBench;
 pub use stats::ViewStats;
 
 use crate::fuse::abi::ROOT_ID;
@@ -269,20 +271,8 @@ impl StorageView {
         if packages.is_empty() {
             return;
         }
-        for dir in [&b"Android/data"[..], b"Android/obb"] {
-            for parent in self.nodes.resolve(dir).1 {
-                for package in packages {
-                    let package = package.as_ref();
-                    let _ = kernel.inval_entry(parent, package);
-                    // The kernel knows names as looked up: also the spellings on disk.
-                    for child in self.nodes.children_named(parent, package) {
-                        let name = self.nodes.with(child, |n| n.name.as_bytes().to_vec());
-                        if let Some(name) = name.filter(|n| n[..] != *package) {
-                            let _ = kernel.inval_entry(parent, &name);
-                        }
-                    }
-                }
-            }
+        for (parent, name) in self.nodes.app_dir_entries(packages) {
+            let _ = kernel.inval_entry(parent, &name);
         }
     }
 

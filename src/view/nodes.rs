@@ -715,6 +715,147 @@ impl NodeTable {
         }
         (parents, nodes)
     }
+
+    /// The kernel entries an app change can affect, `(parent, name)`: `Android/data/<pkg>`
+    /// and `Android/obb/<pkg>` of each package, as given and as spelled on disk (the kernel
+    /// knows names as they were looked up). A few index lookups per package.
+    pub fn app_dir_entries<S: AsRef<[u8]>>(&self, packages: &[S]) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        if packages.is_empty() {
+            return out;
+        }
+        for dir in [&b"Android/data"[..], b"Android/obb"] {
+            for parent in self.resolve(dir).1 {
+                for package in packages {
+                    let package = package.as_ref();
+                    out.push((parent, package.to_vec()));
+                    for child in self.children_named(parent, package) {
+                        let name = self.with(child, |n| n.name.as_bytes().to_vec());
+                        out.extend(name.filter(|n| n[..] != *package).map(|n| (parent, n)));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A node table filled without a kernel, for `examples/policy_change_bench.rs`: what a policy
+/// change costs the view at a million known nodes (a million real files and lookups would
+/// take the bench minutes). Not an API.
+#[doc(hidden)]
+pub struct NodeBench {
+    table: NodeTable,
+    handle: Handle,
+    dirs: HashMap<Vec<u8>, u64>,
+    ids: Vec<u64>,
+    next_ino: u64,
+}
+
+#[doc(hidden)]
+impl NodeBench {
+    /// An empty table; every node gets the file handle of `dir` (handles only tell inodes
+    /// apart when numbers are reused, which the bench never does).
+    pub fn new(dir: &std::path::Path) -> std::io::Result<Self> {
+        use std::os::fd::AsFd;
+        let handle = super::lower::handle_of(std::fs::File::open(dir)?.as_fd())?;
+        Ok(NodeBench {
+            table: NodeTable::new(Node::new(ROOT_ID, b"", handle, 1, libc::S_IFDIR)),
+            handle,
+            dirs: HashMap::from([(Vec::new(), ROOT_ID)]),
+            ids: Vec::new(),
+            next_ino: 2,
+        })
+    }
+
+    fn register(&mut self, parent: u64, name: &[u8], kind: u32, dependent: bool) -> u64 {
+        self.next_ino += 1;
+        let found = Found {
+            parent,
+            name,
+            handle: self.handle,
+            ino: self.next_ino,
+            kind,
+            nlink: 1,
+        };
+        let id = self.table.register(found, dependent).nodeid;
+        self.ids.push(id);
+        id
+    }
+
+    /// Registers the file at `path` and its directories, as lookups would.
+    pub fn add_file(&mut self, path: &[u8]) {
+        let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b""[..], path),
+        };
+        let parent = self.dir(dir);
+        let dependent = crate::policy::caller_dependent(&crate::policy::Target {
+            path,
+            is_dir: false,
+            owner: None,
+            under_nomedia: false,
+        });
+        self.register(parent, name, libc::S_IFREG, dependent);
+    }
+
+    fn dir(&mut self, path: &[u8]) -> u64 {
+        if let Some(&id) = self.dirs.get(path) {
+            return id;
+        }
+        let (up, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b""[..], path),
+        };
+        let parent = self.dir(up);
+        let dependent = crate::policy::caller_dependent(&crate::policy::Target {
+            path,
+            is_dir: true,
+            owner: None,
+            under_nomedia: false,
+        });
+        let id = self.register(parent, name, libc::S_IFDIR, dependent);
+        self.dirs.insert(path.to_vec(), id);
+        id
+    }
+
+    pub fn count(&self) -> usize {
+        self.table.count()
+    }
+
+    /// What `StorageView::invalidate_grant` looks up: the path's nodes and parents.
+    pub fn grant_entries(&self, path: &[u8]) -> usize {
+        let (parents, nodes) = self.table.resolve(path);
+        parents.len() + nodes.len()
+    }
+
+    /// What `StorageView::invalidate_packages` looks up.
+    pub fn package_entries<S: AsRef<[u8]>>(&self, packages: &[S]) -> usize {
+        self.table.app_dir_entries(packages).len()
+    }
+
+    /// What `StorageView::invalidate_all` visits.
+    pub fn caller_dependent_entries(&self) -> usize {
+        self.table.caller_dependent_entries().len()
+    }
+
+    /// A worker's cache-hit check of the `i`th node registered: the cached verdicts under
+    /// `stamp`, stored first if absent.
+    pub fn cached_check(&self, i: usize, uid: u32, stamp: u64, verdicts: Verdicts) -> bool {
+        let id = self.ids[i % self.ids.len()];
+        self.table
+            .with(id, |n| {
+                n.verdicts(uid, stamp).is_some() || {
+                    n.set_verdicts(CachedVerdicts {
+                        uid,
+                        stamp,
+                        verdicts,
+                    });
+                    false
+                }
+            })
+            .unwrap_or(false)
+    }
 }
 
 #[cfg(test)]
@@ -1054,6 +1195,48 @@ mod tests {
             })
             .sum();
         assert!(names <= SHARDS * (CHUNK + 4), "{names} slots kept");
+    }
+
+    #[test]
+    fn app_changes_find_only_their_packages_dirs() {
+        let t = table();
+        let dir = |parent, name: &'static [u8], ino| {
+            t.register(
+                Found {
+                    kind: libc::S_IFDIR,
+                    ..found(parent, name, handle(1), ino, 1)
+                },
+                false,
+            )
+            .nodeid
+        };
+        let android = dir(ROOT_ID, b"Android", 10);
+        let data = dir(android, b"data", 11);
+        dir(data, b"Com.Example.A", 12);
+        dir(data, b"com.example.b", 13);
+        // Android/obb was never looked up: nothing known there, nothing to drop.
+        let mut got = t.app_dir_entries(&["com.example.a"]);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (data, b"Com.Example.A".to_vec()),
+                (data, b"com.example.a".to_vec())
+            ]
+        );
+        assert_eq!(
+            t.app_dir_entries(&["com.example.c"]),
+            vec![(data, b"com.example.c".to_vec())]
+        );
+        assert!(t.app_dir_entries::<&str>(&[]).is_empty());
+        let obb = dir(android, b"OBB", 14);
+        assert_eq!(
+            t.app_dir_entries(&["com.example.c"]),
+            vec![
+                (data, b"com.example.c".to_vec()),
+                (obb, b"com.example.c".to_vec())
+            ]
+        );
     }
 
     #[test]
