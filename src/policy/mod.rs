@@ -30,6 +30,7 @@ pub use mime::MediaKind;
 pub use rules::{app_mode, crosses_areas, Move};
 
 use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Permission bits; the numeric values are the Java API's constants.
@@ -336,6 +337,8 @@ pub struct Policy {
     current: ArcSwap<Snapshot>,
     /// Serializes changes (each builds on the snapshot before it).
     writer: Mutex<()>,
+    /// The current snapshot's generation, readable with one atomic load.
+    generation: AtomicU64,
 }
 
 impl Default for Policy {
@@ -351,6 +354,7 @@ impl Policy {
         Policy {
             current: ArcSwap::from_pointee(Snapshot::new(table)),
             writer: Mutex::new(()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -359,9 +363,9 @@ impl Policy {
         self.current.load_full()
     }
 
-    /// Incremented on every change, as the new snapshot is put in place.
+    /// Incremented on every change, after the new snapshot is in place.
     pub fn generation(&self) -> u64 {
-        self.current.load().generation
+        self.generation.load(Ordering::Acquire)
     }
 
     /// See [`Snapshot::generation_of`]: what results cached for `uid` are stamped with. Read it
@@ -381,6 +385,7 @@ impl Policy {
         drop(current);
         f(&mut index, generation);
         self.current.store(Arc::new(Snapshot { index, generation }));
+        self.generation.store(generation, Ordering::Release);
     }
 
     /// Adds or replaces the entry for `app.uid`. Refuses uids of 2^31 and above

@@ -1,5 +1,5 @@
 //! A small persistent hash trie: cloning it is one `Arc` increment, and a change copies only
-//! the nodes on its path (a handful of 16-slot branches and one leaf of at most 16 entries),
+//! the nodes on its path (a handful of 32-slot branches and one leaf of at most 16 entries),
 //! so a policy change costs what it changes while old snapshots keep their view.
 //!
 //! Hand-written rather than a crate: the persistent-map crates are MPL-licensed and bring
@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-const BITS: u32 = 4;
+const BITS: u32 = 5;
 const FAN: usize = 1 << BITS;
 /// A leaf splits into a branch past this many entries (unless the hash bits are used up).
 const LEAF_CAP: usize = 16;
