@@ -26,7 +26,9 @@
 //!   scheduler preemption; compare with `policy_worker_idle_max_at_nodes` (no changes).
 //! * `policy_invalidate_all_at_nodes`: the full caller-dependent walk `replace_policy` still
 //!   does (and what each path component of one grant cost before the name index).
-//! * `node_table_rss_at_nodes`: resident memory the filled node table took.
+//! * `node_table_rss_at_nodes`: resident memory the filled node table took (with the bench's
+//!   own list of ids and directories); `node_name_index_at_nodes`: the part that is the
+//!   (parent, name) index.
 
 use fusegate::policy::{Access, App, Permissions, Policy, Snapshot, Table, Target, Verdicts};
 use fusegate::view::NodeBench;
@@ -191,6 +193,11 @@ fn changes_at(n: usize) {
         (rss_kib().saturating_sub(before)) as f64 / 1024.0,
         "MiB",
     );
+    row(
+        &format!("node_name_index_at_{n}_nodes"),
+        nodes.name_index_bytes() as f64 / 1024.0 / 1024.0,
+        "MiB",
+    );
     let nodes = Arc::new(nodes);
     let policy = Arc::new(Policy::new(Table {
         apps: apps(),
@@ -280,6 +287,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.replace(['_', ','], "").parse().ok())
         .unwrap_or(1_000_000);
-    batches();
+    // The node table first: its RSS row must not reuse heap the batches freed.
     changes_at(n);
+    batches();
 }

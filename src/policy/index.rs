@@ -74,7 +74,8 @@ fn uid_hash(uid: u32) -> u64 {
 /// Everything the table says about one uid, and when that last changed.
 #[derive(Debug, Clone, Default)]
 pub struct UidState {
-    app: Option<Arc<AppEntry>>,
+    /// Inline (one pointer hop less on every decision); copied when the uid's grants change.
+    app: Option<AppEntry>,
     /// Grant paths as given (normalized; the latest spelling wins), compared case-insensitively.
     grants: HashTrie<Arc<str>, Access>,
     /// The policy generation of the last change to this uid's entry or grants.
@@ -144,7 +145,7 @@ impl Index {
     }
 
     pub fn app(&self, uid: u32) -> Option<&AppEntry> {
-        self.state(uid)?.app.as_deref()
+        self.state(uid)?.app.as_ref()
     }
 
     /// The grant `uid` holds on exactly this path (compared case-insensitively).
@@ -167,7 +168,7 @@ impl Index {
             packages: app.packages.iter().map(|p| p.as_bytes().into()).collect(),
             tag: owner::encode(app.uid, app.packages.first().map(String::as_str)).into(),
         };
-        self.state_mut(app.uid, generation).app = Some(Arc::new(entry));
+        self.state_mut(app.uid, generation).app = Some(entry);
     }
 
     pub fn remove_app(&mut self, uid: u32, generation: u64) {

@@ -834,6 +834,20 @@ impl NodeBench {
         self.table.app_dir_entries(packages).len()
     }
 
+    /// Heap bytes the (parent, name) index holds (its tables, by capacity).
+    pub fn name_index_bytes(&self) -> usize {
+        self.table
+            .names
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap_or_else(|e| e.into_inner());
+                s.first.capacity() * 9
+                    + s.more.capacity() * 29
+                    + s.more.values().map(|v| v.capacity() * 8).sum::<usize>()
+            })
+            .sum()
+    }
+
     /// What `StorageView::invalidate_all` visits.
     pub fn caller_dependent_entries(&self) -> usize {
         self.table.caller_dependent_entries().len()
