@@ -257,6 +257,13 @@ impl StorageView {
             let _ = kernel.inval_entry(p, name);
         }
         for id in nodes {
+            // The kernel knows the name as looked up: also the spelling on disk.
+            let known = self
+                .nodes
+                .with(id, |n| (n.parent, n.name.as_bytes().to_vec()));
+            if let Some((parent, known)) = known.filter(|(_, n)| n[..] != *name) {
+                let _ = kernel.inval_entry(parent, &known);
+            }
             let _ = kernel.inval_inode(id, 0, 0);
         }
     }
