@@ -259,63 +259,74 @@ impl Daemon {
         self.view.invalidate_all();
     }
 
-    /// Adds or replaces an app; what the kernel cached for callers is dropped.
+    /// Adds or replaces an app; what the kernel cached that the change can affect (the app
+    /// directories of its old and new packages) is dropped.
     pub fn set_app(&self, app: App) -> Result<(), PolicyError> {
+        let mut packages = self.policy().snapshot().packages(app.uid);
+        packages.extend(app.packages.iter().cloned());
         self.policy().set_app(app)?;
-        self.view.invalidate_all();
+        self.view.invalidate_packages(&packages);
         Ok(())
     }
 
     pub fn remove_app(&self, uid: u32) {
+        let packages = self.policy().snapshot().packages(uid);
         self.policy().remove_app(uid);
-        self.view.invalidate_all();
+        self.view.invalidate_packages(&packages);
     }
 
     /// Grants `uid` access to one file (relative path) and drops the kernel's cache of it.
+    /// Other uids' cached decisions stay valid.
     pub fn grant(&self, uid: u32, path: &str, access: Access) -> Result<(), PolicyError> {
         self.policy().grant(uid, path, access)?;
-        self.invalidate(path);
+        self.view.invalidate_grant(path.as_bytes());
         Ok(())
     }
 
     pub fn revoke(&self, uid: u32, path: &str) -> Result<(), PolicyError> {
         self.policy().revoke(uid, path)?;
-        self.invalidate(path);
+        self.view.invalidate_grant(path.as_bytes());
         Ok(())
     }
 
-    /// Adds or replaces many apps as one policy generation, with one invalidation pass; a
-    /// later entry for the same uid wins. If one entry is bad nothing changes.
+    /// Adds or replaces many apps as one policy generation, dropping the kernel entries of
+    /// their packages' app directories (old and new); a later entry for the same uid wins.
+    /// If one entry is bad nothing changes.
     pub fn set_apps(&self, apps: Vec<App>) -> Result<(), PolicyError> {
+        let snapshot = self.policy().snapshot();
+        let packages: Vec<String> = apps
+            .iter()
+            .flat_map(|a| {
+                snapshot
+                    .packages(a.uid)
+                    .into_iter()
+                    .chain(a.packages.clone())
+            })
+            .collect();
+        drop(snapshot);
         self.policy().apply_batch(apps, Vec::new(), Vec::new())?;
-        self.view.invalidate_all();
+        self.view.invalidate_packages(&packages);
         Ok(())
     }
 
-    /// Many [`Daemon::grant`]s as one policy generation, with one invalidation pass (see
-    /// `invalidate_after_batch`). If one entry is bad nothing changes.
+    /// Many [`Daemon::grant`]s as one policy generation. If one entry is bad nothing changes.
+    ///
+    /// The kernel then holds nothing to drop: the entries it caches are those every caller
+    /// gets alike (grants have no say in the caller-dependent app directories), opens always
+    /// reach the daemon, and listings are never cached; the cached decisions of the uids
+    /// concerned are void by their policy generations. (A single grant still drops its file's
+    /// entry and attributes, at the cost of the path's depth; for 100,000 paths that would be
+    /// 100,000 walks and notifications for nothing.)
     pub fn grant_all(&self, grants: Vec<(u32, String, Access)>) -> Result<(), PolicyError> {
         self.policy().apply_batch(Vec::new(), grants, Vec::new())?;
-        self.invalidate_after_batch();
         Ok(())
     }
 
-    /// Many [`Daemon::revoke`]s as one policy generation, with one invalidation pass. If one
-    /// entry is bad nothing changes.
+    /// Many [`Daemon::revoke`]s as one policy generation (nothing for the kernel to drop, as
+    /// for [`Daemon::grant_all`]). If one entry is bad nothing changes.
     pub fn revoke_all(&self, revokes: Vec<(u32, String)>) -> Result<(), PolicyError> {
         self.policy().apply_batch(Vec::new(), Vec::new(), revokes)?;
-        self.invalidate_after_batch();
         Ok(())
-    }
-
-    /// One pass for a whole batch of grants: drop every kernel entry whose answer depends on
-    /// the caller, as after an app change. The kernel caches nothing else a grant changes:
-    /// entries it keeps are those every caller gets alike, opens always reach the daemon, and
-    /// listings are never cached. (A single grant also drops the file's own attributes and
-    /// pages, which a grant does not change; per path, that would cost a walk of the node
-    /// table for each of thousands of paths.)
-    fn invalidate_after_batch(&self) {
-        self.view.invalidate_all();
     }
 
     /// Drops kernel caches for one path (relative to the storage root).

@@ -3,9 +3,10 @@
 
 use super::path::{fold_eq, fold_hash, normalize};
 use super::table::{check_app, check_uid};
-use super::{caller, owner, Access, Permissions, Table};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use super::trie::HashTrie;
+use super::{caller, owner, Access, App, Permissions, Table};
+use std::hash::Hasher;
+use std::sync::Arc;
 
 /// A small, fast, deterministic hasher (the Fx hash of rustc). The keys come from the trusted
 /// table, so hash flooding is not a concern; speed on the per-open path is.
@@ -39,8 +40,6 @@ impl Hasher for FxHasher {
     }
 }
 
-type FxBuild = BuildHasherDefault<FxHasher>;
-
 /// An app as the rules see it.
 #[derive(Debug, Clone)]
 pub struct AppEntry {
@@ -59,82 +58,86 @@ impl AppEntry {
     }
 }
 
-/// Grants whose folded paths share one hash: (path as given, access).
-type Bucket = Vec<(Box<[u8]>, Access)>;
-
-/// A uid's grants, bucketed by the hash of the case-folded path.
-#[derive(Debug, Default, Clone)]
-struct UidGrants {
-    by_hash: HashMap<u64, Bucket, FxBuild>,
-}
-
 fn path_hash(path: &[u8]) -> u64 {
     let mut hasher = FxHasher::default();
     fold_hash(path, &mut hasher);
     hasher.finish()
 }
 
-impl UidGrants {
-    fn get(&self, path: &[u8]) -> Option<Access> {
-        let bucket = self.by_hash.get(&path_hash(path))?;
-        bucket
-            .iter()
-            .find(|(p, _)| fold_eq(p, path))
-            .map(|&(_, a)| a)
-    }
-
-    fn insert(&mut self, path: &[u8], access: Access) {
-        let bucket = self.by_hash.entry(path_hash(path)).or_default();
-        match bucket.iter_mut().find(|(p, _)| fold_eq(p, path)) {
-            Some(existing) => existing.1 = access,
-            None => bucket.push((path.into(), access)),
-        }
-    }
+fn uid_hash(uid: u32) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write_u32(uid);
+    // Fx leaves the low bits of small integers poorly mixed; the trie indexes by low bits.
+    hasher.finish().rotate_right(29) ^ hasher.finish()
 }
 
+/// Everything the table says about one uid, and when that last changed.
+#[derive(Debug, Clone, Default)]
+pub struct UidState {
+    /// Inline (one pointer hop less on every decision); copied when the uid's grants change.
+    app: Option<AppEntry>,
+    /// Grant paths as given (normalized; the latest spelling wins), compared case-insensitively.
+    grants: HashTrie<Arc<str>, Access>,
+    /// The policy generation of the last change to this uid's entry or grants.
+    changed: u64,
+}
+
+/// The precomputed tables. Cloning is cheap (`Arc` increments) and a change to one uid copies
+/// only the trie paths to that uid and to the changed grant.
 #[derive(Debug, Default, Clone)]
 pub struct Index {
-    apps: HashMap<u32, AppEntry, FxBuild>,
-    grants: HashMap<u32, UidGrants, FxBuild>,
-    platform: Vec<u32>,
+    uids: HashTrie<u32, Arc<UidState>>,
+    platform: Arc<[u32]>,
+    /// Explicit platform uids (`Table::platform_uids`), kept to give the table back.
+    explicit_platform: bool,
+    /// The generation of the last table-wide change (a replace): no uid's decisions are older.
+    global: u64,
 }
 
 impl Index {
     /// Builds the index. Entries that would be refused by [`Table::validate`] are skipped with
     /// a warning rather than failing (`Policy::replace` cannot fail); for duplicates the last
-    /// entry wins.
-    pub fn build(table: &Table) -> Index {
+    /// entry wins. Every decision made under an earlier generation is void.
+    pub fn build(table: &Table, generation: u64) -> Index {
         let mut index = Index {
             platform: table
                 .platform_uids
                 .clone()
-                .unwrap_or_else(|| caller::DEFAULT_PLATFORM_APP_IDS.to_vec()),
-            ..Index::default()
+                .unwrap_or_else(|| caller::DEFAULT_PLATFORM_APP_IDS.to_vec())
+                .into(),
+            explicit_platform: table.platform_uids.is_some(),
+            uids: HashTrie::default(),
+            global: generation,
         };
         for app in &table.apps {
             if let Err(e) = check_app(app) {
                 log::warn!("policy: skipping app entry for uid {}: {e}", app.uid);
                 continue;
             }
-            let entry = AppEntry {
-                permissions: app.permissions,
-                packages: app.packages.iter().map(|p| p.as_bytes().into()).collect(),
-                tag: owner::encode(app.uid, app.packages.first().map(String::as_str)).into(),
-            };
-            index.apps.insert(app.uid, entry);
+            index.set_app(app, generation);
         }
         for (uid, path, access) in &table.grants {
             let checked = check_uid(i64::from(*uid)).and_then(|_| normalize(path));
             match checked {
-                Ok(path) => index
-                    .grants
-                    .entry(*uid)
-                    .or_default()
-                    .insert(path.as_bytes(), *access),
+                Ok(path) => index.set_grant(*uid, &path, *access, generation),
                 Err(e) => log::warn!("policy: skipping grant for uid {uid}: {e}"),
             }
         }
         index
+    }
+
+    fn state(&self, uid: u32) -> Option<&UidState> {
+        self.uids.get(uid_hash(uid), |&u| u == uid).map(|s| &**s)
+    }
+
+    /// The uid's state, to change under `generation` (copied if shared with a snapshot).
+    fn state_mut(&mut self, uid: u32, generation: u64) -> &mut UidState {
+        let shared = self
+            .uids
+            .entry(uid_hash(uid), |&u| u == uid, || (uid, Arc::default()));
+        let state = Arc::make_mut(shared);
+        state.changed = generation;
+        state
     }
 
     pub fn class(&self, uid: u32) -> caller::CallerClass {
@@ -142,19 +145,96 @@ impl Index {
     }
 
     pub fn app(&self, uid: u32) -> Option<&AppEntry> {
-        self.apps.get(&uid)
+        self.state(uid)?.app.as_ref()
     }
 
     /// The grant `uid` holds on exactly this path (compared case-insensitively).
     pub fn grant(&self, uid: u32, path: &[u8]) -> Option<Access> {
-        self.grants.get(&uid)?.get(path)
+        self.state(uid)?
+            .grants
+            .get(path_hash(path), |p| fold_eq(p.as_bytes(), path))
+            .copied()
+    }
+
+    /// The generation of the last change that can alter `uid`'s decisions.
+    pub fn generation_of(&self, uid: u32) -> u64 {
+        self.state(uid).map_or(0, |s| s.changed).max(self.global)
+    }
+
+    /// Adds or replaces the entry of `app.uid` (already checked).
+    pub fn set_app(&mut self, app: &App, generation: u64) {
+        let entry = AppEntry {
+            permissions: app.permissions,
+            packages: app.packages.iter().map(|p| p.as_bytes().into()).collect(),
+            tag: owner::encode(app.uid, app.packages.first().map(String::as_str)).into(),
+        };
+        self.state_mut(app.uid, generation).app = Some(entry);
+    }
+
+    pub fn remove_app(&mut self, uid: u32, generation: u64) {
+        if self.app(uid).is_some() {
+            self.state_mut(uid, generation).app = None;
+        }
+    }
+
+    /// Gives `uid` `access` to the (normalized) path, replacing its grant on that path.
+    pub fn set_grant(&mut self, uid: u32, path: &str, access: Access, generation: u64) {
+        let grants = &mut self.state_mut(uid, generation).grants;
+        let eq = |p: &Arc<str>| fold_eq(p.as_bytes(), path.as_bytes());
+        grants.insert(path_hash(path.as_bytes()), path.into(), access, eq);
+    }
+
+    pub fn revoke(&mut self, uid: u32, path: &str, generation: u64) {
+        if self.grant(uid, path.as_bytes()).is_some() {
+            let hash = path_hash(path.as_bytes());
+            let grants = &mut self.state_mut(uid, generation).grants;
+            grants.remove(hash, |p| fold_eq(p.as_bytes(), path.as_bytes()));
+        }
+    }
+
+    /// The table this index holds (apps by uid; grants in no particular order).
+    pub fn to_table(&self) -> Table {
+        let mut table = Table {
+            platform_uids: self.explicit_platform.then(|| self.platform.to_vec()),
+            apps: Vec::with_capacity(self.uids.len()),
+            grants: Vec::new(),
+        };
+        self.uids.for_each(|&uid, state| {
+            if let Some(app) = &state.app {
+                table.apps.push(App {
+                    uid,
+                    packages: app
+                        .packages
+                        .iter()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect(),
+                    permissions: app.permissions,
+                });
+            }
+            state
+                .grants
+                .for_each(|path, &access| table.grants.push((uid, path.to_string(), access)));
+        });
+        table.apps.sort_by_key(|a| a.uid);
+        table
+    }
+
+    /// The packages of `uid`'s entry, as given.
+    pub fn packages(&self, uid: u32) -> Vec<String> {
+        self.app(uid)
+            .map(|a| {
+                a.packages
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::App;
 
     #[test]
     fn builds_and_looks_up() {
@@ -191,7 +271,7 @@ mod tests {
             ],
             platform_uids: None,
         };
-        let index = Index::build(&table);
+        let index = Index::build(&table, 0);
         let camera = index.app(10057).unwrap();
         assert!(camera.holds(b"COM.EXAMPLE.CAMERA"));
         assert!(camera.holds(b"com.example.shared"));

@@ -19,6 +19,7 @@ mod owner;
 mod path;
 mod rules;
 mod table;
+mod trie;
 
 #[cfg(test)]
 mod rules_tests;
@@ -28,8 +29,9 @@ pub use config::parse_config;
 pub use mime::MediaKind;
 pub use rules::{app_mode, crosses_areas, Move};
 
+use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 /// Permission bits; the numeric values are the Java API's constants.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -193,10 +195,10 @@ pub enum Decision {
     Deny(i32),
 }
 
-/// An immutable view of the table, shared by all workers; replaced whole on every change.
+/// An immutable view of the table, shared by all workers; each change makes a new one that
+/// shares every part the change did not touch.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    table: Table,
     index: index::Index,
     generation: u64,
 }
@@ -205,27 +207,34 @@ impl Snapshot {
     /// Builds a snapshot of `table` (generation 0). Invalid entries are skipped with a warning;
     /// use [`Table::validate`] first to refuse them instead.
     pub fn new(table: Table) -> Self {
-        Self::with_generation(table, 0)
-    }
-
-    fn with_generation(table: Table, generation: u64) -> Self {
-        let index = index::Index::build(&table);
         Snapshot {
-            table,
-            index,
-            generation,
+            index: index::Index::build(&table, 0),
+            generation: 0,
         }
     }
 
-    /// The table this snapshot was built from.
-    pub fn table(&self) -> &Table {
-        &self.table
+    /// The table this snapshot holds, rebuilt on each call (apps sorted by uid, grants in no
+    /// particular order): for inspection, not for a hot path.
+    pub fn table(&self) -> Table {
+        self.index.to_table()
     }
 
-    /// The [`Policy::generation`] this snapshot belongs to: results cached under it are valid
-    /// as long as `Policy::generation()` still returns it.
+    /// The [`Policy::generation`] this snapshot belongs to: every change makes a new one.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The generation of the last change that can alter `uid`'s decisions (a change of its
+    /// entry or grants, or a table-wide change): results cached for `uid` under it stay valid
+    /// while [`Policy::generation_of`] still returns it. It never goes back, and a change of
+    /// another uid leaves it as it is.
+    pub fn generation_of(&self, uid: u32) -> u64 {
+        self.index.generation_of(uid)
+    }
+
+    /// The packages of `uid`'s app entry, as given (empty without an entry).
+    pub fn packages(&self, uid: u32) -> Vec<String> {
+        self.index.packages(uid)
     }
 
     /// May `uid` do `op` to `target`? The rules are in `rules.rs`.
@@ -301,19 +310,41 @@ pub fn media_kind(name: &[u8]) -> MediaKind {
     mime::kind_of(name)
 }
 
+/// Whether two names (or paths) are the same to the policy: compared case-insensitively, as
+/// grants and package names are.
+pub fn names_match(a: &[u8], b: &[u8]) -> bool {
+    path::fold_eq(a, b)
+}
+
+/// A hash of the case-folded name: `names_match(a, b)` implies equal hashes.
+pub fn name_hash(name: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = index::FxHasher::default();
+    path::fold_hash(name, &mut hasher);
+    hasher.finish()
+}
+
 /// Checks a user-supplied relative path (policy file, Java) and returns it normalized; see
 /// [`PolicyError::BadPath`].
 pub fn normalize_path(path: &str) -> Result<String, PolicyError> {
     path::normalize(path)
 }
 
-/// The live policy: a snapshot swapped atomically on each change, and a generation counter.
-#[derive(Debug, Default)]
+/// The live policy: a snapshot swapped atomically on each change ([`ArcSwap`]: readers never
+/// wait for a writer, nor for each other).
+#[derive(Debug)]
 pub struct Policy {
-    current: RwLock<Arc<Snapshot>>,
-    /// Serializes changes, so that snapshots are rebuilt outside the `current` write lock.
+    current: ArcSwap<Snapshot>,
+    /// Serializes changes (each builds on the snapshot before it).
     writer: Mutex<()>,
+    /// The current snapshot's generation, readable with one atomic load.
     generation: AtomicU64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::new(Table::default())
+    }
 }
 
 impl Policy {
@@ -321,33 +352,39 @@ impl Policy {
     /// [`Table::validate`] to refuse them).
     pub fn new(table: Table) -> Self {
         Policy {
-            current: RwLock::new(Arc::new(Snapshot::new(table))),
+            current: ArcSwap::from_pointee(Snapshot::new(table)),
             writer: Mutex::new(()),
             generation: AtomicU64::new(0),
         }
     }
 
-    /// The current snapshot: a read lock and an `Arc` clone.
+    /// The current snapshot (an `Arc` clone, no lock).
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.load_full()
     }
 
-    /// Incremented on every change, after the new snapshot is in place: read it before
-    /// taking a snapshot to tag cached results (or use [`Snapshot::generation`]).
+    /// Incremented on every change, after the new snapshot is in place.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn update(&self, f: impl FnOnce(&mut Table)) {
+    /// See [`Snapshot::generation_of`]: what results cached for `uid` are stamped with. Read it
+    /// before taking the snapshot that decides (or use the snapshot's own), so that a result
+    /// is never stamped newer than the table it came from.
+    pub fn generation_of(&self, uid: u32) -> u64 {
+        self.current.load().generation_of(uid)
+    }
+
+    /// Applies one change as a new generation. Cloning the index is a few `Arc` increments;
+    /// `f` copies only what it changes.
+    fn update(&self, f: impl FnOnce(&mut index::Index, u64)) {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut table = self.snapshot().table.clone();
-        f(&mut table);
-        let generation = self.generation.load(Ordering::Acquire) + 1;
-        let next = Arc::new(Snapshot::with_generation(table, generation));
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
+        let current = self.current.load();
+        let generation = current.generation + 1;
+        let mut index = current.index.clone();
+        drop(current);
+        f(&mut index, generation);
+        self.current.store(Arc::new(Snapshot { index, generation }));
         self.generation.store(generation, Ordering::Release);
     }
 
@@ -356,15 +393,12 @@ impl Policy {
     /// ([`PolicyError::BadPackage`]).
     pub fn set_app(&self, app: App) -> Result<(), PolicyError> {
         table::check_app(&app)?;
-        self.update(|t| {
-            t.apps.retain(|a| a.uid != app.uid);
-            t.apps.push(app)
-        });
+        self.update(|index, generation| index.set_app(&app, generation));
         Ok(())
     }
 
     pub fn remove_app(&self, uid: u32) {
-        self.update(|t| t.apps.retain(|a| a.uid != uid));
+        self.update(|index, generation| index.remove_app(uid, generation));
     }
 
     /// Gives `uid` `access` to one file, replacing any grant it had on that path (compared
@@ -372,10 +406,7 @@ impl Policy {
     pub fn grant(&self, uid: u32, path: &str, access: Access) -> Result<(), PolicyError> {
         table::check_uid(i64::from(uid))?;
         let path = path::normalize(path)?;
-        self.update(|t| {
-            t.grants.retain(|g| !same_grant(g, uid, &path));
-            t.grants.push((uid, path, access))
-        });
+        self.update(|index, generation| index.set_grant(uid, &path, access, generation));
         Ok(())
     }
 
@@ -383,14 +414,14 @@ impl Policy {
     pub fn revoke(&self, uid: u32, path: &str) -> Result<(), PolicyError> {
         table::check_uid(i64::from(uid))?;
         let path = path::normalize(path)?;
-        self.update(|t| t.grants.retain(|g| !same_grant(g, uid, &path)));
+        self.update(|index, generation| index.revoke(uid, &path, generation));
         Ok(())
     }
 
     /// Replaces the whole table. Invalid entries are skipped with a warning; see
     /// [`Policy::try_replace`].
     pub fn replace(&self, table: Table) {
-        self.update(|t| *t = table);
+        self.update(|index, generation| *index = index::Index::build(&table, generation));
     }
 
     /// Replaces the whole table if [`Table::validate`] accepts it.
@@ -412,24 +443,6 @@ impl Policy {
         grants: Vec<(u32, String, Access)>,
         revokes: Vec<(u32, String)>,
     ) -> Result<(), PolicyError> {
-        use std::collections::{HashMap, HashSet};
-        use std::hash::{Hash, Hasher};
-
-        /// A grant's identity, compared as [`same_grant`] compares: uid, and path folded.
-        struct Key<'a>(u32, &'a str);
-        impl PartialEq for Key<'_> {
-            fn eq(&self, other: &Self) -> bool {
-                self.0 == other.0 && path::fold_eq(self.1.as_bytes(), other.1.as_bytes())
-            }
-        }
-        impl Eq for Key<'_> {}
-        impl Hash for Key<'_> {
-            fn hash<H: Hasher>(&self, state: &mut H) {
-                self.0.hash(state);
-                path::fold_hash(self.1.as_bytes(), state);
-            }
-        }
-
         let checked = |uid: u32, p: &str| -> Result<String, PolicyError> {
             table::check_uid(i64::from(uid))?;
             path::normalize(p)
@@ -446,40 +459,18 @@ impl Policy {
         if apps.is_empty() && grants.is_empty() && revokes.is_empty() {
             return Ok(());
         }
-
-        // The last entry of each uid / (uid, path) wins.
-        let last_app: HashMap<u32, usize> =
-            apps.iter().enumerate().map(|(i, a)| (a.uid, i)).collect();
-        let apps: Vec<App> = apps
-            .into_iter()
-            .enumerate()
-            .filter(|(i, a)| last_app[&a.uid] == *i)
-            .map(|(_, a)| a)
-            .collect();
-        let last_grant: HashMap<Key<'_>, usize> = grants
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (Key(g.0, &g.1), i))
-            .collect();
-        let given = grants
-            .iter()
-            .enumerate()
-            .filter(|(i, g)| last_grant[&Key(g.0, &g.1)] == *i)
-            .map(|(_, g)| g.clone())
-            .collect::<Vec<_>>();
-        // Table grants replaced or revoked by the batch.
-        let dropped: HashSet<Key<'_>> = revokes
-            .iter()
-            .map(|(uid, p)| Key(*uid, p))
-            .chain(last_grant.into_keys())
-            .collect();
-        let app_uids: HashSet<u32> = apps.iter().map(|a| a.uid).collect();
-        self.update(|t| {
-            t.apps.retain(|a| !app_uids.contains(&a.uid));
-            t.apps.extend(apps);
-            t.grants
-                .retain(|(uid, p, _)| !dropped.contains(&Key(*uid, p)));
-            t.grants.extend(given);
+        // In order, so the last entry of each uid / (uid, path) wins. Nodes copied from the
+        // current snapshot are owned afterwards: the batch copies each at most once.
+        self.update(|index, generation| {
+            for app in &apps {
+                index.set_app(app, generation);
+            }
+            for (uid, path) in &revokes {
+                index.revoke(*uid, path, generation);
+            }
+            for (uid, path, access) in &grants {
+                index.set_grant(*uid, path, *access, generation);
+            }
         });
         Ok(())
     }
@@ -587,6 +578,81 @@ mod tests {
         policy.replace(bad);
         assert_eq!(policy.generation(), before + 1);
         assert_eq!(policy.snapshot().index.grant(10057, b"a//b"), None);
+    }
+
+    #[test]
+    fn per_uid_generations_move_only_for_the_changed_uid() {
+        let policy = Policy::default();
+        let (a, b) = (10057, 10058);
+        assert_eq!((policy.generation_of(a), policy.generation_of(b)), (0, 0));
+        let app = |uid, pkg: &str| App {
+            uid,
+            packages: vec![pkg.into()],
+            permissions: Permissions::default(),
+        };
+        let mut seen = vec![policy.generation_of(a)];
+        let mut step = |change: &dyn Fn(&Policy), moves_a: bool| {
+            let (ga, gb) = (policy.generation_of(a), policy.generation_of(b));
+            change(&policy);
+            let (na, nb) = (policy.generation_of(a), policy.generation_of(b));
+            assert_eq!(na != ga, moves_a);
+            assert_eq!(nb, gb, "a change of uid {a} voids nothing of uid {b}");
+            assert!(
+                !seen.contains(&na) || !moves_a,
+                "generations never come back"
+            );
+            seen.push(na);
+        };
+        step(&|p| p.set_app(app(a, "com.a")).unwrap(), true);
+        step(
+            &|p| p.grant(a, "Download/x.pdf", Access::Read).unwrap(),
+            true,
+        );
+        step(&|p| p.revoke(a, "Download/x.pdf").unwrap(), true);
+        step(&|p| p.remove_app(a), true);
+        step(&|p| p.revoke(a, "Download/none.pdf").unwrap(), false);
+        step(&|p| p.remove_app(a), false);
+        step(
+            &|p| {
+                p.apply_batch(
+                    vec![],
+                    vec![(a, "DCIM/y.jpg".into(), Access::Write)],
+                    vec![],
+                )
+                .unwrap()
+            },
+            true,
+        );
+        // A table-wide change voids everyone's.
+        let gb = policy.generation_of(b);
+        policy.replace(Table::default());
+        assert!(policy.generation_of(b) > gb);
+        assert_eq!(policy.generation_of(a), policy.generation_of(b));
+        let snap = policy.snapshot();
+        assert_eq!(snap.generation_of(a), policy.generation_of(a));
+        assert_eq!(snap.generation(), policy.generation());
+    }
+
+    #[test]
+    fn tables_come_back_as_given() {
+        let table = Table {
+            apps: vec![App {
+                uid: 10057,
+                packages: vec!["com.Example.a".into(), "com.b".into()],
+                permissions: Permissions::from_bits(5).unwrap(),
+            }],
+            grants: vec![(10057, "Music/Été.mp3".into(), Access::Write)],
+            platform_uids: Some(vec![1000]),
+        };
+        let back = Snapshot::new(table.clone()).table();
+        assert_eq!(back.apps, table.apps);
+        assert_eq!(back.grants, table.grants);
+        assert_eq!(back.platform_uids, table.platform_uids);
+        assert_eq!(Snapshot::new(Table::default()).table().platform_uids, None);
+        assert_eq!(
+            Snapshot::new(table).packages(10057),
+            vec!["com.Example.a".to_string(), "com.b".into()]
+        );
     }
 
     #[test]

@@ -83,9 +83,11 @@ impl StorageView {
         matches!(self.class(uid), CallerClass::App | CallerClass::Isolated)
     }
 
-    /// What cached decisions are valid under: the policy generation and the path epoch.
-    fn stamp(&self) -> u64 {
-        let generation = self.policy.generation() as u32 as u64;
+    /// What `uid`'s cached decisions are valid under: the policy generation of that uid (a
+    /// change of another uid leaves it alone) and the path epoch. Read before the snapshot
+    /// that decides, so that a result is never stamped newer than the table it came from.
+    fn stamp(&self, uid: u32) -> u64 {
+        let generation = self.policy.generation_of(uid) as u32 as u64;
         (generation << 32) | (self.path_epoch.load(Acquire) as u32 as u64)
     }
 
@@ -105,7 +107,7 @@ impl StorageView {
             let decision = self.policy.snapshot().decide(uid, op, &facts.target());
             return self.verdict(uid, op, decision, || path_text(&facts.path));
         };
-        let stamp = self.stamp();
+        let stamp = self.stamp(uid);
         let cached = self
             .nodes
             .with(id, |n| n.verdicts(uid, stamp))

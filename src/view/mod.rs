@@ -25,6 +25,8 @@ mod stats;
 pub use access::OWNER_XATTR;
 pub use denials::{Denial, DenialLog};
 pub use events::{EventFeed, FileEvent};
+#[doc(hidden)]
+pub use nodes::NodeBench;
 pub use stats::ViewStats;
 
 use crate::fuse::abi::ROOT_ID;
@@ -224,7 +226,8 @@ impl StorageView {
     }
 
     /// Drops the kernel's caches for `path` (relative to the storage root) and every cached
-    /// decision: for use after a policy change. Must not be called from a request thread.
+    /// decision: for files changed behind the mount's back. Must not be called from a request
+    /// thread. Costs the path's depth in node-table lookups (the (parent, name) index).
     pub fn invalidate(&self, path: &[u8]) {
         self.paths_changed();
         let Some(kernel) = self.kernel() else { return };
@@ -245,8 +248,49 @@ impl StorageView {
         }
     }
 
-    /// After a policy change: drop every kernel entry whose answer depends on the caller.
-    /// (Cached decisions need no sweep: the policy's generation counter already voids them.)
+    /// After a grant or revoke on `path`: drops the kernel's entry and caches of that one file
+    /// (its ancestors' entries, and with them their whole cached subtrees, stay). Cached
+    /// decisions need nothing: the uid's policy generation voids that uid's alone. Costs the
+    /// path's depth.
+    pub fn invalidate_grant(&self, path: &[u8]) {
+        let Some(kernel) = self.kernel() else { return };
+        let Some(name) = path.rsplit(|&b| b == b'/').find(|c| !c.is_empty()) else {
+            return;
+        };
+        let (parents, nodes) = self.nodes.resolve(path);
+        for p in parents {
+            let _ = kernel.inval_entry(p, name);
+        }
+        for id in nodes {
+            // The kernel knows the name as looked up: also the spelling on disk.
+            let known = self
+                .nodes
+                .with(id, |n| (n.parent, n.name.as_bytes().to_vec()));
+            if let Some((parent, known)) = known.filter(|(_, n)| n[..] != *name) {
+                let _ = kernel.inval_entry(parent, &known);
+            }
+            let _ = kernel.inval_inode(id, 0, 0);
+        }
+    }
+
+    /// After an app change: drops the kernel entries that change can affect, the private app
+    /// directories `Android/data/<pkg>` and `Android/obb/<pkg>` of its packages (old and new;
+    /// dropping an entry drops its cached subtree too). These are the only caller-dependent
+    /// entries, and their answers depend only on who holds the package. Costs a few index
+    /// lookups per package, whatever the number of nodes.
+    pub fn invalidate_packages<S: AsRef<[u8]>>(&self, packages: &[S]) {
+        let Some(kernel) = self.kernel() else { return };
+        if packages.is_empty() {
+            return;
+        }
+        for (parent, name) in self.nodes.app_dir_entries(packages) {
+            let _ = kernel.inval_entry(parent, &name);
+        }
+    }
+
+    /// After a table-wide change: drop every kernel entry whose answer depends on the caller.
+    /// (Cached decisions need no sweep: the policy's generations already void them.) Visits
+    /// every node; for app and grant changes use the targeted calls above.
     pub fn invalidate_all(&self) {
         let Some(kernel) = self.kernel() else { return };
         for (parent, name) in self.nodes.caller_dependent_entries() {

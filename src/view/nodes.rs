@@ -8,9 +8,10 @@
 
 use super::lower::Handle;
 use crate::fuse::abi::ROOT_ID;
-use crate::policy::Verdicts;
+use crate::policy::{name_hash, names_match, Verdicts};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::num::NonZeroI32;
 use std::sync::Mutex;
 
@@ -235,7 +236,7 @@ impl Node {
     }
 
     /// The node now lives at `parent/name` (a rename).
-    pub fn moved_to(&mut self, parent: u64, name: &[u8]) {
+    fn moved_to(&mut self, parent: u64, name: &[u8]) {
         if !self.is_named(parent, name) {
             self.parent = parent;
             self.name = NodeName::new(name);
@@ -327,9 +328,84 @@ impl Shard {
     }
 }
 
+/// Hashes a key that is already a hash: one multiply, so that the map's bucket and tag bits
+/// both see well-mixed bits.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyBuild = BuildHasherDefault<KeyHasher>;
+
+/// Which shard of the name index and which key in it a (parent, folded name) has.
+fn name_key(parent: u64, name: &[u8]) -> (usize, u32) {
+    let mut k = (parent.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ name_hash(name))
+        .wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 29;
+    ((k >> 40) as usize & (SHARDS - 1), k as u32)
+}
+
+/// One shard of the (parent, folded name) -> nodes index: 8 bytes a node in the common case
+/// (memory: RSS after 100,000 lookups must stay under 20 MiB). A key is a 32-bit hash, so a
+/// hit is only a candidate: callers check the node's real parent and name.
+#[derive(Default)]
+struct NameShard {
+    /// The first node of each key, as a 32-bit node id.
+    first: HashMap<u32, u32, KeyBuild>,
+    /// Further nodes of a key (case variants, hash collisions, a reused inode number's old
+    /// node) and ids too large for 32 bits: rare.
+    more: HashMap<u32, Vec<u64>, KeyBuild>,
+}
+
+impl NameShard {
+    fn add(&mut self, key: u32, id: u64) {
+        if let Ok(small) = u32::try_from(id) {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.first.entry(key) {
+                e.insert(small);
+                return;
+            }
+        }
+        self.more.entry(key).or_default().push(id);
+    }
+
+    fn remove(&mut self, key: u32, id: u64) {
+        if self.first.get(&key).is_some_and(|&f| u64::from(f) == id) {
+            self.first.remove(&key);
+        } else if let Some(ids) = self.more.get_mut(&key) {
+            ids.retain(|&i| i != id);
+            if ids.is_empty() {
+                self.more.remove(&key);
+            }
+        }
+        if self.first.capacity() > 4 * self.first.len() + CHUNK {
+            self.first.shrink_to_fit();
+        }
+    }
+
+    fn get(&self, key: u32, out: &mut Vec<u64>) {
+        out.extend(self.first.get(&key).map(|&f| u64::from(f)));
+        out.extend(self.more.get(&key).into_iter().flatten());
+    }
+}
+
 pub struct NodeTable {
     root: Mutex<Node>,
     shards: Box<[Mutex<Shard>]>,
+    /// (parent, folded name) -> nodes, kept in step by register, forget and renamed. Locked
+    /// only after a node shard (never the other way round), and never held while one is taken.
+    names: Box<[Mutex<NameShard>]>,
 }
 
 fn shard_of_ino(ino: u64) -> usize {
@@ -374,6 +450,33 @@ impl NodeTable {
         NodeTable {
             root: Mutex::new(root),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            names: (0..SHARDS)
+                .map(|_| Mutex::new(NameShard::default()))
+                .collect(),
+        }
+    }
+
+    fn names(&self, parent: u64, name: &[u8]) -> (std::sync::MutexGuard<'_, NameShard>, u32) {
+        let (i, key) = name_key(parent, name);
+        (self.names[i].lock().unwrap_or_else(|e| e.into_inner()), key)
+    }
+
+    fn name_added(&self, id: u64, parent: u64, name: &[u8]) {
+        let (mut shard, key) = self.names(parent, name);
+        shard.add(key, id);
+    }
+
+    fn name_removed(&self, id: u64, parent: u64, name: &[u8]) {
+        let (mut shard, key) = self.names(parent, name);
+        shard.remove(key, id);
+    }
+
+    /// Moves node `id` to `parent/name`, keeping the name index in step.
+    fn move_node(&self, id: u64, node: &mut Node, parent: u64, name: &[u8]) {
+        if !node.is_named(parent, name) {
+            self.name_removed(id, node.parent, node.name.as_bytes());
+            node.moved_to(parent, name);
+            self.name_added(id, parent, name);
         }
     }
 
@@ -434,7 +537,7 @@ impl NodeTable {
         if let Some(slot) = known {
             if let Some(node) = shard.get_mut(slot) {
                 node.nlookup += 1;
-                node.moved_to(parent, name);
+                self.move_node(join(si, slot), node, parent, name);
                 node.set_caller_dependent(caller_dependent);
                 return Registered {
                     nodeid: join(si, slot),
@@ -457,6 +560,7 @@ impl NodeTable {
         } else {
             shard.by_ino.insert(ino, slot);
         }
+        self.name_added(join(si, slot), parent, name);
         Registered {
             nodeid: join(si, slot),
             caller_dependent,
@@ -477,6 +581,7 @@ impl NodeTable {
             return None;
         }
         let node = shard.release(slot)?;
+        self.name_removed(id, node.parent, node.name.as_bytes());
         if node.linked_name() {
             if let Some(slots) = shard.linked.get_mut(&node.ino) {
                 slots.retain(|&s| s != slot);
@@ -509,7 +614,7 @@ impl NodeTable {
         for slot in slots {
             if let Some(node) = shard.get_mut(slot) {
                 if !node.linked_name() || node.is_named(from.0, from.1) {
-                    node.moved_to(to.0, to.1);
+                    self.move_node(join(si, slot), node, to.0, to.1);
                 }
             }
         }
@@ -551,27 +656,219 @@ impl NodeTable {
         ids
     }
 
-    /// (parent, name) of every entry whose lookup answer depends on the caller.
+    /// (parent, name) of every entry whose lookup answer depends on the caller. Visits every
+    /// node, a bounded run at a time so that no worker waits long for a shard.
     pub fn caller_dependent_entries(&self) -> Vec<(u64, Vec<u8>)> {
+        const RUN: usize = 1024;
         let mut out = Vec::new();
-        self.each(|_, n| {
-            if n.caller_dependent() {
-                out.push((n.parent, n.name.as_bytes().to_vec()));
+        for i in 0..SHARDS {
+            let mut start = 0;
+            loop {
+                let shard = self.lock(i);
+                let end = shard.len.min(start + RUN);
+                for slot in start..end {
+                    let node = shard.chunks[slot / CHUNK][slot % CHUNK].as_ref();
+                    if let Some(n) = node.filter(|n| n.caller_dependent()) {
+                        out.push((n.parent, n.name.as_bytes().to_vec()));
+                    }
+                }
+                if end >= shard.len {
+                    break;
+                }
+                start = end;
             }
-        });
+        }
         out
     }
 
     /// Node ids of the children the kernel may have cached under `parent` named `name`
-    /// (case-insensitively), for invalidation after a policy change.
+    /// (case-insensitively, as the policy compares names), for invalidation after a policy
+    /// change. Costs a hash lookup, not a walk of the table.
     pub fn children_named(&self, parent: u64, name: &[u8]) -> Vec<u64> {
-        let mut out = Vec::new();
-        self.each(|id, n| {
-            if n.parent == parent && n.name.as_bytes().eq_ignore_ascii_case(name) {
-                out.push(id);
-            }
+        let mut candidates = Vec::new();
+        {
+            let (shard, key) = self.names(parent, name);
+            shard.get(key, &mut candidates);
+        }
+        candidates.retain(|&id| {
+            self.with(id, |n| {
+                n.parent == parent && names_match(n.name.as_bytes(), name)
+            })
+            .unwrap_or(false)
         });
+        candidates
+    }
+
+    /// The nodes the kernel may know at `path` (components compared case-insensitively) and
+    /// those of its parent directory, `(parents, nodes)`: one index lookup per component.
+    pub fn resolve(&self, path: &[u8]) -> (Vec<u64>, Vec<u64>) {
+        let mut parents = Vec::new();
+        let mut nodes = vec![ROOT_ID];
+        for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            if nodes.is_empty() {
+                return (Vec::new(), Vec::new());
+            }
+            parents = std::mem::take(&mut nodes);
+            for &p in &parents {
+                nodes.extend(self.children_named(p, comp));
+            }
+        }
+        (parents, nodes)
+    }
+
+    /// The kernel entries an app change can affect, `(parent, name)`: `Android/data/<pkg>`
+    /// and `Android/obb/<pkg>` of each package, as given and as spelled on disk (the kernel
+    /// knows names as they were looked up). A few index lookups per package.
+    pub fn app_dir_entries<S: AsRef<[u8]>>(&self, packages: &[S]) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        if packages.is_empty() {
+            return out;
+        }
+        for dir in [&b"Android/data"[..], b"Android/obb"] {
+            for parent in self.resolve(dir).1 {
+                for package in packages {
+                    let package = package.as_ref();
+                    out.push((parent, package.to_vec()));
+                    for child in self.children_named(parent, package) {
+                        let name = self.with(child, |n| n.name.as_bytes().to_vec());
+                        out.extend(name.filter(|n| n[..] != *package).map(|n| (parent, n)));
+                    }
+                }
+            }
+        }
         out
+    }
+}
+
+/// A node table filled without a kernel, for `examples/policy_change_bench.rs`: what a policy
+/// change costs the view at a million known nodes (a million real files and lookups would
+/// take the bench minutes). Not an API.
+#[doc(hidden)]
+pub struct NodeBench {
+    table: NodeTable,
+    handle: Handle,
+    dirs: HashMap<Vec<u8>, u64>,
+    ids: Vec<u64>,
+    next_ino: u64,
+}
+
+#[doc(hidden)]
+impl NodeBench {
+    /// An empty table; every node gets the file handle of `dir` (handles only tell inodes
+    /// apart when numbers are reused, which the bench never does).
+    pub fn new(dir: &std::path::Path) -> std::io::Result<Self> {
+        use std::os::fd::AsFd;
+        let handle = super::lower::handle_of(std::fs::File::open(dir)?.as_fd())?;
+        Ok(NodeBench {
+            table: NodeTable::new(Node::new(ROOT_ID, b"", handle, 1, libc::S_IFDIR)),
+            handle,
+            dirs: HashMap::from([(Vec::new(), ROOT_ID)]),
+            ids: Vec::new(),
+            next_ino: 2,
+        })
+    }
+
+    fn register(&mut self, parent: u64, name: &[u8], kind: u32, dependent: bool) -> u64 {
+        self.next_ino += 1;
+        let found = Found {
+            parent,
+            name,
+            handle: self.handle,
+            ino: self.next_ino,
+            kind,
+            nlink: 1,
+        };
+        let id = self.table.register(found, dependent).nodeid;
+        self.ids.push(id);
+        id
+    }
+
+    /// Registers the file at `path` and its directories, as lookups would.
+    pub fn add_file(&mut self, path: &[u8]) {
+        let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b""[..], path),
+        };
+        let parent = self.dir(dir);
+        let dependent = crate::policy::caller_dependent(&crate::policy::Target {
+            path,
+            is_dir: false,
+            owner: None,
+            under_nomedia: false,
+        });
+        self.register(parent, name, libc::S_IFREG, dependent);
+    }
+
+    fn dir(&mut self, path: &[u8]) -> u64 {
+        if let Some(&id) = self.dirs.get(path) {
+            return id;
+        }
+        let (up, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&b""[..], path),
+        };
+        let parent = self.dir(up);
+        let dependent = crate::policy::caller_dependent(&crate::policy::Target {
+            path,
+            is_dir: true,
+            owner: None,
+            under_nomedia: false,
+        });
+        let id = self.register(parent, name, libc::S_IFDIR, dependent);
+        self.dirs.insert(path.to_vec(), id);
+        id
+    }
+
+    pub fn count(&self) -> usize {
+        self.table.count()
+    }
+
+    /// What `StorageView::invalidate_grant` looks up: the path's nodes and parents.
+    pub fn grant_entries(&self, path: &[u8]) -> usize {
+        let (parents, nodes) = self.table.resolve(path);
+        parents.len() + nodes.len()
+    }
+
+    /// What `StorageView::invalidate_packages` looks up.
+    pub fn package_entries<S: AsRef<[u8]>>(&self, packages: &[S]) -> usize {
+        self.table.app_dir_entries(packages).len()
+    }
+
+    /// Heap bytes the (parent, name) index holds (its tables, by capacity).
+    pub fn name_index_bytes(&self) -> usize {
+        self.table
+            .names
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap_or_else(|e| e.into_inner());
+                s.first.capacity() * 9
+                    + s.more.capacity() * 29
+                    + s.more.values().map(|v| v.capacity() * 8).sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// What `StorageView::invalidate_all` visits.
+    pub fn caller_dependent_entries(&self) -> usize {
+        self.table.caller_dependent_entries().len()
+    }
+
+    /// A worker's cache-hit check of the `i`th node registered: the cached verdicts under
+    /// `stamp`, stored first if absent.
+    pub fn cached_check(&self, i: usize, uid: u32, stamp: u64, verdicts: Verdicts) -> bool {
+        let id = self.ids[i % self.ids.len()];
+        self.table
+            .with(id, |n| {
+                n.verdicts(uid, stamp).is_some() || {
+                    n.set_verdicts(CachedVerdicts {
+                        uid,
+                        stamp,
+                        verdicts,
+                    });
+                    false
+                }
+            })
+            .unwrap_or(false)
     }
 }
 
@@ -817,6 +1114,152 @@ mod tests {
             chunks <= 2000 / CHUNK + SHARDS,
             "{chunks} chunks for 2000 nodes"
         );
+    }
+
+    fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_name_index_follows_register_rename_and_forget() {
+        let t = table();
+        let dir = t
+            .register(
+                Found {
+                    kind: libc::S_IFDIR,
+                    ..found(ROOT_ID, b"DCIM", handle(1), 10, 1)
+                },
+                false,
+            )
+            .nodeid;
+        let a = t
+            .register(found(dir, b"a.jpg", handle(2), 11, 1), false)
+            .nodeid;
+        // A case variant on a case-sensitive lower tree: both are candidates.
+        let b = t
+            .register(found(dir, b"A.JPG", handle(3), 12, 1), false)
+            .nodeid;
+        let e = t
+            .register(found(dir, "Été.jpg".as_bytes(), handle(4), 13, 1), false)
+            .nodeid;
+        assert_eq!(t.children_named(ROOT_ID, b"dcim"), vec![dir]);
+        assert_eq!(sorted(t.children_named(dir, b"a.Jpg")), sorted(vec![a, b]));
+        assert_eq!(t.children_named(dir, "éTÉ.JPG".as_bytes()), vec![e]);
+        assert_eq!(t.children_named(ROOT_ID, b"a.jpg"), Vec::<u64>::new());
+        assert_eq!(t.resolve(b"dcim/A.jpg").0, vec![dir]);
+        assert_eq!(sorted(t.resolve(b"dcim/A.jpg").1), sorted(vec![a, b]));
+        assert_eq!(t.resolve(b""), (vec![], vec![ROOT_ID]));
+        assert_eq!(t.resolve(b"Music/x"), (vec![], vec![]));
+
+        // Renamed: found under the new name only.
+        t.renamed(11, (dir, b"a.jpg"), (ROOT_ID, b"moved.jpg"));
+        assert_eq!(t.children_named(dir, b"a.jpg"), vec![b]);
+        assert_eq!(t.children_named(ROOT_ID, b"MOVED.jpg"), vec![a]);
+        // Looked up again under another name (moved behind our back): the same.
+        t.register(found(dir, b"back.jpg", handle(2), 11, 1), false);
+        assert_eq!(t.children_named(ROOT_ID, b"moved.jpg"), Vec::<u64>::new());
+        assert_eq!(t.children_named(dir, b"back.jpg"), vec![a]);
+
+        // Forgotten: gone from the index, and a new node reusing the id is found by its name.
+        assert!(t.forget(b, 1).is_some());
+        assert_eq!(t.children_named(dir, b"a.jpg"), Vec::<u64>::new());
+        let c = t
+            .register(found(dir, b"c.jpg", handle(5), 12, 1), false)
+            .nodeid;
+        assert_eq!(t.children_named(dir, b"c.jpg"), vec![c]);
+        assert_eq!(t.children_named(dir, b"a.jpg"), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn the_name_index_keeps_colliding_keys_apart_and_gives_memory_back() {
+        let mut shard = NameShard::default();
+        shard.add(7, 100);
+        shard.add(7, 200);
+        shard.add(7, 1 << 40);
+        let mut out = Vec::new();
+        shard.get(7, &mut out);
+        assert_eq!(sorted(out), vec![100, 200, 1 << 40]);
+        shard.remove(7, 100);
+        shard.remove(7, 1 << 40);
+        let mut out = Vec::new();
+        shard.get(7, &mut out);
+        assert_eq!(out, vec![200]);
+        shard.remove(7, 200);
+        assert!(shard.first.is_empty() && shard.more.is_empty());
+
+        let t = table();
+        let ids: Vec<u64> = (0..3_000u64)
+            .map(|ino| {
+                t.register(found(ROOT_ID, b"same", handle(1), ino, 1), false)
+                    .nodeid
+            })
+            .collect();
+        assert_eq!(t.children_named(ROOT_ID, b"SAME").len(), 3_000);
+        for id in ids {
+            t.forget(id, 1);
+        }
+        assert!(t.children_named(ROOT_ID, b"same").is_empty());
+        let names: usize = t
+            .names
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap();
+                s.first.capacity() + s.more.capacity()
+            })
+            .sum();
+        assert!(names <= SHARDS * (CHUNK + 4), "{names} slots kept");
+    }
+
+    #[test]
+    fn app_changes_find_only_their_packages_dirs() {
+        let t = table();
+        let dir = |parent, name: &'static [u8], ino| {
+            t.register(
+                Found {
+                    kind: libc::S_IFDIR,
+                    ..found(parent, name, handle(1), ino, 1)
+                },
+                false,
+            )
+            .nodeid
+        };
+        let android = dir(ROOT_ID, b"Android", 10);
+        let data = dir(android, b"data", 11);
+        dir(data, b"Com.Example.A", 12);
+        dir(data, b"com.example.b", 13);
+        // Android/obb was never looked up: nothing known there, nothing to drop.
+        let mut got = t.app_dir_entries(&["com.example.a"]);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (data, b"Com.Example.A".to_vec()),
+                (data, b"com.example.a".to_vec())
+            ]
+        );
+        assert_eq!(
+            t.app_dir_entries(&["com.example.c"]),
+            vec![(data, b"com.example.c".to_vec())]
+        );
+        assert!(t.app_dir_entries::<&str>(&[]).is_empty());
+        let obb = dir(android, b"OBB", 14);
+        assert_eq!(
+            t.app_dir_entries(&["com.example.c"]),
+            vec![
+                (data, b"com.example.c".to_vec()),
+                (obb, b"com.example.c".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn caller_dependent_entries_are_found_across_runs() {
+        let t = table();
+        for ino in 0..5000u64 {
+            t.register(found(ROOT_ID, b"x", handle(1), ino, 1), ino % 1000 == 0);
+        }
+        assert_eq!(t.caller_dependent_entries().len(), 5);
     }
 
     #[test]
