@@ -29,7 +29,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// The app of these tests may touch every file (so files made as root are usable), except
 /// where a test needs a plain app (`PLAIN`).
 const APP: u32 = 10057;
-const PLAIN: u32 = 10058;
+const PLAIN: u32 = 10058; // may read images, holds no private dir of these tests
 const POLICY: &str = r#"
 [[app]]
 uid = 10057
@@ -39,6 +39,7 @@ permissions = ["manage_external_storage"]
 [[app]]
 uid = 10058
 packages = ["com.example.plain"]
+permissions = ["read_images"]
 "#;
 
 fn run(cmd: &str, args: &[&str]) -> String {
@@ -67,6 +68,10 @@ struct Image {
 
 impl Image {
     fn new(tag: &str, mb: u64) -> Image {
+        Self::with_options(tag, mb, "errors=continue")
+    }
+
+    fn with_options(tag: &str, mb: u64, options: &str) -> Image {
         let base = std::env::var_os("FUSEGATE_TEST_TMP")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
@@ -96,12 +101,7 @@ impl Image {
         let image = Image { img, dev, dir };
         run(
             "mount",
-            &[
-                "-o",
-                "errors=continue",
-                &image.dev,
-                image.dir.to_str().unwrap(),
-            ],
+            &["-o", options, &image.dev, image.dir.to_str().unwrap()],
         );
         image
     }
@@ -111,7 +111,7 @@ impl Image {
     }
 
     /// Remounts the lower filesystem read-only or read-write while the daemon serves it.
-    fn remount(&self, read_only: bool) {
+    fn remount(&self, read_only: bool) -> Result<(), i32> {
         let flags = libc::MS_REMOUNT | if read_only { libc::MS_RDONLY } else { 0 };
         let dir = cpath(&self.dir);
         // SAFETY: dir is NUL-terminated; the other pointers may be null for a remount.
@@ -124,7 +124,18 @@ impl Image {
                 std::ptr::null(),
             )
         };
-        assert_eq!(rc, 0, "remount (ro={read_only}): errno {}", errno());
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(errno())
+        }
+    }
+
+    /// Makes ext4 record an error, as on corrupted metadata (with errors=remount-ro it turns
+    /// read-only at once, whatever is open, until unmounted).
+    fn trigger_error(&self) {
+        let dev = Path::new(&self.dev).file_name().unwrap().to_str().unwrap();
+        std::fs::write(format!("/sys/fs/ext4/{dev}/trigger_fs_error"), "1").unwrap();
     }
 
     /// Shrinks the block device to `blocks` 4 KiB blocks: everything above answers EIO, as a
@@ -140,7 +151,10 @@ impl Image {
 
     /// Physical 4 KiB extents of a lower file: (logical start, physical start, length).
     fn extents(&self, rel: &str) -> Vec<(u64, u64, u64)> {
-        let out = run("filefrag", &["-v", "-b4096", self.path(rel).to_str().unwrap()]);
+        let out = run(
+            "filefrag",
+            &["-v", "-b4096", self.path(rel).to_str().unwrap()],
+        );
         out.lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split([':', ' ', '.']).filter(|s| !s.is_empty()).collect();
@@ -371,32 +385,95 @@ fn enospc_reports_exactly_what_was_written() {
     }
 }
 
-/// The lower filesystem is remounted read-only while served: every change is refused with
-/// EROFS, reading and listing go on, and after a read-write remount changes work again.
+/// ext4 hits an error (errors=remount-ro) while the app writes: it goes read-only at once.
+/// Every change is refused with EROFS (the open file's write and fsync too, never success),
+/// reading and listing go on, and the daemon keeps serving.
 #[test]
-fn erofs_while_serving_then_recovers() {
+fn erofs_when_the_lower_fails_read_only() {
     let Some(_serial) = start() else { return };
-    let image = Image::new("erofs", 32);
+    let image = Image::with_options("erofs", 32, "errors=remount-ro");
     let mut m = serve(&image, true);
     let (a, b) = (m.path("Download/a.txt"), m.path("Download/b.txt"));
     as_app(APP, |app| {
         sys::write_file(&a, b"hello").unwrap();
-        app.root(|| image.remount(true));
-        assert_eq!(sys::write_file(&b, b"x"), Err(libc::EROFS), "create");
-        assert_eq!(sys::try_open(&a, libc::O_WRONLY), Err(libc::EROFS), "open for write");
-        assert_eq!(sys::truncate(&a, 0), Err(libc::EROFS), "truncate");
-        assert_eq!(sys::unlink(&a), Err(libc::EROFS), "unlink");
-        assert_eq!(sys::mkdir(&m.path("Download/d")), Err(libc::EROFS), "mkdir");
-        assert_eq!(sys::rename(&a, &b), Err(libc::EROFS), "rename");
-        assert_eq!(sys::read_file(&a).unwrap(), b"hello", "read on a read-only lower");
-        assert_eq!(names(&sys::list(&m.path("Download")).unwrap()), ["a.txt"]);
-        app.root(|| image.remount(false));
-        sys::write_file(&b, b"again").unwrap();
-        assert_eq!(sys::read_file(&b).unwrap(), b"again");
-        sys::rename(&b, &m.path("Download/c.txt")).unwrap();
-        assert_eq!(sys::read_file(&a).unwrap(), b"hello");
+        let fd = fd::open(&m.path("Download/open.txt"), libc::O_WRONLY | libc::O_CREAT).unwrap();
+        app.root(|| image.trigger_error());
+        let wrote = fd::write(fd, b"after the error").and_then(|_| fd::fsync(fd));
+        assert!(
+            wrote == Err(libc::EROFS) || wrote == Err(libc::EIO),
+            "write+fsync on an fs that went read-only: {wrote:?}"
+        );
+        sys::close(fd);
+        let seen = [
+            ("create", sys::write_file(&b, b"x").map(drop)),
+            (
+                "open for write",
+                sys::try_open(&a, libc::O_WRONLY).map(drop),
+            ),
+            ("truncate", sys::truncate(&a, 0).map(drop)),
+            ("unlink", sys::unlink(&a).map(drop)),
+            ("mkdir", sys::mkdir(&m.path("Download/d")).map(drop)),
+            ("rename", sys::rename(&a, &b).map(drop)),
+        ];
+        assert!(
+            seen.iter().all(|(_, got)| *got == Err(libc::EROFS)),
+            "every change must fail with EROFS (30): {seen:?}"
+        );
+        assert_eq!(
+            sys::read_file(&a).unwrap(),
+            b"hello",
+            "read on a read-only lower"
+        );
+        assert_eq!(
+            names(&sys::list(&m.path("Download")).unwrap()),
+            ["a.txt", "open.txt"]
+        );
     });
     assert_serving(&mut m);
+}
+
+/// The administrator remounts the lower read-only while it is served and no app has a file
+/// open for writing: that must succeed (the daemon holds no writable lower file of its own),
+/// changes then fail with EROFS, and after a read-write remount they work again.
+#[test]
+fn lower_remounted_read_only_while_serving() {
+    let Some(_serial) = start() else { return };
+    for passthrough in [false, true] {
+        let image = Image::new("remount", 32);
+        let mut m = serve(&image, passthrough);
+        let (a, b) = (m.path("Download/a.txt"), m.path("Download/b.txt"));
+        as_app(APP, |app| {
+            sys::write_file(&a, b"hello").unwrap();
+            let fd = fd::open(&a, libc::O_RDWR).unwrap();
+            assert_eq!(fd::pwrite(fd, b"H", 0), Ok(1));
+            sys::close(fd);
+            // Every app file is closed now.
+            // RELEASE reaches the daemon after close() returns: allow it a moment.
+            let ro = app.root(|| {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                loop {
+                    match image.remount(true) {
+                        Err(libc::EBUSY) if std::time::Instant::now() < deadline => {
+                            std::thread::sleep(std::time::Duration::from_millis(20))
+                        }
+                        other => break other,
+                    }
+                }
+            });
+            assert_eq!(ro, Ok(()), "passthrough={passthrough}: remount read-only");
+            assert_eq!(sys::write_file(&b, b"x"), Err(libc::EROFS), "create");
+            assert_eq!(
+                sys::try_open(&a, libc::O_WRONLY),
+                Err(libc::EROFS),
+                "open for write"
+            );
+            assert_eq!(sys::read_file(&a).unwrap(), b"Hello");
+            app.root(|| image.remount(false)).unwrap();
+            sys::write_file(&b, b"again").unwrap();
+            assert_eq!(sys::read_file(&b).unwrap(), b"again");
+        });
+        assert_serving(&mut m);
+    }
 }
 
 /// The device under the lower filesystem fails (blocks past a point answer EIO): reading the
@@ -441,7 +518,11 @@ fn eio_from_a_failing_device() {
                 pattern(0, 4096, 2),
                 "a block before the damage"
             );
-            assert_eq!(fd::pread(fd, 4096, lost_at).map(|_| ()), Err(libc::EIO), "lost block");
+            assert_eq!(
+                fd::pread(fd, 4096, lost_at).map(|_| ()),
+                Err(libc::EIO),
+                "lost block"
+            );
             sys::close(fd);
             let fd = fd::open(&big, libc::O_WRONLY).unwrap();
             let wrote = fd::pwrite(fd, &[0x55; 4096], lost_at + 8192);
@@ -491,7 +572,9 @@ fn fsync_reaches_the_device() {
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 fn set_nofile(pid: u32, limit: u64) -> libc::rlimit {
@@ -583,15 +666,25 @@ fn lower_directory_renamed_then_removed() {
     as_app(APP, |app| {
         sys::mkdir(&mnt.join("Download/sub")).unwrap();
         sys::write_file(&mnt.join("Download/sub/f.txt"), b"hello").unwrap();
-        let dirfd = fd::open(&mnt.join("Download/sub"), libc::O_RDONLY | libc::O_DIRECTORY)
-            .unwrap();
+        let dirfd = fd::open(
+            &mnt.join("Download/sub"),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        )
+        .unwrap();
         app.root(|| {
             std::fs::rename(lower.join("Download/sub"), lower.join("Download/sub2")).unwrap()
         });
         assert_eq!(sys::exists(&mnt.join("Download/sub")), Err(libc::ENOENT));
-        assert_eq!(sys::read_file(&mnt.join("Download/sub2/f.txt")).unwrap(), b"hello");
+        assert_eq!(
+            sys::read_file(&mnt.join("Download/sub2/f.txt")).unwrap(),
+            b"hello"
+        );
         let via_fd = PathBuf::from(format!("/proc/self/fd/{dirfd}/f.txt"));
-        assert_eq!(sys::read_file(&via_fd).unwrap(), b"hello", "held fd after rename");
+        assert_eq!(
+            sys::read_file(&via_fd).unwrap(),
+            b"hello",
+            "held fd after rename"
+        );
 
         app.root(|| std::fs::remove_dir_all(lower.join("Download/sub2")).unwrap());
         assert_eq!(sys::exists(&mnt.join("Download/sub2")), Err(libc::ENOENT));
@@ -605,9 +698,15 @@ fn lower_directory_renamed_then_removed() {
             std::fs::create_dir(lower.join("Download/sub")).unwrap();
             std::fs::write(lower.join("Download/sub/f.txt"), "new").unwrap();
         });
-        assert_eq!(sys::read_file(&mnt.join("Download/sub/f.txt")).unwrap(), b"new");
+        assert_eq!(
+            sys::read_file(&mnt.join("Download/sub/f.txt")).unwrap(),
+            b"new"
+        );
         let old = sys::read_file(&via_fd);
-        assert!(old != Ok(b"new".to_vec()), "the removed dir's fd sees the new dir");
+        assert!(
+            old != Ok(b"new".to_vec()),
+            "the removed dir's fd sees the new dir"
+        );
         sys::close(dirfd);
         assert_eq!(names(&sys::list(&mnt.join("Download")).unwrap()), ["sub"]);
     });
@@ -633,17 +732,33 @@ fn lower_file_replaced_behind_an_open() {
                 std::fs::write(&tmp, "new!").unwrap();
                 std::fs::rename(&tmp, &lower).unwrap();
             });
-            assert_eq!(fd::read_all(fd).unwrap(), b"old", "pt={passthrough}: open file");
-            assert_eq!(sys::read_file(&path).unwrap(), b"new!", "pt={passthrough}: path");
+            assert_eq!(
+                fd::read_all(fd).unwrap(),
+                b"old",
+                "pt={passthrough}: open file"
+            );
+            assert_eq!(
+                sys::read_file(&path).unwrap(),
+                b"new!",
+                "pt={passthrough}: path"
+            );
 
             let fd2 = fd::open(&path, libc::O_RDONLY).unwrap();
             app.root(|| {
                 std::fs::remove_file(&lower).unwrap();
                 std::fs::write(&lower, "newer").unwrap();
             });
-            assert_eq!(sys::read_file(&path).unwrap(), b"newer", "pt={passthrough}: reused");
+            assert_eq!(
+                sys::read_file(&path).unwrap(),
+                b"newer",
+                "pt={passthrough}: reused"
+            );
             assert_eq!(sys::stat(&path).unwrap().st_size, 5);
-            assert_eq!(fd::read_all(fd2).unwrap(), b"new!", "pt={passthrough}: 2nd open");
+            assert_eq!(
+                fd::read_all(fd2).unwrap(),
+                b"new!",
+                "pt={passthrough}: 2nd open"
+            );
             assert_eq!(fd::read_all(fd).unwrap(), b"old");
             sys::close(fd);
             sys::close(fd2);
@@ -661,9 +776,9 @@ fn lower_file_replaced_behind_an_open() {
 fn mounts_inside_the_lower_tree_are_not_crossed() {
     let Some(_serial) = start() else { return };
     let image = Image::new("nested", 32);
-    let secret = image.path("Android/data/com.example.files");
+    let secret = image.path("Android/data/com.example.secret");
     std::fs::create_dir_all(&secret).unwrap();
-    std::fs::write(secret.join("p.txt"), "private").unwrap();
+    std::fs::write(secret.join("p.jpg"), "private").unwrap();
     std::fs::create_dir_all(image.path("Download/inner")).unwrap();
     std::fs::create_dir_all(image.path("Download/bind")).unwrap();
     std::fs::write(image.path("Download/x.txt"), "ext4 file").unwrap();
@@ -681,18 +796,40 @@ fn mounts_inside_the_lower_tree_are_not_crossed() {
 
     let mut m = serve(&image, true);
     let mnt = m.path("");
-    as_app(APP, |_| {
-        for p in ["Download/inner", "Download/inner/a.txt", "Download/bind/p.txt"] {
-            assert_eq!(sys::exists(&mnt.join(p)), Err(libc::EXDEV), "{p}");
-        }
-        assert_eq!(sys::read_file(&mnt.join("Download/x.txt")).unwrap(), b"ext4 file");
-        let root = sys::stat(&mnt).unwrap();
-        assert_eq!(root.st_mode & libc::S_IFMT, libc::S_IFDIR, "the root is still a dir");
-        assert!(names(&sys::list(&mnt).unwrap()).contains(&"Download".into()));
-    });
     as_app(PLAIN, |_| {
-        let leak = sys::read_file(&mnt.join("Download/bind/p.txt"));
-        assert!(leak.is_err(), "another app's private file via a bind mount: {leak:?}");
+        let direct = sys::exists(&mnt.join("Android/data/com.example.secret/p.jpg"));
+        assert_eq!(direct, Err(libc::ENOENT), "another app's private dir");
+        let leak = sys::read_file(&mnt.join("Download/bind/p.jpg"));
+        assert!(
+            leak.is_err(),
+            "another app's private file via a bind mount: {leak:?}"
+        );
+    });
+    as_app(APP, |_| {
+        let seen: Vec<_> = [
+            "Download/inner",
+            "Download/inner/a.txt",
+            "Download/bind",
+            "Download/bind/p.jpg",
+        ]
+        .iter()
+        .map(|p| (p, sys::exists(&mnt.join(p)).map(drop)))
+        .collect();
+        assert!(
+            seen.iter().all(|(_, got)| *got == Err(libc::EXDEV)),
+            "mount points and below must answer EXDEV (18): {seen:?}"
+        );
+        assert_eq!(
+            sys::read_file(&mnt.join("Download/x.txt")).unwrap(),
+            b"ext4 file"
+        );
+        let root = sys::stat(&mnt).unwrap();
+        assert_eq!(
+            root.st_mode & libc::S_IFMT,
+            libc::S_IFDIR,
+            "the root is still a dir"
+        );
+        assert!(names(&sys::list(&mnt).unwrap()).contains(&"Download".into()));
     });
     assert_serving(&mut m);
 }
