@@ -22,3 +22,5 @@ command -v qemu-img >/dev/null || apt-get install -y -qq qemu-utils >/dev/null
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add aarch64-unknown-linux-musl aarch64-linux-android >/dev/null
+# The fuzz targets (scripts/fuzz.sh) run with cargo-fuzz on the stable toolchain.
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test, as root: Rust unit tests and integration tests that mount real FUSE, the Java/Kotlin
+# Every test, as root: Rust unit tests and integration tests that mount real FUSE, every fuzz
+# target for 20 s over its committed corpus, the Java/Kotlin
 # tests of the JNI surface in a real JVM, the suite on an arm64 emulator through adb, and the
 # benchmark in quick mode (checks that it runs; asserts no speed). Every suite runs even when an
 # earlier one failed; the exit status is non-zero if any failed.
@@ -21,6 +22,7 @@ suite() {
 scripts/install-deps.sh || { echo "installing the test dependencies failed" >&2; exit 1; }
 
 suite "Rust: unit and integration tests (real FUSE mounts)" cargo test
+suite "fuzzing, 20 s per target (corpus replay is in cargo test)" scripts/fuzz.sh 20
 suite "JNI: Java and Kotlin against libfusegate.so" jni/run-tests.sh
 suite "arm64 emulator through adb" android/emulator/test-arm64.sh
 suite "benchmark, quick mode" bench/run.sh --quick

@@ -18,4 +18,4 @@ pub use filesystem::{AttrReply, Ctx, Errno, Filesystem, SetAttr, TimeSpec, Xattr
 pub use kernel::KernelHandle;
 pub use reply::{DirWriter, Entry, Opened};
 pub use request::Name;
-pub use session::{Negotiated, Session, SessionConfig, SessionStats};
+pub use session::{dispatch_one, Negotiated, Session, SessionConfig, SessionStats};

@@ -441,18 +441,28 @@ fn handle<F: Filesystem + ?Sized>(
     reply: &mut ReplyBuf,
     stats: &SessionStats,
 ) {
+    if let Some(msg) = dispatch_one(fs, buf, reply, stats) {
+        send(chan, msg);
+    }
+}
+
+/// Decodes one request exactly as read from `/dev/fuse`, calls `fs` and returns the reply to
+/// send (`None` when the kernel expects none). The worker loop and the fuzz targets share it,
+/// so what is fuzzed is what serves.
+pub fn dispatch_one<'r, F: Filesystem + ?Sized>(
+    fs: &F,
+    buf: &[u8],
+    reply: &'r mut ReplyBuf,
+    stats: &SessionStats,
+) -> Option<&'r [u8]> {
     reply.reset();
     let req = match Request::parse(buf) {
         Ok(r) => r,
         Err(e) => {
             stats.malformed.fetch_add(1, Relaxed);
             log::warn!("malformed request: {e}");
-            if let Some(h) = abi::read_pod::<abi::InHeader>(buf) {
-                if !no_reply(h.opcode) {
-                    send(chan, reply.finish(h.unique, -e.errno()));
-                }
-            }
-            return;
+            let h = abi::read_pod::<abi::InHeader>(buf)?;
+            return (!no_reply(h.opcode)).then(|| reply.finish(h.unique, -e.errno()));
         }
     };
     let h = &req.header;
@@ -465,13 +475,12 @@ fn handle<F: Filesystem + ?Sized>(
         pid: h.pid,
         opcode: h.opcode,
     };
-    let result = dispatch(fs, &ctx, req.op, reply, stats);
-    match result {
-        Ok(true) => send(chan, reply.finish(h.unique, 0)),
-        Ok(false) => {}
+    match dispatch(fs, &ctx, req.op, reply, stats) {
+        Ok(true) => Some(reply.finish(h.unique, 0)),
+        Ok(false) => None,
         Err(errno) => {
             stats.errors.fetch_add(1, Relaxed);
-            send(chan, reply.finish(h.unique, -errno));
+            Some(reply.finish(h.unique, -errno))
         }
     }
 }
