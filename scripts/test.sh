@@ -22,7 +22,14 @@ scripts/install-deps.sh || { echo "installing the test dependencies failed" >&2;
 
 suite "Rust: unit and integration tests (real FUSE mounts)" cargo test
 suite "JNI: Java and Kotlin against libfusegate.so" jni/run-tests.sh
-suite "arm64 emulator through adb" android/emulator/test-arm64.sh
+# The arm64 suite on the kernels and lower filesystems Android devices have: today's cloud kernel
+# over ext4, the full kernel over f2fs, and its 16 KiB-page variant over f2fs (16 KiB blocks).
+for combo in "cloud ext4" "arm64 f2fs" "arm64-16k f2fs"; do
+    set -- $combo
+    t0=$SECONDS
+    suite "arm64 emulator through adb: kernel $1, lower $2" android/emulator/test-arm64.sh --kernel "$1" --lower-fs "$2"
+    echo "arm64 $1/$2 took $((SECONDS - t0))s"
+done
 suite "benchmark, quick mode" bench/run.sh --quick
 
 echo

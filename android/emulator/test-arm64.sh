@@ -70,6 +70,13 @@ finfo="$(file -b "$daemon")"
 echo "fusegated: $finfo"
 grep -q 'ARM aarch64' <<<"$finfo" || die "$daemon is not an aarch64 binary"
 grep -q 'statically linked' <<<"$finfo" || die "$daemon is not statically linked"
+# Android 15+ (16 KiB pages) loads native code only if every LOAD segment is aligned to at
+# least 16 KiB (.cargo/config.toml: -zmax-page-size=16384).
+aligns="$(readelf -lW "$daemon" | awk '$1 == "LOAD" { print $NF }' | sort -u | tr '\n' ' ')"
+echo "fusegated LOAD segment alignment: $aligns"
+for a in $aligns; do
+    [ $((a)) -ge 16384 ] || die "$daemon has a LOAD segment aligned to $a (< 16 KiB): it cannot run on a 16 KiB-page kernel"
+done
 log "built ${#tests[@]} test binaries in $(elapsed "$t_build")s"
 # The Android-only code (android_logger, JNI) cannot be linked without the NDK: type-check it.
 log "== cargo check --target aarch64-linux-android --lib --bins"
