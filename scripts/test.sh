@@ -25,10 +25,10 @@ suite "JNI: Java and Kotlin against libfusegate.so" jni/run-tests.sh
 # The arm64 suite on the kernels and lower filesystems Android devices have: today's cloud kernel
 # over ext4, the full kernel over f2fs, and its 16 KiB-page variant over f2fs (16 KiB blocks).
 for combo in "cloud ext4" "arm64 f2fs" "arm64-16k f2fs"; do
-    set -- $combo
+    read -r kernel fs <<<"$combo"
     t0=$SECONDS
-    suite "arm64 emulator through adb: kernel $1, lower $2" android/emulator/test-arm64.sh --kernel "$1" --lower-fs "$2"
-    echo "arm64 $1/$2 took $((SECONDS - t0))s"
+    suite "arm64 emulator through adb: kernel $kernel, lower $fs" android/emulator/test-arm64.sh --kernel "$kernel" --lower-fs "$fs"
+    echo "arm64 $kernel/$fs took $((SECONDS - t0))s"
 done
 suite "benchmark, quick mode" bench/run.sh --quick
 
