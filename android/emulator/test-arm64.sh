@@ -125,6 +125,10 @@ echo \"PAGESIZE: \$(getconf PAGESIZE 2>/dev/null || awk '/^KernelPageSize:/ { pr
 mkdir -p $lower_dir; echo \"lower $lower_dir: \$(stat -f -c %T $lower_dir) (\$(grep \" $lower_dir \" /proc/mounts | cut -d' ' -f1,3,4))\"" </dev/null 2>&1 | tr -d '\r')"
 echo "platform:"
 sed 's/^/    /' <<<"$platform"
+if [ -n "$lower_fs" ] && ! grep -q "^lower $lower_dir: .*(/dev/vda $lower_fs " <<<"$platform"; then
+    adb shell 'dmesg | tail -n 8' </dev/null 2>&1 | tr -d '\r' | sed 's/^/    /' || true
+    die "the lower disk is not mounted at $lower_dir as $lower_fs (the kernel's last words above)"
+fi
 
 # The daemon runs on the target.
 "$REPO_ROOT/android/adb/push.sh" --daemon "$daemon"
