@@ -7,6 +7,7 @@ pkgs=(
     fio bindfs e2fsprogs util-linux            # benchmark: peer mirror, random I/O, ext4 image
     kotlin                                      # the Kotlin example of the JNI surface
     qemu-system-arm cpio adb file               # the arm64 emulator and adb
+    f2fs-tools gcc uuid-dev                     # f2fs lower disks; mkfs.f2fs for 16 KiB blocks
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -24,7 +24,14 @@ scripts/install-deps.sh || { echo "installing the test dependencies failed" >&2;
 suite "Rust: unit and integration tests (real FUSE mounts)" cargo test
 suite "fuzzing, 20 s per target (corpus replay is in cargo test)" scripts/fuzz.sh 20
 suite "JNI: Java and Kotlin against libfusegate.so" jni/run-tests.sh
-suite "arm64 emulator through adb" android/emulator/test-arm64.sh
+# The arm64 suite on the kernels and lower filesystems Android devices have: today's cloud kernel
+# over ext4, the full kernel over f2fs, and its 16 KiB-page variant over f2fs (16 KiB blocks).
+for combo in "cloud ext4" "arm64 f2fs" "arm64-16k f2fs"; do
+    read -r kernel fs <<<"$combo"
+    t0=$SECONDS
+    suite "arm64 emulator through adb: kernel $kernel, lower $fs" android/emulator/test-arm64.sh --kernel "$kernel" --lower-fs "$fs"
+    echo "arm64 $kernel/$fs took $((SECONDS - t0))s"
+done
 suite "benchmark, quick mode" bench/run.sh --quick
 
 echo

@@ -496,7 +496,7 @@ fn conformance(passthrough: bool) {
     if !can_mount() {
         return;
     }
-    let reference = TempDir::new("reference");
+    let reference = TempDir::lower("reference");
     let expected = run(reference.path());
     let mut m = Mount::new(MountOptions {
         passthrough,

@@ -73,7 +73,7 @@ fn dot_dot_names_and_paths_stay_inside() {
     if !can_mount() {
         return;
     }
-    let lower = TempDir::new("view-lower");
+    let lower = TempDir::lower("view-lower");
     std::fs::create_dir(lower.path().join("d")).unwrap();
     std::fs::write(lower.path().join("f"), b"x").unwrap();
     let view = StorageView::new(

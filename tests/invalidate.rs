@@ -13,7 +13,7 @@ fn invalidate_drops_cached_attributes_and_names() {
         return;
     }
     fusegate::logging::init();
-    let lower = TempDir::new("lower");
+    let lower = TempDir::lower("lower");
     let mnt = TempDir::new("mnt");
     std::fs::create_dir(lower.path().join("dir")).unwrap();
     std::fs::write(lower.path().join("dir/f"), b"abc").unwrap();

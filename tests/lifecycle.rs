@@ -131,7 +131,7 @@ fn bad_invocations_get_a_clear_message_and_nonzero_exit() {
     if !can_mount() {
         return;
     }
-    let lower = TempDir::new("lower");
+    let lower = TempDir::lower("lower");
     let mnt = TempDir::new("mnt");
     let l = lower.path().to_str().unwrap().to_string();
     let mp = mnt.path().to_str().unwrap().to_string();
@@ -225,7 +225,7 @@ fn serves_an_already_mounted_fd_handed_over() {
     if !can_mount() {
         return;
     }
-    let lower = TempDir::new("lower");
+    let lower = TempDir::lower("lower");
     let mnt = TempDir::new("mnt");
     std::fs::write(lower.path().join("handed"), b"over").unwrap();
     // Play the platform (vold): open /dev/fuse, mount it, hand the fd to the daemon.
@@ -276,7 +276,7 @@ fn stopping_an_attached_session_returns_while_the_platform_still_has_it_mounted(
     if !can_mount() {
         return;
     }
-    let lower = TempDir::new("lower");
+    let lower = TempDir::lower("lower");
     let mnt = TempDir::new("mnt");
     std::fs::write(lower.path().join("f"), b"x").unwrap();
     let fd = platform_mount(mnt.path(), libc::O_CLOEXEC);

@@ -620,7 +620,7 @@ fn a_bad_policy_file_stops_the_start_with_its_line() {
     if !can_mount() {
         return;
     }
-    let lower = common::TempDir::new("lower");
+    let lower = common::TempDir::lower("lower");
     let mnt = common::TempDir::new("mnt");
     let pf = mnt.path().with_extension("bad.toml");
     std::fs::write(

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build the arm64 test guest from Debian packages only, into $EMU_DIR/guest:
-#   vmlinuz         linux-image-6.12.*-cloud-arm64 (FUSE + FUSE_PASSTHROUGH built in)
-#   initrd.cpio.gz  busybox-static /init (init.sh), adbd + its shared libraries, virtio_net modules
+#   vmlinuz         linux-image-6.12.*-cloud-arm64 (FUSE + FUSE_PASSTHROUGH built in), or with
+#                   FUSEGATE_GUEST_KERNEL=arm64|arm64-16k the full -arm64[-16k]-unsigned kernel
+#                   into $EMU_DIR/guest-arm64[-16k] (see lib.sh)
+#   initrd.cpio.gz  busybox-static /init (init.sh), adbd + its shared libraries, the modules for
+#                   the network, virtio-blk, ext4 and f2fs (lib/modules/load.list, in load order)
 #   versions.txt    the exact package versions used
 # Downloads are cached in $EMU_DIR/debs, so a rebuild needs no network.
 # Usage: build-guest.sh [--force]
@@ -27,18 +30,25 @@ mkdir -p "$WORK/unpack" "$WORK/root"
 trap 'rm -rf "$WORK"' EXIT
 
 # --- which packages --------------------------------------------------------------------------
-# The kernel: the newest 6.12 cloud-arm64 image (FUSE passthrough needs >= 6.9; Debian's 6.1 is
-# too old). FUSEGATE_GUEST_KERNEL_PKG=linux-image-6.12.N+debX-cloud-arm64 pins one.
+# The kernel ($GUEST_KERNEL, see lib.sh): the newest 6.12 image of that flavour (FUSE passthrough
+# needs >= 6.9; Debian's 6.1 is too old), found through the flavour's meta-package.
+# FUSEGATE_GUEST_KERNEL_PKG=linux-image-6.12.N+debX-<flavour> pins one.
+case "$GUEST_KERNEL" in
+    cloud) flavour=cloud-arm64 suffix="" ;;
+    arm64) flavour=arm64 suffix="-unsigned" ;;
+    arm64-16k) flavour=arm64-16k suffix="-unsigned" ;;
+esac
 kpkg="${FUSEGATE_GUEST_KERNEL_PKG:-}"
 if [ -z "$kpkg" ]; then
-    kpkg="$(apt-cache depends linux-image-6.12-cloud-arm64:arm64 2>/dev/null |
-        sed -n 's/^ *Depends: \(linux-image-6\.12[^ :]*-cloud-arm64\)\(:arm64\)\?$/\1/p' | head -1)"
+    kpkg="$(apt-cache depends "linux-image-6.12-$flavour:arm64" 2>/dev/null |
+        sed -n "s/^ *Depends: \(linux-image-6\.12[^ :]*-$flavour\)\(:arm64\)\?\$/\1/p" | head -1)"
+    [ -n "$kpkg" ] && kpkg="$kpkg$suffix"
 fi
 if [ -z "$kpkg" ]; then
-    kpkg="$(apt-cache search --names-only '^linux-image-6\.1[2-9]\.[0-9.]+\+deb[0-9.]+-cloud-arm64$' |
+    kpkg="$(apt-cache search --names-only "^linux-image-6\.1[2-9]\.[0-9.]+\+deb[0-9.]+-$flavour$suffix\$" |
         cut -d' ' -f1 | sort -V | tail -1)"
 fi
-[ -n "$kpkg" ] || die "no linux-image-6.12.*-cloud-arm64:arm64 in the apt lists (is ${VERSION_CODENAME:-bookworm}-security/backports configured and arm64 added?)"
+[ -n "$kpkg" ] || die "no linux-image-6.12.*-$flavour$suffix:arm64 in the apt lists (is ${VERSION_CODENAME:-bookworm}-security/backports configured and arm64 added?)"
 kpkg="${kpkg%:arm64}"
 
 # adbd (backports) and the exact versions of its dependency closure, as apt would install them.
@@ -92,15 +102,44 @@ mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,lib/modules,etc,dev,proc,sys,tmp,run,da
 install -m 0755 "$EMU_SCRIPTS/init.sh" "$R/init"
 install -m 0755 "$U/bin/busybox" "$R/bin/busybox"
 install -m 0755 "$U/usr/lib/android-sdk/platform-tools/adbd" "$R/usr/sbin/adbd"
-for m in failover net_failover virtio_net; do
-    src="$(find "$kmods" -name "$m.ko*" | head -1)"
-    [ -n "$src" ] || die "module $m not found in $kpkg"
+# Modules, with what they depend on, in load order (init.sh insmods /lib/modules/load.list):
+# the network for adb, the block driver for the lower disk, and the filesystems it may carry.
+# A module the kernel has built in is skipped; f2fs is optional (the cloud kernel has none).
+# Debian ships no modules.dep (depmod runs at install), so dependencies come from each
+# module's own .modinfo: depends= and the crypto algorithms of softdep=pre:.
+builtin="$(cat "$kmods/modules.builtin" 2>/dev/null || true)"
+declare -A loaded=()
+: >"$R/lib/modules/load.list"
+add_module() { # NAME REQUIRED(0|1)
+    local m="$1" req="$2" src dep deps soft info
+    [ -n "${loaded[$m]:-}" ] && return 0
+    if grep -q "/${m}\.ko\$" <<<"$builtin" || grep -q "/${m//_/-}\.ko\$" <<<"$builtin"; then
+        loaded[$m]=builtin
+        return 0
+    fi
+    src="$(find "$kmods" \( -name "$m.ko" -o -name "$m.ko.*" -o -name "${m//_/-}.ko" -o -name "${m//_/-}.ko.*" \) | head -1)"
+    if [ -z "$src" ]; then
+        [ "$req" = 1 ] && die "module $m not found in $kpkg"
+        log "note: $kpkg has no module $m"
+        return 0
+    fi
+    loaded[$m]=1
     case "$src" in
         *.xz) xz -dc "$src" >"$R/lib/modules/$m.ko" ;;
         *.zst) zstd -dcq "$src" >"$R/lib/modules/$m.ko" ;;
         *) cp "$src" "$R/lib/modules/$m.ko" ;;
     esac
-done
+    info="$(readelf -p .modinfo "$R/lib/modules/$m.ko" 2>/dev/null)"
+    deps="$(sed -n 's/.*\]  *depends=//p' <<<"$info" | tr ',' ' ')"
+    # softdep=pre: crc32 / crypto-crc32c: the generic implementations of those algorithms.
+    soft="$(sed -n 's/.*\]  *softdep=pre: *//p' <<<"$info" | sed 's/ *post:.*//; s/crypto-//g')"
+    for dep in $deps; do add_module "$dep" 1; done
+    for dep in $soft; do add_module "${dep}_generic" 0; done
+    echo "$m" >>"$R/lib/modules/load.list"
+}
+for m in failover net_failover virtio_net virtio_blk ext4; do add_module "$m" 1; done
+add_module f2fs 0
+log "modules: $(tr '\n' ' ' <"$R/lib/modules/load.list")"
 printf 'root:x:0:0:root:/root:/bin/sh\nshell:x:2000:2000:shell:/data/local/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$R/etc/passwd"
 printf 'root:x:0:\ntty:x:5:\nshell:x:2000:\nnogroup:x:65534:\n' >"$R/etc/group"
 printf '127.0.0.1 localhost\n' >"$R/etc/hosts"

@@ -12,7 +12,9 @@
 # (TMPDIR) and tmpfs /data. Passed through: CI, RUST_*, FUSEGATE_*, CARGO_MANIFEST_DIR,
 # CARGO_PKG_*, CARGO_CRATE_NAME, NO_COLOR. The exit status comes back in a marker line on the
 # serial console (printed with a per-run nonce, never shown); no marker = failure.
-# Env: FUSEGATE_RUNNER_TIMEOUT (s, default 900), FUSEGATE_GUEST_MEM/SMP, FUSEGATE_RUNNER_QUIET=1.
+# Env: FUSEGATE_RUNNER_TIMEOUT (s, default 900), FUSEGATE_GUEST_MEM/SMP, FUSEGATE_RUNNER_QUIET=1,
+# FUSEGATE_GUEST_KERNEL (cloud|arm64|arm64-16k), FUSEGATE_GUEST_LOWER_FS (ext4|f2fs: the tests'
+# lower directories on a fresh disk of that filesystem, FUSEGATE_TEST_LOWER_BASE=/data/lower).
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -67,6 +69,9 @@ mkdir -p "$stage/fusegate"
                 echo "export $v=$(q "${!v}")" ;;
         esac
     done < <(env | grep -E '^[A-Za-z_][A-Za-z0-9_]*=' || true)
+    if [ -n "${FUSEGATE_GUEST_LOWER_FS:-}" ]; then
+        echo "export FUSEGATE_TEST_LOWER_BASE=$GUEST_LOWER_MNT FUSEGATE_TEST_EXPECT_LOWER_FS=$(q "$FUSEGATE_GUEST_LOWER_FS")"
+    fi
     if [ -n "$daemon" ] && [ -z "${FUSEGATE_BIN:-}" ]; then
         echo "export FUSEGATE_BIN=$(q "$daemon")"
     fi
@@ -99,6 +104,7 @@ head -c "$pad" /dev/zero >>"$initrd"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >>"$initrd"
 
 # --- boot ------------------------------------------------------------------------------------
+lower_disk_setup "$scratch/lower.img"
 rcfile="$scratch/rc"
 t0=$(date +%s.%N)
 timeout_s="${FUSEGATE_RUNNER_TIMEOUT:-900}"
@@ -117,8 +123,9 @@ apid=$!
 # -nic none: no network in this mode. stdin from /dev/null: never grab the terminal.
 timeout -k 5 "$timeout_s" qemu-system-aarch64 -M virt -cpu "$(qemu_cpu_flags)" -smp "$GUEST_SMP" -m "$GUEST_MEM" \
     -display none -monitor none -serial stdio -no-reboot -nic none \
+    ${LOWER_QEMU_ARGS[@]+"${LOWER_QEMU_ARGS[@]}"} \
     -kernel "$GUEST_DIR/vmlinuz" -initrd "$initrd" \
-    -append "$GUEST_CMDLINE fusegate.mode=run" </dev/null >"$scratch/console" &
+    -append "$GUEST_CMDLINE fusegate.mode=run${LOWER_CMDLINE:+ $LOWER_CMDLINE}" </dev/null >"$scratch/console" &
 qpid=$!
 set +e
 wait "$qpid"

@@ -36,6 +36,29 @@ fresh_tmpfs /data 771
 mkdir -p /data/local/tmp /data/media/0 /mnt/user/0/emulated/0
 chmod 1777 /data/local/tmp
 hostname fusegate-arm64
+
+# Modules (build-guest.sh lists them in load order): network, virtio-blk, ext4, f2fs and what
+# they need. One that will not load is reported, not fatal: the test that needs it says so.
+if [ -f /lib/modules/load.list ]; then
+    while read -r m; do
+        insmod "/lib/modules/$m.ko" 2>/tmp/insmod.err ||
+            echo "fusegate-guest: insmod $m failed: $(cat /tmp/insmod.err)"
+    done </lib/modules/load.list
+fi
+
+# The lower disk (test-arm64.sh --lower-fs, cargo runner with FUSEGATE_GUEST_LOWER_FS): the
+# second virtio-blk disk, mounted at /data/lower as the filesystem named on the command line.
+lower_fs="$(sed -n 's/.*fusegate\.lower=\([a-z0-9]*\).*/\1/p' /proc/cmdline)"
+if [ -n "$lower_fs" ]; then
+    mkdir -p /data/lower
+    if mount -t "$lower_fs" /dev/vda /data/lower 2>/tmp/mount.err; then
+        chmod 0771 /data/lower
+        echo "fusegate-guest: lower $lower_fs on /dev/vda at /data/lower"
+    else
+        echo "fusegate-guest: mounting /dev/vda ($lower_fs) at /data/lower FAILED: $(cat /tmp/mount.err)"
+        dmesg | tail -n 5
+    fi
+fi
 ln -sf /proc/self/fd /dev/fd 2>/dev/null || true
 
 poweroff_now() {
@@ -55,9 +78,6 @@ if grep -q 'fusegate.mode=run' /proc/cmdline; then
 fi
 
 # adb mode
-for m in failover net_failover virtio_net; do
-    [ -f "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko"
-done
 ip link set lo up
 ip link set eth0 up || echo "fusegate-guest: no eth0 (was qemu started with a virtio-net device?)"
 # qemu user networking: guest 10.0.2.15, restricted (no route out), host port forwarded to :5555.

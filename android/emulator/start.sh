@@ -3,7 +3,9 @@
 # (default 6555: outside 5555-5585, where adb would also list a ghost emulator-5554), wait until
 # `adb shell` works, and print the adb serial (127.0.0.1:PORT) on stdout.
 # Stop it with android/emulator/stop.sh. The serial console goes to $EMU_DIR/run/console.log.
-# Env: FUSEGATE_ADB_PORT, FUSEGATE_BOOT_TIMEOUT (s, default 120), FUSEGATE_GUEST_MEM/SMP.
+# Env: FUSEGATE_ADB_PORT, FUSEGATE_BOOT_TIMEOUT (s, default 120), FUSEGATE_GUEST_MEM/SMP,
+#   FUSEGATE_GUEST_KERNEL (cloud|arm64|arm64-16k), FUSEGATE_GUEST_LOWER_FS (ext4|f2fs: a fresh
+#   lower disk of that filesystem, mounted at /data/lower in the guest).
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -15,7 +17,8 @@ mkdir -p "$RUN_DIR"
 if [ -f "$RUN_DIR/qemu.pid" ] && kill -0 "$(cat "$RUN_DIR/qemu.pid")" 2>/dev/null; then
     die "a guest is already running (pid $(cat "$RUN_DIR/qemu.pid"), serial $(cat "$RUN_DIR/serial" 2>/dev/null)); stop it with android/emulator/stop.sh"
 fi
-rm -f "$RUN_DIR"/{qemu.pid,serial,port,console.log}
+rm -f "$RUN_DIR"/{qemu.pid,serial,port,console.log,lower.img}
+lower_disk_setup "$RUN_DIR/lower.img"
 
 port="${FUSEGATE_ADB_PORT:-6555}"
 if port_in_use "$port"; then
@@ -47,8 +50,9 @@ qemu-system-aarch64 -M virt -cpu "$(qemu_cpu_flags)" -smp "$GUEST_SMP" -m "$GUES
     -display none -monitor none -serial "file:$RUN_DIR/console.log" -no-reboot \
     -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:5555" \
     -device virtio-net-pci,netdev=n0,romfile= \
+    ${LOWER_QEMU_ARGS[@]+"${LOWER_QEMU_ARGS[@]}"} \
     -kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initrd.cpio.gz" \
-    -append "$GUEST_CMDLINE" \
+    -append "$GUEST_CMDLINE${LOWER_CMDLINE:+ $LOWER_CMDLINE}" \
     -daemonize -pidfile "$RUN_DIR/qemu.pid" </dev/null ||
     die "qemu-system-aarch64 failed to start"
 started=1

@@ -22,5 +22,5 @@ if alive; then
     for _ in $(seq 1 30); do alive || break; sleep 0.1; done
     alive && kill -9 "$pid" 2>/dev/null || true
 fi
-rm -f "$RUN_DIR/qemu.pid" "$RUN_DIR/serial" "$RUN_DIR/port"
+rm -f "$RUN_DIR/qemu.pid" "$RUN_DIR/serial" "$RUN_DIR/port" "$RUN_DIR/lower.img"
 [ -n "$serial" ] && log "guest $serial stopped" || true

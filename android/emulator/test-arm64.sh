@@ -9,8 +9,14 @@
 #   5. android/adb/run-tests.sh: push, run every test binary on the target, collect logs
 #   6. stop the guest and the adb server (also on failure), exit non-zero if any test failed
 #
-# Usage: android/emulator/test-arm64.sh [CARGO_TEST_ARGS...] [-- TEST_ARGS...]
-#   e.g. test-arm64.sh --release        test-arm64.sh -- --test-threads=1
+# Usage: android/emulator/test-arm64.sh [--kernel cloud|arm64|arm64-16k] [--lower-fs ext4|f2fs|tmpfs]
+#                                       [CARGO_TEST_ARGS...] [-- TEST_ARGS...]
+#   --kernel    the guest's Debian 6.12 kernel (lib.sh): cloud (default), the full arm64 kernel
+#               (f2fs as a module), or its 16 KiB-page variant
+#   --lower-fs  the filesystem of the tests' lower directories (default ext4): a fresh image made
+#               by mkfs on the host, the guest's second disk (virtio-blk), mounted at /data/lower;
+#               tmpfs = no disk, lower directories in TMPDIR
+#   e.g. test-arm64.sh --kernel arm64-16k --lower-fs f2fs        test-arm64.sh -- --test-threads=1
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,12 +26,29 @@ elapsed() { awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $1}"; }
 
 cargo_args=()
 test_args=()
+kernel="${FUSEGATE_GUEST_KERNEL:-cloud}"
+lower_fs="ext4"
 while [ $# -gt 0 ]; do
     case "$1" in
+        --kernel) kernel="${2:?--kernel needs cloud, arm64 or arm64-16k}"; shift 2 ;;
+        --kernel=*) kernel="${1#*=}"; shift ;;
+        --lower-fs) lower_fs="${2:?--lower-fs needs ext4, f2fs or tmpfs}"; shift 2 ;;
+        --lower-fs=*) lower_fs="${1#*=}"; shift ;;
         --) shift; test_args=("$@"); break ;;
         *) cargo_args+=("$1"); shift ;;
     esac
 done
+
+case "$kernel" in cloud | arm64 | arm64-16k) ;; *) die "--kernel $kernel: want cloud, arm64 or arm64-16k" ;; esac
+case "$lower_fs" in ext4 | f2fs) ;; tmpfs) lower_fs="" ;; *) die "--lower-fs $lower_fs: want ext4, f2fs or tmpfs" ;; esac
+if [ "$lower_fs" = f2fs ] && [ "$kernel" = cloud ]; then
+    die "the cloud kernel has no f2fs: use --kernel arm64 or arm64-16k with --lower-fs f2fs"
+fi
+# For build-guest.sh and start.sh, which read them when they source lib.sh.
+export FUSEGATE_GUEST_KERNEL="$kernel"
+export FUSEGATE_GUEST_LOWER_FS="$lower_fs"
+select_guest_kernel "$kernel"
+log "== kernel $kernel, lower filesystem ${lower_fs:-tmpfs (no disk)}"
 
 # --- 1, 2: host and guest --------------------------------------------------------------------
 log "== host setup"
@@ -47,6 +70,13 @@ finfo="$(file -b "$daemon")"
 echo "fusegated: $finfo"
 grep -q 'ARM aarch64' <<<"$finfo" || die "$daemon is not an aarch64 binary"
 grep -q 'statically linked' <<<"$finfo" || die "$daemon is not statically linked"
+# Android 15+ (16 KiB pages) loads native code only if every LOAD segment is aligned to at
+# least 16 KiB (.cargo/config.toml: -zmax-page-size=16384).
+aligns="$(readelf -lW "$daemon" | awk '$1 == "LOAD" { print $NF }' | sort -u | tr '\n' ' ')"
+echo "fusegated LOAD segment alignment: $aligns"
+for a in $aligns; do
+    [ $((a)) -ge 16384 ] || die "$daemon has a LOAD segment aligned to $a (< 16 KiB): it cannot run on a 16 KiB-page kernel"
+done
 log "built ${#tests[@]} test binaries in $(elapsed "$t_build")s"
 # The Android-only code (android_logger, JNI) cannot be linked without the NDK: type-check it.
 log "== cargo check --target aarch64-linux-android --lib --bins"
@@ -79,6 +109,26 @@ export ANDROID_SERIAL="$serial"
 guest_arch="$(adb shell uname -m </dev/null | tr -d '\r')"
 echo "guest: $serial, uname -m = $guest_arch ($(adb shell uname -r </dev/null | tr -d '\r')), boot to adb ${boot_secs}s"
 [ "$guest_arch" = aarch64 ] || die "the guest is '$guest_arch', not aarch64"
+
+# Where the tests put their lower directories (tests/common: TempDir::lower), and what they
+# check it is. busybox has no getconf: the page size then comes from the mappings.
+if [ -n "$lower_fs" ]; then
+    export FUSEGATE_TEST_LOWER_BASE="$GUEST_LOWER_MNT" FUSEGATE_TEST_EXPECT_LOWER_FS="$lower_fs"
+    lower_dir="$GUEST_LOWER_MNT"
+else
+    unset FUSEGATE_TEST_LOWER_BASE FUSEGATE_TEST_EXPECT_LOWER_FS
+    lower_dir="${FUSEGATE_REMOTE_DIR:-/data/local/tmp/fusegate}"
+fi
+# shellcheck disable=SC2016
+platform="$(adb shell "echo \"uname -r: \$(uname -r)\"; \
+echo \"PAGESIZE: \$(getconf PAGESIZE 2>/dev/null || awk '/^KernelPageSize:/ { print \$2 * 1024; exit }' /proc/self/smaps)\"; \
+mkdir -p $lower_dir; echo \"lower $lower_dir: \$(stat -f -c %T $lower_dir) (\$(grep \" $lower_dir \" /proc/mounts | cut -d' ' -f1,3,4))\"" </dev/null 2>&1 | tr -d '\r')"
+echo "platform:"
+sed 's/^/    /' <<<"$platform"
+if [ -n "$lower_fs" ] && ! grep -q "^lower $lower_dir: .*(/dev/vda $lower_fs " <<<"$platform"; then
+    adb shell 'dmesg | tail -n 8' </dev/null 2>&1 | tr -d '\r' | sed 's/^/    /' || true
+    die "the lower disk is not mounted at $lower_dir as $lower_fs (the kernel's last words above)"
+fi
 
 # The daemon runs on the target.
 "$REPO_ROOT/android/adb/push.sh" --daemon "$daemon"
@@ -116,7 +166,9 @@ if [ -n "$pt" ]; then
 else
     echo "passthrough: no test reported it"
 fi
-echo "timings: boot to adb ${boot_secs}s, tests ${tests_secs}s, total $(elapsed "$t_start")s"
+plat="$(cat "$results"/*.log 2>/dev/null | grep -h '^fusegate platform: ' | sort -u || true)"
+echo "${plat:-fusegate platform: (no test reported it)}"
+echo "timings ($kernel, lower ${lower_fs:-tmpfs}): boot to adb ${boot_secs}s, tests ${tests_secs}s, total $(elapsed "$t_start")s"
 if [ "$rc" != 0 ]; then
     log "arm64 tests FAILED (logs: $results)"
     exit "$rc"

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use thiserror::Error;
 
-/// Largest WRITE payload we accept, and largest READ we serve (256 pages).
+/// Largest WRITE payload we accept, and largest READ we serve (256 pages of 4 KiB, 64 of 16 KiB).
 pub const MAX_WRITE: u32 = 1 << 20;
 /// A request buffer holds the biggest WRITE plus its headers; a page of slack.
 const BUFFER_SIZE: usize = MAX_WRITE as usize + 4096;
@@ -385,7 +385,7 @@ fn init_reply(init: &abi::InitIn, config: &SessionConfig) -> (abi::InitOut, Nego
         congestion_threshold: 48,
         max_write: MAX_WRITE,
         time_gran: 1,
-        max_pages: (MAX_WRITE / 4096) as u16,
+        max_pages: max_pages(page_size()),
         map_alignment: 0,
         flags2: (flags >> 32) as u32,
         // ext4/f2fs are at depth 0; 1 lets the kernel stack us on them.
@@ -402,6 +402,23 @@ fn init_reply(init: &abi::InitIn, config: &SessionConfig) -> (abi::InitOut, Nego
         passthrough,
     };
     (out, negotiated)
+}
+
+/// The kernel builds READ (and direct I/O) requests of up to `max_pages` of its own pages, so
+/// the offer must be counted in the running kernel's pages: 256 pages of 16 KiB would be 4 MiB,
+/// four times what a request buffer holds.
+fn max_pages(page_size: usize) -> u16 {
+    (MAX_WRITE as usize / page_size.max(4096)).clamp(1, u16::MAX as usize) as u16
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf takes no pointers; it cannot fail for _SC_PAGESIZE.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
 }
 
 fn serve<F: Filesystem + ?Sized>(chan: Channel, fs: &F, stopper: &Stopper, stats: &SessionStats) {
@@ -703,6 +720,24 @@ mod tests {
             assert_eq!(got & !offered, 0, "only what the kernel offered");
             assert_eq!(out.max_write, MAX_WRITE);
         }
+    }
+
+    #[test]
+    fn max_pages_never_exceed_a_request_buffer() {
+        assert_eq!(max_pages(4096), 256);
+        assert_eq!(max_pages(16384), 64);
+        assert_eq!(max_pages(65536), 16);
+        for page in [4096usize, 16384, 65536] {
+            assert!(max_pages(page) as usize * page <= MAX_WRITE as usize);
+        }
+        let (out, _) = init_reply(
+            &init_in(u64::MAX, 41),
+            &SessionConfig {
+                threads: 1,
+                passthrough: true,
+            },
+        );
+        assert_eq!(out.max_pages, max_pages(page_size()));
     }
 
     #[test]

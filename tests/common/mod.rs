@@ -40,11 +40,32 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// A fresh directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
+/// Where lower directories (and what tests compare them with) are made: FUSEGATE_TEST_LOWER_BASE
+/// if set (the arm64 guest points it at an ext4 or f2fs disk), else the temp base.
+pub fn lower_base() -> PathBuf {
+    std::env::var_os("FUSEGATE_TEST_LOWER_BASE")
+        .map(PathBuf::from)
+        .unwrap_or_else(temp_base)
+}
+
+fn temp_base() -> PathBuf {
+    std::env::var_os("FUSEGATE_TEST_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 impl TempDir {
+    /// A scratch directory (mount points, logs, directories outside the lower).
     pub fn new(tag: &str) -> TempDir {
-        let base = std::env::var_os("FUSEGATE_TEST_TMP")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
+        Self::under(&temp_base(), tag)
+    }
+
+    /// A directory on the lower filesystem under test ([`lower_base`]).
+    pub fn lower(tag: &str) -> TempDir {
+        Self::under(&lower_base(), tag)
+    }
+
+    fn under(base: &Path, tag: &str) -> TempDir {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let p = base.join(format!("fusegate-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
@@ -122,7 +143,7 @@ pub struct Mount {
 
 impl Mount {
     pub fn new(options: MountOptions) -> Mount {
-        let lower = TempDir::new("lower");
+        let lower = TempDir::lower("lower");
         let mnt = TempDir::new("mnt");
         Self::over(lower, mnt, options)
     }
