@@ -7,6 +7,7 @@ pkgs=(
     fio bindfs e2fsprogs util-linux            # benchmark: peer mirror, random I/O, ext4 image
     kotlin                                      # the Kotlin example of the JNI surface
     qemu-system-arm cpio adb file               # the arm64 emulator and adb
+    meson ninja-build pkg-config g++ liburing-dev libnuma-dev  # benchmark peer: libfuse passthrough_hp
 )
 missing=()
 for p in "${pkgs[@]}"; do

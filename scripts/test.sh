@@ -21,6 +21,17 @@ suite() {
 scripts/install-deps.sh || { echo "installing the test dependencies failed" >&2; exit 1; }
 
 suite "Rust: unit and integration tests (real FUSE mounts)" cargo test
+# The same mounts again over FUSE io_uring queues, where the kernel has them (Linux 6.14+).
+uring_param=/sys/module/fuse/parameters/enable_uring
+if [ -w "$uring_param" ]; then
+    uring_before=$(cat "$uring_param")
+    echo Y > "$uring_param"
+    suite "Rust: conformance, data path and lifecycle over io_uring" \
+        env FUSEGATE_TEST_IO_URING=on cargo test --test conformance --test data_path --test lifecycle
+    echo "$uring_before" > "$uring_param"
+else
+    echo "(no FUSE over io_uring in this kernel: the io_uring transport is covered by tests/transport.rs skips)"
+fi
 suite "JNI: Java and Kotlin against libfusegate.so" jni/run-tests.sh
 suite "arm64 emulator through adb" android/emulator/test-arm64.sh
 suite "benchmark, quick mode" bench/run.sh --quick

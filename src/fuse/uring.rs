@@ -16,6 +16,7 @@ use super::session::{self, SessionStats, Stopper};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::io;
 use std::mem::size_of;
+use std::os::fd::RawFd;
 
 /// Entries per queue. One thread serves a queue, so more entries only let the kernel park
 /// requests in our buffers instead of its list; a few cover bursts of background requests.
@@ -92,6 +93,11 @@ struct Entry {
 /// A queue: its ring and entries, built before INIT is answered and then moved to its thread.
 pub struct Queue {
     qid: u16,
+    /// The session's /dev/fuse fd, open until every queue thread has been joined. Not a
+    /// registered (fixed) file: the ring's file table would hold the device until the ring is
+    /// freed, the ring waits for its commands, and those end only when the connection is
+    /// aborted, which needs the device released; a stopped attached session then hung.
+    dev: RawFd,
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
     entries: Vec<Entry>,
 }
@@ -127,7 +133,6 @@ impl Queue {
         let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
             .setup_cqsize(depth * 2)
             .build(depth)?;
-        ring.submitter().register_files(&[chan.raw_fd()])?;
         let entries = (0..QUEUE_DEPTH)
             .map(|_| Entry {
                 header: vec![0u8; abi::URING_REQ_HEADER_SZ].into_boxed_slice(),
@@ -137,7 +142,12 @@ impl Queue {
                 registered: false,
             })
             .collect();
-        Ok(Queue { qid, ring, entries })
+        Ok(Queue {
+            qid,
+            dev: chan.raw_fd(),
+            ring,
+            entries,
+        })
     }
 
     pub fn qid(&self) -> u16 {
@@ -173,7 +183,7 @@ impl Queue {
             .collect();
         let mut reply = ReplyBuf::new(session::BUFFER_SIZE);
         let mut live = self.entries.len();
-        let qid = self.qid;
+        let (qid, dev) = (self.qid, self.dev);
         {
             let (submitter, mut sq, mut cq) = self.ring.split();
             let stop_poll = opcode::PollAdd::new(types::Fd(stopper.raw_fd()), libc::POLLIN as u32)
@@ -183,7 +193,7 @@ impl Queue {
             // this thread; no buffer is involved.
             let mut ok = unsafe { sq.push(&stop_poll.into()) }.is_ok();
             for (i, iov) in iovs.iter().enumerate() {
-                let sqe = command(qid, uring_cmd::REGISTER, 0, i, Some(iov));
+                let sqe = command(dev, qid, uring_cmd::REGISTER, 0, i, Some(iov));
                 // SAFETY: the iovecs and the buffers they point to live in `iovs` and
                 // `self.entries` until this function returns, and the entries are handed back
                 // to the caller, who keeps them until this thread is gone.
@@ -194,7 +204,8 @@ impl Queue {
                 log::error!("io_uring queue {qid}: submission queue too small");
                 live = 0;
             }
-            while live > 0 && !stopper.is_stopped() {
+            let mut stopping = false;
+            while live > 0 {
                 match submitter.submit_and_wait(1) {
                     Ok(_) => {}
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
@@ -207,8 +218,9 @@ impl Queue {
                 for cqe in &mut cq {
                     let tag = cqe.user_data();
                     if tag == STOP {
-                        live = 0;
-                        break;
+                        // Answer what this batch still holds before leaving.
+                        stopping = true;
+                        continue;
                     }
                     let i = tag as usize;
                     let Some(ent) = self.entries.get_mut(i) else {
@@ -218,14 +230,28 @@ impl Queue {
                         0 => {
                             ent.registered = true;
                             answer(ent, fs, &mut reply, stats);
-                            command(qid, uring_cmd::COMMIT_AND_FETCH, ent.commit_id, i, None)
+                            command(
+                                dev,
+                                qid,
+                                uring_cmd::COMMIT_AND_FETCH,
+                                ent.commit_id,
+                                i,
+                                None,
+                            )
                         }
                         // Not taken yet (e.g. INIT still being processed): try again.
                         r if r == -libc::EAGAIN || r == -libc::EINTR => {
                             if ent.registered {
-                                command(qid, uring_cmd::COMMIT_AND_FETCH, ent.commit_id, i, None)
+                                command(
+                                    dev,
+                                    qid,
+                                    uring_cmd::COMMIT_AND_FETCH,
+                                    ent.commit_id,
+                                    i,
+                                    None,
+                                )
                             } else {
-                                command(qid, uring_cmd::REGISTER, 0, i, Some(&iovs[i]))
+                                command(dev, qid, uring_cmd::REGISTER, 0, i, Some(&iovs[i]))
                             }
                         }
                         r => {
@@ -254,21 +280,33 @@ impl Queue {
                     }
                 }
                 sq.sync();
+                if stopping || stopper.is_stopped() {
+                    // Hand the answered entries back: a request left unanswered would wait
+                    // for the connection's abort.
+                    if let Err(e) = submitter.submit() {
+                        log::debug!("io_uring queue {qid}: final submit: {e}");
+                    }
+                    break;
+                }
             }
         }
-        // Closing the ring cancels what the kernel still holds; the memory goes back to the
-        // caller, since the kernel may touch it until this thread has exited.
-        drop(self.ring);
-        Held(self.entries)
+        // The ring and the memory go back to the caller, to be dropped after this thread has
+        // exited: its exit cancels the commands it submitted (the kernel may copy a request
+        // into an entry until then), and the ring must still be open for that.
+        Held(self.ring, self.entries)
     }
 }
 
-/// A queue's entry memory, returned by [`Queue::serve`], to be dropped only after its thread
-/// has exited: until then the kernel may still copy a request into it.
-pub struct Held(#[allow(dead_code)] Vec<Entry>);
+/// A queue's ring and entry memory, returned by [`Queue::serve`], to be dropped only after its
+/// thread has exited.
+pub struct Held(
+    #[allow(dead_code)] IoUring<squeue::Entry128, cqueue::Entry>,
+    #[allow(dead_code)] Vec<Entry>,
+);
 
 /// A URING_CMD SQE for entry `index` of queue `qid`.
 fn command(
+    dev: RawFd,
     qid: u16,
     cmd_op: u32,
     commit_id: u64,
@@ -283,7 +321,7 @@ fn command(
     };
     let mut cmd = [0u8; 80];
     cmd[..size_of::<UringCmdReq>()].copy_from_slice(abi::as_bytes(&req));
-    let mut op = opcode::UringCmd80::new(types::Fixed(0), cmd_op).cmd(cmd);
+    let mut op = opcode::UringCmd80::new(types::Fd(dev), cmd_op).cmd(cmd);
     if let Some(iov) = iov {
         op = op.addr(Some(iov.as_ptr() as u64));
     }
@@ -415,7 +453,7 @@ mod tests {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         }; 2];
-        let mut sqe = command(1, uring_cmd::REGISTER, 0, 3, Some(&iov));
+        let mut sqe = command(5, 1, uring_cmd::REGISTER, 0, 3, Some(&iov));
         // SAFETY: as in set_len: a repr(C) 128-byte SQE viewed as bytes.
         let raw = unsafe { &*(&mut sqe as *mut squeue::Entry128).cast::<[u8; 128]>() };
         assert_eq!(u32::from_ne_bytes(raw[24..28].try_into().unwrap()), 2);
