@@ -157,6 +157,9 @@ fi
 # libfuse's passthrough_hp, the strongest peer: built by the shared script when its tools exist.
 PH=${PASSTHROUGH_HP:-}
 PH_SCRIPT=$REPO/../shared/peers/build-passthrough_hp.sh
+# A git worktree under /work/wt/<name> has the shared directory one level further up.
+[ -x "$PH_SCRIPT" ] || [ ! -x "$REPO/../../shared/peers/build-passthrough_hp.sh" ] \
+    || PH_SCRIPT=$REPO/../../shared/peers/build-passthrough_hp.sh
 if [ -z "$PH" ] && [ -x "$PH_SCRIPT" ]; then
     if command -v meson >/dev/null && command -v ninja >/dev/null && command -v g++ >/dev/null \
         && pkg-config --exists liburing numa 2>/dev/null; then
