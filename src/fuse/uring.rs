@@ -265,7 +265,28 @@ impl Queue {
                                     "io_uring queue {qid}: registering an entry failed ({e}); \
                                      the kernel falls back to /dev/fuse"
                                 ),
-                                _ => log::warn!("io_uring queue {qid} entry {i}: {e}"),
+                                _ => {
+                                    // A refused commit (e.g. its request was already ended)
+                                    // leaves the kernel's entry stranded: register the buffers
+                                    // again as a new one, or this CPU's queue would shrink.
+                                    log::warn!(
+                                        "io_uring queue {qid} entry {i}: commit refused ({e}); \
+                                         registering it again"
+                                    );
+                                    ent.registered = false;
+                                    let again = command(
+                                        dev,
+                                        qid,
+                                        uring_cmd::REGISTER,
+                                        0,
+                                        i,
+                                        Some(&iovs[i]),
+                                    );
+                                    // SAFETY: as for REGISTER above.
+                                    if unsafe { sq.push(&again) }.is_ok() {
+                                        continue;
+                                    }
+                                }
                             }
                             live -= 1;
                             continue;
@@ -430,6 +451,124 @@ fn pin_to_cpu(cpu: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers LOOKUP with the name's length as node id and WRITE with the sum of its bytes,
+    /// so a test sees exactly what the decoder handed over.
+    struct Echo;
+    impl Filesystem for Echo {
+        fn lookup(
+            &self,
+            _: &super::super::Ctx,
+            parent: u64,
+            name: super::super::Name<'_>,
+        ) -> super::super::filesystem::Result<super::super::Entry> {
+            Ok(super::super::Entry {
+                nodeid: parent * 1000 + name.as_bytes().len() as u64,
+                ..Default::default()
+            })
+        }
+        fn write(
+            &self,
+            _: &super::super::Ctx,
+            _: u64,
+            fh: u64,
+            offset: u64,
+            data: &[u8],
+            _: u32,
+        ) -> super::super::filesystem::Result<u32> {
+            assert_eq!((fh, offset), (7, 4096));
+            Ok(data.iter().map(|&b| b as u32).sum())
+        }
+    }
+
+    /// Lays a request out as the kernel does in a ring entry: in-header, first argument in the
+    /// op area, the rest in the payload.
+    fn entry_with(opcode: u32, op_in: &[u8], payload: &[u8]) -> Entry {
+        let mut e = Entry {
+            header: vec![0u8; abi::URING_REQ_HEADER_SZ].into_boxed_slice(),
+            buf: vec![0u8; PREFIX + 8192].into_boxed_slice(),
+            commit_id: 0,
+            registered: true,
+        };
+        let h = InHeader {
+            len: (IN_HEADER + op_in.len() + payload.len()) as u32,
+            opcode,
+            unique: 42,
+            nodeid: 3,
+            ..Default::default()
+        };
+        e.header[..IN_HEADER].copy_from_slice(abi::as_bytes(&h));
+        let op_at = abi::URING_IN_OUT_HEADER_SZ;
+        e.header[op_at..op_at + op_in.len()].copy_from_slice(op_in);
+        e.buf[PREFIX..PREFIX + payload.len()].copy_from_slice(payload);
+        let io = UringEntInOut {
+            commit_id: 42,
+            payload_sz: payload.len() as u32,
+            ..Default::default()
+        };
+        e.header[ENT_IN_OUT..ENT_IN_OUT + size_of::<UringEntInOut>()]
+            .copy_from_slice(abi::as_bytes(&io));
+        e
+    }
+
+    fn answered(e: &Entry) -> (OutHeader, Vec<u8>) {
+        let out: OutHeader = abi::read_pod(&e.header).unwrap();
+        let io: UringEntInOut = abi::read_pod(&e.header[ENT_IN_OUT..]).unwrap();
+        let body = e.buf[PREFIX..PREFIX + io.payload_sz as usize].to_vec();
+        (out, body)
+    }
+
+    #[test]
+    fn ring_requests_are_decoded_and_answered_in_place() {
+        let stats = SessionStats::default();
+        let mut reply = ReplyBuf::new(session::BUFFER_SIZE);
+        // LOOKUP: no op header (the kernel sends a zero-size first argument), name in payload.
+        let mut e = entry_with(abi::opcode::LOOKUP, &[], b"DCIM\0");
+        answer(&mut e, &Echo, &mut reply, &stats);
+        let (out, body) = answered(&e);
+        assert_eq!((out.unique, out.error), (42, 0));
+        assert_eq!(body.len(), size_of::<abi::EntryOut>());
+        let entry: abi::EntryOut = abi::read_pod(&body).unwrap();
+        assert_eq!(entry.nodeid, 3004);
+        assert_eq!(e.commit_id, 42);
+
+        // WRITE: fuse_write_in in the op area, the data in the payload.
+        let arg = abi::WriteIn {
+            fh: 7,
+            offset: 4096,
+            size: 3,
+            ..Default::default()
+        };
+        let mut e = entry_with(abi::opcode::WRITE, abi::as_bytes(&arg), &[1, 2, 3]);
+        answer(&mut e, &Echo, &mut reply, &stats);
+        let (out, body) = answered(&e);
+        assert_eq!(out.error, 0);
+        let w: abi::WriteOut = abi::read_pod(&body).unwrap();
+        assert_eq!(w.size, 6);
+
+        // An unsupported opcode gets its errno, with no payload.
+        let mut e = entry_with(abi::opcode::GETATTR, &[0u8; 16], &[]);
+        answer(&mut e, &Echo, &mut reply, &stats);
+        let (out, body) = answered(&e);
+        assert_eq!((out.unique, out.error), (42, -libc::ENOSYS));
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn an_impossible_length_is_an_error_not_a_panic() {
+        let stats = SessionStats::default();
+        let mut reply = ReplyBuf::new(session::BUFFER_SIZE);
+        let mut e = entry_with(abi::opcode::LOOKUP, &[], b"x\0");
+        // Claims more than header + op area + payload can hold.
+        e.header[..4].copy_from_slice(&10_000u32.to_ne_bytes());
+        answer(&mut e, &Echo, &mut reply, &stats);
+        let (out, _) = answered(&e);
+        assert_eq!((out.unique, out.error), (42, -libc::EIO));
+        assert_eq!(
+            stats.malformed.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
 
     #[test]
     fn cpu_lists_are_counted() {
