@@ -26,11 +26,12 @@ uring_param=/sys/module/fuse/parameters/enable_uring
 if [ -w "$uring_param" ]; then
     uring_before=$(cat "$uring_param")
     echo Y > "$uring_param"
-    suite "Rust: conformance, data path and lifecycle over io_uring" \
-        env FUSEGATE_TEST_IO_URING=on cargo test --test conformance --test data_path --test lifecycle
+    suite "Rust: the mount suites again over io_uring" \
+        env FUSEGATE_TEST_IO_URING=on cargo test --test conformance --test data_path --test escapes \
+        --test invalidate --test lifecycle --test policy
     echo "$uring_before" > "$uring_param"
 else
-    echo "(no FUSE over io_uring in this kernel: the io_uring transport is covered by tests/transport.rs skips)"
+    echo "(no FUSE over io_uring in this kernel: the mount suites ran over read() only; tests/transport.rs skipped)"
 fi
 suite "JNI: Java and Kotlin against libfusegate.so" jni/run-tests.sh
 suite "arm64 emulator through adb" android/emulator/test-arm64.sh

@@ -2,8 +2,8 @@
 //! userspace data through its ring buffers, refused clearly when unavailable, and torn down
 //! cleanly by SIGTERM, an external unmount and an attached session's stop.
 //!
-//! The rest of the suites run over io_uring with `FUSEGATE_TEST_IO_URING=on` (scripts/test.sh
-//! does so for conformance, data_path and lifecycle when the kernel offers it).
+//! The other mount suites run over io_uring with `FUSEGATE_TEST_IO_URING=on`, as
+//! scripts/test.sh does when the kernel offers it.
 
 mod common;
 
