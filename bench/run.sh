@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# fusegate benchmarks: the raw lower filesystem, fusegate with passthrough, fusegate without
-# passthrough and bindfs (a common FUSE mirror), side by side in one run.
+# fusegate benchmarks: the raw lower filesystem, fusegate with passthrough (over /dev/fuse
+# read() and over io_uring), fusegate without passthrough, bindfs (a common FUSE mirror) and
+# libfuse's passthrough_hp (read() and io_uring), side by side in one run.
 #
 #   bench/run.sh [--quick] [--rounds N] [--out FILE]
 #
@@ -14,10 +15,13 @@
 # bindfs options, e.g. --multithreaded), BENCH_TMP (where the image goes; default /var/tmp),
 # CANDIDATE_BIN (a second fusegated, e.g. a patched build, mounted with passthrough as an extra
 # "candidate" column so a change is measured side by side with the current build in one run;
-# CANDIDATE_ENV="VAR=value ..." is put in its environment, CANDIDATE_ARGS on its command line).
+# CANDIDATE_ENV="VAR=value ..." is put in its environment, CANDIDATE_ARGS on its command line),
+# PASSTHROUGH_HP (a libfuse passthrough_hp binary; default: built with
+# ../shared/peers/build-passthrough_hp.sh from the repo root when its tools are installed).
+# The io_uring columns need Linux 6.14+; fuse.enable_uring is set for the run and restored.
 set -euo pipefail
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 MODE=full
 ROUNDS=
@@ -97,6 +101,9 @@ for t in losetup mountpoint awk; do command -v "$t" >/dev/null || fail "$t is mi
 # ---- state and cleanup ---------------------------------------------------------------------
 WORK=
 LOOP=
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+URING_BEFORE=
+NOTES=()               # printed under the table: columns skipped and why
 declare -A PID=()      # target -> daemon pid
 declare -A MNT=()      # target -> mount point
 CLEANED=0
@@ -125,6 +132,7 @@ cleanup() {
         umount "$WORK/lower" 2>/dev/null || umount -l "$WORK/lower"
     fi
     [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+    [ -n "$URING_BEFORE" ] && echo "$URING_BEFORE" > "$URING_PARAM" 2>/dev/null
     [ -n "$WORK" ] && rm -rf "$WORK"
     if [ "$rc" != 0 ]; then log "stopped (exit $rc); every mount, daemon and loop device was removed"; fi
     return "$rc"
@@ -147,6 +155,31 @@ else
     VIEW_BENCH=$REPO/target/release/examples/view_bench
 fi
 [ -x "$FUSEGATED" ] || fail "no fusegated at $FUSEGATED"
+# libfuse's passthrough_hp, the strongest peer: built by the shared script when its tools exist.
+PH=${PASSTHROUGH_HP:-}
+PH_SCRIPT=$REPO/../shared/peers/build-passthrough_hp.sh
+# A git worktree under /work/wt/<name> has the shared directory one level further up.
+[ -x "$PH_SCRIPT" ] || [ ! -x "$REPO/../../shared/peers/build-passthrough_hp.sh" ] \
+    || PH_SCRIPT=$REPO/../../shared/peers/build-passthrough_hp.sh
+if [ -z "$PH" ] && [ -x "$PH_SCRIPT" ]; then
+    if command -v meson >/dev/null && command -v ninja >/dev/null && command -v g++ >/dev/null \
+        && pkg-config --exists liburing numa 2>/dev/null; then
+        log "building libfuse passthrough_hp ($PH_SCRIPT)"
+        PH=$("$PH_SCRIPT" 2>&1 | tail -1) || PH=
+        [ -x "$PH" ] || { NOTES+=("passthrough_hp: the build failed ($PH)"); PH=; }
+    else
+        NOTES+=("passthrough_hp columns skipped: meson, ninja-build, g++, liburing-dev and libnuma-dev are needed to build it (scripts/install-deps.sh installs them)")
+    fi
+elif [ -z "$PH" ]; then
+    NOTES+=("passthrough_hp columns skipped: no $PH_SCRIPT (set PASSTHROUGH_HP to a binary)")
+fi
+URING=0
+if [ -w "$URING_PARAM" ]; then
+    URING_BEFORE=$(cat "$URING_PARAM")
+    echo Y > "$URING_PARAM" && URING=1
+else
+    NOTES+=("io_uring columns skipped: this kernel has no FUSE over io_uring ($URING_PARAM)")
+fi
 MB=$WORK/metabench
 gcc -O2 -Wall -pthread -o "$MB" "$REPO/bench/metabench.c" || fail "compiling bench/metabench.c failed"
 
@@ -169,6 +202,13 @@ for f in oc oc.0 oc.1; do : > "$LOWER/data/$f"; done
 for d in $(seq 0 $((MEM_DIRS - 1))); do "$MB" mkfiles "$LOWER/mem/d$d" "$MEM_PER_DIR" >/dev/null; done
 TARGETS=(raw pt nopt bindfs)
 DAEMONS=(pt nopt bindfs)
+[ "$URING" = 1 ] && { TARGETS+=(ptu); DAEMONS+=(ptu); }
+# passthrough_hp holds an fd per known inode: the 100,000-file memory test would exceed the
+# open-file limit, so it is not among the DAEMONS measured there.
+if [ -n "$PH" ]; then
+    TARGETS+=(ph)
+    [ "$URING" = 1 ] && TARGETS+=(phu)
+fi
 if [ -n "${CANDIDATE_BIN:-}" ]; then
     [ -x "$CANDIDATE_BIN" ] || fail "CANDIDATE_BIN $CANDIDATE_BIN is not executable"
     TARGETS+=(cand); DAEMONS+=(cand)
@@ -195,10 +235,27 @@ start_fusegate() { # target binary extra-args...
     MNT[$t]=$WORK/$t
     wait_log "${PID[$t]}" "$WORK/$t.log" "serving" "fusegated ($t)"
 }
-start_fusegate pt "$FUSEGATED"
+start_fusegate pt "$FUSEGATED" --io-uring off
 grep -q "data path: passthrough" "$WORK/pt.log" \
     || { cat "$WORK/pt.log" >&2; fail "fusegated did not enable passthrough (needs Linux 6.9+)"; }
-start_fusegate nopt "$FUSEGATED" --no-passthrough
+start_fusegate nopt "$FUSEGATED" --no-passthrough --io-uring off
+if [ "$URING" = 1 ]; then
+    start_fusegate ptu "$FUSEGATED" --io-uring on
+    grep -q "transport: io_uring" "$WORK/ptu.log" || { cat "$WORK/ptu.log" >&2; fail "fusegated --io-uring on did not serve over io_uring"; }
+fi
+start_passthrough_hp() { # target extra -o options
+    local t=$1
+    mkdir -p "$WORK/$t"
+    "$PH" --foreground -o "allow_other${2:+,$2}" "$LOWER" "$WORK/$t" >"$WORK/$t.log" 2>&1 &
+    PID[$t]=$!
+    MNT[$t]=$WORK/$t
+    for _ in $(seq 100); do grep -q " $WORK/$t " /proc/mounts && return 0; sleep 0.1; done
+    cat "$WORK/$t.log" >&2; fail "passthrough_hp ($t) did not mount"
+}
+if [ -n "$PH" ]; then
+    start_passthrough_hp ph
+    [ "$URING" = 1 ] && start_passthrough_hp phu io_uring
+fi
 grep -q "data path: userspace" "$WORK/nopt.log" || fail "fusegated --no-passthrough is not in userspace mode"
 mkdir -p "$WORK/bindfs"
 # shellcheck disable=SC2086
@@ -212,7 +269,7 @@ if [ -n "${CANDIDATE_BIN:-}" ]; then
     grep -q "data path: passthrough" "$WORK/cand.log" || fail "the candidate fusegated did not enable passthrough"
     log "mounted: candidate $CANDIDATE_BIN ${CANDIDATE_ENV:-} ($WORK/cand)"
 fi
-log "mounted: fusegate passthrough ($WORK/pt), fusegate --no-passthrough ($WORK/nopt), bindfs ($WORK/bindfs)"
+log "mounted: ${TARGETS[*]} (under $WORK)"
 
 # ---- workloads ----------------------------------------------------------------------------
 drop() { sync; echo "$1" > /proc/sys/vm/drop_caches; }
@@ -242,6 +299,7 @@ WORKLOADS=(
     "readdir_first|ms|lo|readdir of a ${N_META}-entry directory, first listing (drop_caches 2)"
     "readdir_cached|ms|lo|readdir of the same directory again"
     "lsl_first|ms|lo|readdir + stat of each entry (ls -l), first (drop_caches 2)"
+    "lsl_coreutils|ms|lo|coreutils ls -l of the ${N_META}-entry directory, cold dentries (drop_caches 2)"
 )
 
 # Best of META_REPS back-to-back runs of a short workload: on a shared machine a burst of other
@@ -255,8 +313,16 @@ best() { # lo|hi command... -> the lowest (lo) or highest (hi) of its outputs
     echo "$b"
 }
 cold() { drop 2; "$MB" "$@"; }
-create_once_v() { local v; v=$("$MB" create "$1" "$N_META") && "$MB" unlink "$1" "$N_META" >/dev/null && echo "$v"; }
-unlink_once() { "$MB" create "$1" "$N_META" >/dev/null && "$MB" unlink "$1" "$N_META"; }
+ls_l_cold() { # dir -> ms of the real `ls -l` (xattr queries included), cold dentries
+    local t0 t1
+    drop 2
+    t0=$(date +%s%N); ls -l "$1" >/dev/null || return 1; t1=$(date +%s%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", (b - a) / 1e6 }'
+}
+# Create and unlink start with the kernel's inode cache dropped: passthrough_hp keeps an fd per
+# inode the kernel knows, and 10,000 earlier lookups plus 10,000 new files exceed the fd limit.
+create_once_v() { local v; drop 2; v=$("$MB" create "$1" "$N_META") && "$MB" unlink "$1" "$N_META" >/dev/null && echo "$v"; }
+unlink_once() { drop 2; "$MB" create "$1" "$N_META" >/dev/null && "$MB" unlink "$1" "$N_META"; }
 
 measure() { # target workload -> one number on stdout
     local t=$1 w=$2 r=${MNT[$1]}
@@ -280,13 +346,14 @@ measure() { # target workload -> one number on stdout
         readdir_first) best lo cold readdir "$r/meta/ten" "$N_META" ;;
         readdir_cached) "$MB" readdir "$r/meta/ten" "$N_META" >/dev/null; best lo "$MB" readdir "$r/meta/ten" "$N_META" ;;
         lsl_first) best lo cold lsl "$r/meta/ten" "$N_META" ;;
+        lsl_coreutils) best lo ls_l_cold "$r/meta/ten" ;;
         *) fail "unknown workload $w" ;;
     esac
 }
 
 fusegate_nodes() { # target -> the "nodes N" of a SIGUSR1 stats line, or -
     local t=$1 before
-    [ "$t" = pt ] || [ "$t" = nopt ] || [ "$t" = cand ] || { echo -; return; }
+    [ "$t" = pt ] || [ "$t" = nopt ] || [ "$t" = ptu ] || [ "$t" = cand ] || { echo -; return; }
     before=$(grep -c "stats:" "$WORK/$t.log" || true)
     kill -USR1 "${PID[$t]}"
     for _ in $(seq 50); do
@@ -339,7 +406,8 @@ done
 
 # ---- report -------------------------------------------------------------------------------
 ELAPSED=$(( $(date +%s) - START_TIME ))
-label() { case $1 in raw) echo "raw ext4";; pt) echo "fusegate passthrough";; nopt) echo "fusegate no-passthrough";; bindfs) echo bindfs;; cand) echo "candidate (passthrough)";; esac; }
+label() { case $1 in raw) echo "raw ext4";; pt) echo "fusegate passthrough";; nopt) echo "fusegate no-passthrough";; bindfs) echo bindfs;;
+    ptu) echo "fusegate passthrough io_uring";; ph) echo "passthrough_hp";; phu) echo "passthrough_hp io_uring";; cand) echo "candidate (passthrough)";; esac; }
 stats_of() { # workload target -> "median min max n"
     awk -F'\t' -v w="$1" -v t="$2" '$2==w && $3==t {print $4}' "$RES" | sort -g \
         | awk '{a[NR]=$1} END {if (NR==0) {print "- - - 0"; exit}
@@ -360,6 +428,8 @@ report() {
     echo "- lower: ext4 on a loop device (direct I/O) backed by a file on $(df --output=source "${BENCH_TMP:-/var/tmp}" | tail -1); fusegate $("$FUSEGATED" --help >/dev/null 2>&1 && echo 'release build'), default --threads (half the CPUs, 1 to 4) and --cache-timeout (5 s); bindfs $(bindfs --version 2>/dev/null | head -1 | awk '{print $2}') ${BINDFS_OPTS:-with default options (single-threaded)}"
     echo "- load average (1 min) at start $LOAD_START, at end $(cut -d" " -f1 /proc/loadavg): other work on this machine (a shared VM) adds noise; min-max shows how much"
     [ -n "${CANDIDATE_BIN:-}" ] && echo "- candidate column: $CANDIDATE_BIN ${CANDIDATE_ENV:-}"
+    local n; for n in "${NOTES[@]}"; do echo "- note: $n"; done
+    echo "- fusegate passthrough / no-passthrough serve over /dev/fuse read() (--io-uring off); the io_uring columns use FUSE over io_uring (fusegate --io-uring on, passthrough_hp -o io_uring), both with passthrough"
     echo "- each cell: median (min-max) over the rounds (metadata and warm-read workloads: each round takes the best of $META_REPS back-to-back runs), then ×speed relative to raw (>1 faster, <1 slower; for times it is raw/time)"
     echo
     printf "| workload | unit "; for t in "${TARGETS[@]}"; do printf "| %s " "$(label "$t")"; done; echo "|"
@@ -421,6 +491,7 @@ check() { # label ok(1/0) detail
 targets_report() {
     local w v raw b f ok spec better
     local FG=(pt nopt) PTS=(pt)
+    [[ " ${TARGETS[*]} " == *" ptu "* ]] && FG+=(ptu) && PTS+=(ptu)
     [ -n "${CANDIDATE_BIN:-}" ] && FG+=(cand) && PTS+=(cand)
     [ "$MODE" = quick ] && { echo "Quick mode: no target is judged (sizes too small for meaningful ratios)."; return; }
     echo "Targets (ratios of medians from this run):"
@@ -461,6 +532,19 @@ targets_report() {
             check "$t $w at least as fast as bindfs" "$ok" "$(ratio lo "$f" "$b")x"
         done
     done
+    local phs=() p best_ph fg
+    for p in ph phu; do [[ " ${TARGETS[*]} " == *" $p "* ]] && phs+=("$p"); done
+    if [ ${#phs[@]} -gt 0 ]; then
+        for w in openclose openclose_par2 statall_cold create unlink lsl_first lsl_coreutils; do
+            best_ph=$(for p in "${phs[@]}"; do med_of "$w" "$p"; done | sort -g | head -1)
+            for t in pt ptu; do
+                [[ " ${TARGETS[*]} " == *" $t "* ]] || continue
+                fg=$(med_of "$w" "$t")
+                ok=$(awk -v f="$fg" -v b="$best_ph" 'BEGIN{print (f <= 0.5*b) ? 1 : 0}')
+                check "$t $w <= 0.5x the best passthrough_hp" "$ok" "$(awk -v f="$fg" -v b="$best_ph" 'BEGIN{printf "%.2f", f/b}')x"
+            done
+        done
+    fi
     local misses=""
     for spec in "${WORKLOADS[@]}"; do
         IFS='|' read -r w _ better _ <<< "$spec"

@@ -8,6 +8,7 @@ pkgs=(
     kotlin                                      # the Kotlin example of the JNI surface
     qemu-system-arm cpio adb file               # the arm64 emulator and adb
     f2fs-tools gcc uuid-dev                     # f2fs lower disks; mkfs.f2fs for 16 KiB blocks
+    meson ninja-build pkg-config g++ liburing-dev libnuma-dev  # benchmark peer: libfuse passthrough_hp
 )
 missing=()
 for p in "${pkgs[@]}"; do

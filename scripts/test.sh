@@ -22,6 +22,18 @@ suite() {
 scripts/install-deps.sh || { echo "installing the test dependencies failed" >&2; exit 1; }
 
 suite "Rust: unit and integration tests (real FUSE mounts)" cargo test
+# The same mounts again over FUSE io_uring queues, where the kernel has them (Linux 6.14+).
+uring_param=/sys/module/fuse/parameters/enable_uring
+if [ -w "$uring_param" ]; then
+    uring_before=$(cat "$uring_param")
+    echo Y > "$uring_param"
+    suite "Rust: the mount suites again over io_uring" \
+        env FUSEGATE_TEST_IO_URING=on cargo test --test conformance --test data_path --test escapes \
+        --test invalidate --test lifecycle --test policy
+    echo "$uring_before" > "$uring_param"
+else
+    echo "(no FUSE over io_uring in this kernel: the mount suites ran over read() only; tests/transport.rs skipped)"
+fi
 suite "fuzzing, 20 s per target (corpus replay is in cargo test)" scripts/fuzz.sh 20
 suite "JNI: Java and Kotlin against libfusegate.so" jni/run-tests.sh
 # The arm64 suite on the kernels and lower filesystems Android devices have: today's cloud kernel

@@ -2,7 +2,7 @@
 //! Both faces (command line, JNI) only configure and drive this type.
 
 use crate::fuse::mount::{self, MountError, MountpointState};
-use crate::fuse::session::{Session, SessionConfig, SessionError, SessionStats};
+use crate::fuse::session::{IoUringMode, Session, SessionConfig, SessionError, SessionStats};
 use crate::fuse::Channel;
 use crate::policy::{Access, App, Policy, PolicyError, Table};
 pub use crate::view::Denial;
@@ -24,6 +24,8 @@ pub struct Options {
     pub passthrough: bool,
     /// Kernel cache lifetime of names and attributes that do not depend on the caller.
     pub cache_ttl: Duration,
+    /// Serve requests over FUSE io_uring queues (auto: when the kernel offers them).
+    pub io_uring: IoUringMode,
     /// The initial app table and grants.
     pub policy: Table,
 }
@@ -44,6 +46,7 @@ impl Default for Options {
             threads: default_threads(),
             passthrough: true,
             cache_ttl: Duration::from_secs(5),
+            io_uring: IoUringMode::Auto,
             policy: Table::default(),
         }
     }
@@ -218,6 +221,7 @@ impl Daemon {
         let config = SessionConfig {
             threads: options.threads.max(1),
             passthrough: options.passthrough,
+            io_uring: options.io_uring,
         };
         let session = Session::start(chan, view.clone(), &config)?;
         Ok(Daemon {

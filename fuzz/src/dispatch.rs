@@ -399,6 +399,7 @@ pub fn run(data: &[u8]) {
     let config = ViewConfig {
         passthrough: false,
         cache_ttl: Duration::from_secs(1),
+        ..ViewConfig::default()
     };
     let view = StorageView::new(&scratch.lower(), policy, config).expect("view over scratch");
     let stats = SessionStats::default();

@@ -30,6 +30,9 @@ OPTIONS:
                          [default: half the CPUs, 1 to 4].
     --no-passthrough     Serve file data in userspace even if the kernel supports FUSE
                          passthrough (Linux 6.9+). By default passthrough is used when offered.
+    --io-uring MODE      auto, on or off [default: auto]: serve requests over FUSE io_uring
+                         queues (Linux 6.14+, fuse.enable_uring=Y) when the kernel offers them;
+                         `on` fails if it does not. The log says which transport serves.
     --cache-timeout SECS How long the kernel may cache names and attributes that look the same
                          to every app [default: 5]. Per-app private paths are never cached.
     --events FILE        Append file events (created, closed_after_write, renamed, deleted) as
@@ -89,6 +92,14 @@ fn parse_args() -> Result<Command, String> {
             Long("no-passthrough") => options.passthrough = false,
             Long("events") => {
                 events = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
+            }
+            Long("io-uring") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                options.io_uring = v
+                    .to_str()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|e| format!("--io-uring: {e}"))?;
             }
             Long("cache-timeout") => {
                 options.cache_ttl = Duration::from_secs(number(&mut parser, "--cache-timeout")?)

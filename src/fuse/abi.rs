@@ -11,6 +11,8 @@ pub const KERNEL_VERSION: u32 = 7;
 pub const KERNEL_MINOR_VERSION: u32 = 45;
 /// Passthrough arrived in 7.40 (Linux 6.9).
 pub const MINOR_PASSTHROUGH: u32 = 40;
+/// FUSE over io_uring arrived in 7.42 (Linux 6.14).
+pub const MINOR_IO_URING: u32 = 42;
 pub const ROOT_ID: u64 = 1;
 
 /// Opcodes we know the names of (for statistics and logs).
@@ -177,6 +179,8 @@ pub mod init_flags {
     pub const PASSTHROUGH: u64 = 1 << 37;
     pub const NO_EXPORT_SUPPORT: u64 = 1 << 38;
     pub const HAS_RESEND: u64 = 1 << 39;
+    pub const ALLOW_IDMAP: u64 = 1 << 40;
+    pub const OVER_IO_URING: u64 = 1 << 41;
 }
 
 /// `fuse_open_out.open_flags`.
@@ -616,6 +620,48 @@ pub const FUSE_DEV_IOC_BACKING_OPEN: libc::c_ulong = 0x4010_e501;
 /// `_IOW(229, 2, uint32_t)`: drop a backing id.
 pub const FUSE_DEV_IOC_BACKING_CLOSE: libc::c_ulong = 0x4004_e502;
 
+/// FUSE over io_uring (7.42): the `cmd_op` of an `IORING_OP_URING_CMD` on a /dev/fuse fd.
+pub mod uring_cmd {
+    /// Hand the kernel an entry's header and payload buffers; completes with its first request.
+    pub const REGISTER: u32 = 1;
+    /// Answer the entry's request (in its buffers) and wait for the next one, in one step.
+    pub const COMMIT_AND_FETCH: u32 = 2;
+}
+
+/// Room for `fuse_in_header` / `fuse_out_header` at the start of a ring entry's header buffer.
+pub const URING_IN_OUT_HEADER_SZ: usize = 128;
+/// Room for the first (per-opcode) argument of a request, after the in/out header.
+pub const URING_OP_IN_OUT_SZ: usize = 128;
+
+/// `struct fuse_uring_ent_in_out`: the per-entry bookkeeping at the end of the header buffer.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UringEntInOut {
+    pub flags: u64,
+    /// The request's unique id, to be echoed in COMMIT_AND_FETCH.
+    pub commit_id: u64,
+    /// Bytes used in the payload buffer (request arguments in, reply arguments out).
+    pub payload_sz: u32,
+    pub padding: u32,
+    pub reserved: u64,
+}
+
+/// Size of `struct fuse_uring_req_header`: in/out header, op header, `fuse_uring_ent_in_out`.
+pub const URING_REQ_HEADER_SZ: usize =
+    URING_IN_OUT_HEADER_SZ + URING_OP_IN_OUT_SZ + std::mem::size_of::<UringEntInOut>();
+
+/// `struct fuse_uring_cmd_req`, in the 80-byte command area of a 128-byte SQE.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UringCmdReq {
+    pub flags: u64,
+    /// For COMMIT_AND_FETCH: the `commit_id` of the request being answered.
+    pub commit_id: u64,
+    /// The queue (CPU id) the entry belongs to.
+    pub qid: u16,
+    pub padding: [u8; 6],
+}
+
 /// Marker for the plain-integer ABI structs: any byte pattern is a valid value and there is no
 /// padding the compiler could leave uninitialised, so they may be read from and written as bytes.
 ///
@@ -642,8 +688,10 @@ pod! {
     FsyncIn = 16, SetxattrIn = 8, GetxattrIn = 8, GetxattrOut = 8, AccessIn = 8, InitIn = 64,
     InitOut = 64, InterruptIn = 8, Dirent = 24, NotifyInvalInodeOut = 24,
     NotifyInvalEntryOut = 16, NotifyRetrieveOut = 32, FallocateIn = 32, LseekIn = 24, LseekOut = 8,
-    CopyFileRangeIn = 56, BackingMap = 16,
+    CopyFileRangeIn = 56, BackingMap = 16, UringEntInOut = 32, UringCmdReq = 24,
 }
+
+const _: () = assert!(URING_REQ_HEADER_SZ == 288);
 
 /// The bytes of a plain ABI value, for writing it to the kernel.
 pub fn as_bytes<T: Pod>(value: &T) -> &[u8] {

@@ -11,6 +11,7 @@ pub mod mount;
 pub mod reply;
 pub mod request;
 pub mod session;
+mod uring;
 mod wake;
 
 pub use channel::Channel;
@@ -18,4 +19,6 @@ pub use filesystem::{AttrReply, Ctx, Errno, Filesystem, SetAttr, TimeSpec, Xattr
 pub use kernel::KernelHandle;
 pub use reply::{DirWriter, Entry, Opened};
 pub use request::Name;
-pub use session::{dispatch_one, Negotiated, Session, SessionConfig, SessionStats};
+pub use session::{
+    dispatch_one, IoUringMode, Negotiated, Session, SessionConfig, SessionStats, Transport,
+};

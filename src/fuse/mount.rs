@@ -39,11 +39,21 @@ fn cpath(path: &Path) -> Result<CString, MountError> {
         .map_err(|_| MountError::BadPath(path.display().to_string()))
 }
 
+/// The errors of a FUSE mount whose daemon is gone.
+pub fn is_dead_connection(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+    )
+}
+
 /// Whether `path` is free, a live mount, or the corpse of a FUSE mount.
 pub fn inspect(path: &Path) -> Result<MountpointState, MountError> {
     let shown = path.display().to_string();
     match std::fs::metadata(path) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(MountpointState::DeadFuse),
+        // A request caught on an io_uring queue while the connection is torn down ends with
+        // ECONNABORTED or ECANCELED instead; later ones get ENOTCONN.
+        Err(e) if is_dead_connection(&e) => Ok(MountpointState::DeadFuse),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(MountError::NoMountpoint(shown)),
         Err(e) => Err(MountError::Inspect {
             path: shown,

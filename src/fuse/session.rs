@@ -7,19 +7,20 @@ use super::filesystem::{Ctx, Filesystem, SetAttr, XattrReply};
 use super::kernel::KernelHandle;
 use super::reply::{DirWriter, ReplyBuf};
 use super::request::{Operation, Request};
+use super::uring;
 use super::wake;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use thiserror::Error;
 
 /// Largest WRITE payload we accept, and largest READ we serve (256 pages of 4 KiB, 64 of 16 KiB).
 pub const MAX_WRITE: u32 = 1 << 20;
 /// A request buffer holds the biggest WRITE plus its headers; a page of slack.
-const BUFFER_SIZE: usize = MAX_WRITE as usize + 4096;
+pub(super) const BUFFER_SIZE: usize = MAX_WRITE as usize + 4096;
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -31,6 +32,54 @@ pub enum SessionError {
     EndedBeforeInit,
     #[error("cloning the /dev/fuse fd for a worker: {0}")]
     Clone(io::Error),
+    #[error("FUSE over io_uring was required but is unavailable: {0}")]
+    IoUringUnavailable(String),
+}
+
+/// Whether to serve requests over io_uring (`--io-uring`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoUringMode {
+    /// io_uring when the kernel offers it, else `read()` on /dev/fuse.
+    #[default]
+    Auto,
+    /// io_uring or fail.
+    On,
+    /// Always `read()` on /dev/fuse.
+    Off,
+}
+
+impl std::str::FromStr for IoUringMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(IoUringMode::Auto),
+            "on" => Ok(IoUringMode::On),
+            "off" => Ok(IoUringMode::Off),
+            _ => Err(format!("expected auto, on or off, got {s:?}")),
+        }
+    }
+}
+
+/// How requests reach the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Workers blocked in `read()` on cloned /dev/fuse fds.
+    #[default]
+    DevRead,
+    /// FUSE over io_uring: one pinned thread per CPU queue (FORGET and INTERRUPT still come
+    /// over /dev/fuse).
+    IoUring { queues: usize, depth: usize },
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::DevRead => write!(f, "/dev/fuse read()"),
+            Transport::IoUring { queues, depth } => {
+                write!(f, "io_uring ({queues} queues x {depth} entries)")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +87,7 @@ pub struct SessionConfig {
     pub threads: usize,
     /// Ask for passthrough (it is used only if the kernel offers it).
     pub passthrough: bool,
+    pub io_uring: IoUringMode,
 }
 
 /// What the kernel agreed to at INIT.
@@ -50,6 +100,7 @@ pub struct Negotiated {
     pub max_readahead: u32,
     /// The kernel accepted FUSE_PASSTHROUGH (a backing-open probe still confirms it).
     pub passthrough: bool,
+    pub transport: Transport,
 }
 
 impl Negotiated {
@@ -129,6 +180,10 @@ impl Stopper {
         unsafe { libc::write(self.efd.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 
+    pub(super) fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.efd.as_raw_fd()
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopping.load(Relaxed)
     }
@@ -166,6 +221,8 @@ pub struct Session {
     stopper: Arc<Stopper>,
     workers: Vec<JoinHandle<()>>,
     alive: Arc<AtomicUsize>,
+    /// Ring entry memory handed back by io_uring queue threads; freed only after they exited.
+    held: Arc<Mutex<Vec<uring::Held>>>,
 }
 
 impl Session {
@@ -179,7 +236,8 @@ impl Session {
         chan.set_nonblocking()?;
         let chan = Arc::new(chan);
         let stats = Arc::new(SessionStats::default());
-        let negotiated = negotiate(&chan, &stopper, config, &stats)?;
+        let (negotiated, pool) = negotiate(&chan, &stopper, config, &stats)?;
+        log::info!("transport: {}", negotiated.transport);
         let kernel = Arc::new(KernelHandle::new(chan.clone()));
         fs.init(&negotiated, kernel.clone());
         // Built before the workers so that, if one cannot start, dropping the session stops
@@ -191,7 +249,39 @@ impl Session {
             stopper,
             workers: Vec::new(),
             alive: Arc::new(AtomicUsize::new(0)),
+            held: Arc::new(Mutex::new(Vec::new())),
         };
+        for queue in pool.map(uring::Pool::into_queues).unwrap_or_default() {
+            let (fs, stopper, stats, alive, held) = (
+                fs.clone(),
+                session.stopper.clone(),
+                session.stats.clone(),
+                session.alive.clone(),
+                session.held.clone(),
+            );
+            alive.fetch_add(1, Relaxed);
+            let handle = std::thread::Builder::new()
+                .name(format!("fuse-ring-{}", queue.qid()))
+                .spawn(move || {
+                    wake::unblock_in_this_thread();
+                    fs.worker_started();
+                    let memory = queue.serve(&*fs, &stopper, &stats);
+                    if let Ok(mut h) = held.lock() {
+                        h.push(memory);
+                    } else {
+                        // Never free what the kernel may still write to.
+                        std::mem::forget(memory);
+                    }
+                    alive.fetch_sub(1, Relaxed);
+                });
+            match handle {
+                Ok(h) => session.workers.push(h),
+                Err(e) => {
+                    session.alive.fetch_sub(1, Relaxed);
+                    return Err(e.into());
+                }
+            }
+        }
         for i in 0..config.threads.max(1) {
             // Blocking reads: the kernel wakes exactly one waiting reader per request, where
             // poll() would wake them all (and cost two more system calls per request).
@@ -280,7 +370,7 @@ fn negotiate(
     stopper: &Stopper,
     config: &SessionConfig,
     stats: &SessionStats,
-) -> Result<Negotiated, SessionError> {
+) -> Result<(Negotiated, Option<uring::Pool>), SessionError> {
     let mut buf = vec![0u8; BUFFER_SIZE];
     let mut reply = ReplyBuf::new(4096);
     loop {
@@ -328,7 +418,23 @@ fn negotiate(
             let _ = chan.send(reply.finish(req.header.unique, 0));
             continue;
         }
-        let (out, negotiated) = init_reply(&init, config);
+        let (mut out, mut negotiated) = init_reply(&init, config);
+        let pool = match choose_uring(&init, chan, config.io_uring) {
+            Ok(pool) => pool,
+            Err(reason) => {
+                reply.reset();
+                let _ = chan.send(reply.finish(req.header.unique, -libc::EPROTO));
+                return Err(SessionError::IoUringUnavailable(reason));
+            }
+        };
+        if let Some(pool) = &pool {
+            out.flags2 |= (F::OVER_IO_URING >> 32) as u32;
+            negotiated.flags |= F::OVER_IO_URING;
+            negotiated.transport = Transport::IoUring {
+                queues: pool.queue_count(),
+                depth: uring::QUEUE_DEPTH,
+            };
+        }
         reply.reset();
         reply.push(&out);
         // Kernels before 7.23 expect the 24-byte compat reply.
@@ -342,7 +448,44 @@ fn negotiate(
         let len = msg.len() as u32;
         msg[..4].copy_from_slice(&len.to_ne_bytes());
         chan.send(&msg)?;
-        return Ok(negotiated);
+        return Ok((negotiated, pool));
+    }
+}
+
+/// The io_uring queues to serve with, `None` for `read()`, or why `--io-uring on` cannot be
+/// met. The rings are built before INIT is answered: once the kernel has accepted
+/// FUSE_OVER_IO_URING, requests wait until every queue has registered.
+fn choose_uring(
+    init: &abi::InitIn,
+    chan: &Channel,
+    mode: IoUringMode,
+) -> Result<Option<uring::Pool>, String> {
+    if mode == IoUringMode::Off {
+        return Ok(None);
+    }
+    let offered = init.flags as u64
+        | if init.flags as u64 & F::INIT_EXT != 0 {
+            (init.flags2 as u64) << 32
+        } else {
+            0
+        };
+    let built = match uring::unavailable(init.minor, offered) {
+        Some(reason) => Err(reason),
+        None => {
+            // The kernel requires room for max(max_write, max_pages pages).
+            // SAFETY: sysconf has no pointer arguments.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+            let payload = (MAX_WRITE as usize).max((MAX_WRITE as usize / 4096) * page);
+            uring::Pool::new(chan, payload).map_err(|e| format!("setting up io_uring: {e}"))
+        }
+    };
+    match built {
+        Ok(pool) => Ok(Some(pool)),
+        Err(reason) if mode == IoUringMode::On => Err(reason),
+        Err(reason) => {
+            log::info!("not using io_uring: {reason}");
+            Ok(None)
+        }
     }
 }
 
@@ -400,6 +543,7 @@ fn init_reply(init: &abi::InitIn, config: &SessionConfig) -> (abi::InitOut, Nego
         max_write: MAX_WRITE,
         max_readahead: init.max_readahead,
         passthrough,
+        transport: Transport::DevRead,
     };
     (out, negotiated)
 }
@@ -426,7 +570,11 @@ fn serve<F: Filesystem + ?Sized>(chan: Channel, fs: &F, stopper: &Stopper, stats
     let mut reply = ReplyBuf::new(BUFFER_SIZE);
     loop {
         match chan.receive(&mut inbuf) {
-            Ok(n) => handle(&chan, fs, &inbuf[..n], &mut reply, stats),
+            Ok(n) => {
+                if let Some(msg) = process(fs, &inbuf[..n], &mut reply, stats) {
+                    send(&chan, msg);
+                }
+            }
             Err(e) => match e.raw_os_error() {
                 // The wake signal, or another: stop if asked to.
                 Some(libc::EINTR) if stopper.is_stopped() => break,
@@ -451,16 +599,16 @@ fn no_reply(op: u32) -> bool {
     )
 }
 
-fn handle<F: Filesystem + ?Sized>(
-    chan: &Channel,
+/// Decodes one request, has the filesystem handle it and encodes the answer in `reply`.
+/// Returns the reply message to send, or `None` when the kernel expects none. Shared by both
+/// transports, which differ only in how the bytes come and go.
+pub(super) fn process<'r, F: Filesystem + ?Sized>(
     fs: &F,
     buf: &[u8],
-    reply: &mut ReplyBuf,
+    reply: &'r mut ReplyBuf,
     stats: &SessionStats,
-) {
-    if let Some(msg) = dispatch_one(fs, buf, reply, stats) {
-        send(chan, msg);
-    }
+) -> Option<&'r [u8]> {
+    dispatch_one(fs, buf, reply, stats)
 }
 
 /// Decodes one request exactly as read from `/dev/fuse`, calls `fs` and returns the reply to
@@ -695,10 +843,12 @@ mod tests {
         let cfg_pt = SessionConfig {
             threads: 1,
             passthrough: true,
+            io_uring: IoUringMode::Auto,
         };
         let cfg_nopt = SessionConfig {
             threads: 1,
             passthrough: false,
+            io_uring: IoUringMode::Auto,
         };
         // (offered flags, kernel minor, config, expect passthrough, expect minor)
         let cases: &[(u64, u32, &SessionConfig, bool, u32)] = &[
@@ -735,6 +885,7 @@ mod tests {
             &SessionConfig {
                 threads: 1,
                 passthrough: true,
+                io_uring: Default::default(),
             },
         );
         assert_eq!(out.max_pages, max_pages(page_size()));
@@ -747,6 +898,7 @@ mod tests {
             &SessionConfig {
                 threads: 1,
                 passthrough: true,
+                io_uring: IoUringMode::Auto,
             },
         );
         assert_eq!(out.flags as u64, F::ASYNC_READ);

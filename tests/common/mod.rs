@@ -116,7 +116,16 @@ pub struct MountOptions {
     pub threads: usize,
     pub policy: Option<String>,
     pub cache_timeout: Option<u64>,
+    /// `--io-uring` mode: FUSEGATE_TEST_IO_URING (auto, on, off) if set, else `off`, so that
+    /// a suite runs over one known transport; `FUSEGATE_TEST_IO_URING=on cargo test` runs it
+    /// over io_uring.
+    pub io_uring: String,
     pub extra: Vec<String>,
+}
+
+/// The transport the suites use unless a test asks for one.
+pub fn default_io_uring() -> String {
+    std::env::var("FUSEGATE_TEST_IO_URING").unwrap_or_else(|_| "off".into())
 }
 
 impl Default for MountOptions {
@@ -126,6 +135,7 @@ impl Default for MountOptions {
             threads: 2,
             policy: None,
             cache_timeout: None,
+            io_uring: default_io_uring(),
             extra: vec![],
         }
     }
@@ -173,6 +183,7 @@ impl Mount {
         if !self.options.passthrough {
             cmd.arg("--no-passthrough");
         }
+        cmd.arg("--io-uring").arg(&self.options.io_uring);
         if let Some(t) = self.options.cache_timeout {
             cmd.arg("--cache-timeout").arg(t.to_string());
         }
