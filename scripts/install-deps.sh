@@ -7,6 +7,8 @@ pkgs=(
     fio bindfs e2fsprogs util-linux            # benchmark: peer mirror, random I/O, ext4 image
     kotlin                                      # the Kotlin example of the JNI surface
     qemu-system-arm cpio adb file               # the arm64 emulator and adb
+    libimage-exiftool-perl imagemagick ffmpeg   # location redaction: real media with GPS,
+    webp libheif-examples                       #   and exiftool to check what is left
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -4,11 +4,12 @@
 //! * HEIF/AVIF: the `Exif` item (a TIFF, see [`super::tiff`]) and XMP items (`mime` items of
 //!   type `application/rdf+xml`), found through `meta`/`iinf` and located through `iloc`
 //!   (file offsets or `idat`, any number of extents). An encoded XMP item is redacted whole.
-//! * MP4/MOV/3GP, in `moov`, `moov/udta`, `moov/trak/udta` and their `meta` boxes: the payload
-//!   of `©xyz` (ISO 6709 string), `loci` (3GPP location) and `gps ` boxes; XMP in `udta/XMP_`
-//!   and in the top-level XMP `uuid` box; in a `meta` box, the `data` values of the `ilst` items
-//!   whose `keys` name starts with `com.apple.quicktime.location.` (ISO6709, name, body, note,
-//!   role, date...) and of `ilst` `©xyz` items.
+//! * MP4/MOV/3GP, in `moov`, `moov/udta`, `moov/trak/udta` and their `meta` boxes: the `©xyz`
+//!   (ISO 6709 string), `loci` (3GPP location) and `gps ` boxes; XMP in `udta/XMP_` and in the
+//!   top-level XMP `uuid` box; in a `meta` box, the `ilst` items whose `keys` name starts with
+//!   `com.apple.quicktime.location.` (ISO6709, name, body, note, role, date...) and `ilst`
+//!   `©xyz` items. These boxes are zeroed from their type on, keeping only their size: readers
+//!   then skip an unknown box, where a zeroed value would read as the position 0°N 0°E.
 //!
 //! A box running past its container or the file is malformed: the enclosing box we descended
 //! into (`moov`, `trak`, `udta`, `meta`, or from that box to the end at the top level) is then
@@ -39,6 +40,7 @@ pub(crate) fn is_isobmff(head: &[u8]) -> bool {
 #[derive(Clone, Copy, Debug)]
 struct Bx {
     kind: [u8; 4],
+    start: u64,
     payload: u64,
     end: u64,
     uuid: [u8; 16],
@@ -80,6 +82,7 @@ fn header(src: &mut Source, pos: u64, parent_end: u64) -> Res<Bx> {
     }
     Ok(Bx {
         kind,
+        start: pos,
         payload: pos + hdr,
         end,
         uuid,
@@ -149,7 +152,7 @@ fn descend(src: &mut Source, b: &Bx, depth: u32, out: &mut Ranges) -> Res<()> {
             })
         }
         b"\xA9xyz" | b"loci" | b"gps " if depth > 0 => {
-            out.add(b.payload, b.end);
+            out.add(b.start + 4, b.end);
             Ok(())
         }
         b"XMP_" if depth > 0 => {
@@ -179,17 +182,7 @@ fn meta(src: &mut Source, b: &Bx, out: &mut Ranges) -> Res<()> {
         for item in children(src, ilst.payload, ilst.end)? {
             let index = u32::from_be_bytes(item.kind);
             if &item.kind == b"\xA9xyz" || keys.contains(&index) {
-                let mut values = 0;
-                for d in children(src, item.payload, item.end)? {
-                    if &d.kind == b"data" {
-                        // type indicator and locale, then the value
-                        out.add((d.payload + 8).min(d.end), d.end);
-                        values += 1;
-                    }
-                }
-                if values == 0 {
-                    out.add(item.payload, item.end);
-                }
+                out.add(item.start + 4, item.end);
             }
         }
     }

@@ -266,10 +266,11 @@ fn mp4_case() -> Case {
     let loci_at = xyz_at + xyz.len() as u64;
     let meta_at = loci_at + loci.len() as u64;
     let value_at = meta_at + 8 + (hdlr.len() + keys.len()) as u64 + 8 + item1.len() as u64 + 8 + 16;
+    let item2_at = value_at - 16 - 8;
     let expect = vec![
-        (xyz_at + 8, loci_at),
-        (loci_at + 8, meta_at),
-        (value_at, value_at + loc_value.len() as u64),
+        (xyz_at + 4, loci_at),
+        (loci_at + 4, meta_at),
+        (item2_at + 4, value_at + loc_value.len() as u64),
     ];
     Case {
         name: "mp4",
