@@ -124,4 +124,14 @@ fn real_files_lose_their_location_and_nothing_else() {
     for s in &samples {
         check(dir.path(), s);
     }
+    // `REDACT_CORPUS_OUT=fuzz/corpus/redact_ranges cargo test --test redact_files` refreshes the
+    // fuzz corpus seeds with these files (the small ones).
+    if let Some(out) = std::env::var_os("REDACT_CORPUS_OUT") {
+        for s in &samples {
+            let bytes = std::fs::read(&s.path).unwrap();
+            if bytes.len() <= 64 << 10 {
+                std::fs::write(Path::new(&out).join(format!("tool-{}", s.name)), bytes).unwrap();
+            }
+        }
+    }
 }

@@ -427,3 +427,16 @@ fn hostile_structures_stay_bounded() {
     assert!(r.is_conservative());
     assert!(covered(&r, meta_at));
 }
+
+/// `REDACT_CORPUS_OUT=fuzz/corpus/redact_ranges cargo test --lib redact` writes these cases as
+/// fuzz corpus seeds.
+#[test]
+fn write_corpus_seeds_on_request() {
+    let Some(out) = std::env::var_os("REDACT_CORPUS_OUT") else {
+        return;
+    };
+    for (i, c) in cases().iter().enumerate() {
+        let path = std::path::Path::new(&out).join(format!("built-{i:02}-{}", c.name));
+        std::fs::write(path, &c.bytes).unwrap();
+    }
+}
