@@ -1,17 +1,19 @@
 //! JPEG: the segments before the image data. Location lives in APP1 `Exif\0\0` (a TIFF, see
 //! [`super::tiff`]), in APP1 XMP (`http://ns.adobe.com/xap/1.0/\0`, see [`super::xmp`]), in
 //! the EXIF of thumbnails inside that TIFF, and in the EXIF of the extra images a Multi-Picture
-//! (APP2 `MPF\0`) index points to. Extended XMP (APP1 `http://ns.adobe.com/xmp/extension/\0`)
+//! (APP2 `MPF\0`) index points to; IPTC-IIM places live in APP13 (see [`super::iptc`]).
+//! Extended XMP (APP1 `http://ns.adobe.com/xmp/extension/\0`)
 //! is split across segments that cannot be parsed one by one: its payloads are redacted whole.
 
 use super::ranges::{Pieces, Ranges};
 use super::source::{guarded, Fault, Res, Source};
-use super::{tiff, xmp, MAX_DEPTH};
+use super::{iptc, tiff, xmp, MAX_DEPTH};
 
 const EXIF: &[u8] = b"Exif\0\0";
 const XMP: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
 const XMP_EXT: &[u8] = b"http://ns.adobe.com/xmp/extension/\0";
 const MPF: &[u8] = b"MPF\0";
+const PHOTOSHOP: &[u8] = b"Photoshop 3.0\0";
 /// Segments before the image data; real files have tens.
 const MAX_SEGMENTS: u32 = 4096;
 /// Images a Multi-Picture index may add.
@@ -80,14 +82,14 @@ fn segments(src: &mut Source, pos: &mut u64, end: u64, depth: u32, out: &mut Ran
         let payload = *pos + 4;
         let seg_end = *pos + 2 + len;
         if seg_end > end {
-            if marker == 0xE1 || marker == 0xE2 {
+            if matches!(marker, 0xE1 | 0xE2 | 0xED) {
                 // A truncated metadata segment: what is there may be location.
                 out.add(payload, end);
                 out.mark_conservative();
             }
             return Ok(());
         }
-        if marker == 0xE1 || marker == 0xE2 {
+        if matches!(marker, 0xE1 | 0xE2 | 0xED) {
             app(src, marker, payload, seg_end, depth, out)?;
         }
         *pos = seg_end;
@@ -95,7 +97,7 @@ fn segments(src: &mut Source, pos: &mut u64, end: u64, depth: u32, out: &mut Ran
     Err(Fault::Bad("too many segments"))
 }
 
-/// An APP1/APP2 segment's payload `[payload, seg_end)`.
+/// An APP1/APP2/APP13 segment's payload `[payload, seg_end)`.
 fn app(
     src: &mut Source,
     marker: u8,
@@ -117,6 +119,15 @@ fn app(
     } else if marker == 0xE1 && head.starts_with(XMP_EXT) {
         out.add(payload + XMP_EXT.len() as u64, seg_end);
         Ok(())
+    } else if marker == 0xED && head.starts_with(PHOTOSHOP) {
+        let base = payload + PHOTOSHOP.len() as u64;
+        guarded(out, &whole, |found| {
+            let blob = src.read_vec(base, seg_end - base)?;
+            for (s, e) in iptc::find(&blob)? {
+                found.add(base + s as u64, base + e as u64);
+            }
+            Ok(())
+        })
     } else if marker == 0xE2 && head.starts_with(MPF) && depth == 0 {
         // Only the primary image's index counts: the images it lists do not nest.
         let base = payload + MPF.len() as u64;

@@ -21,10 +21,11 @@
 //! boxes, keys and items counted and capped, nesting (thumbnail in EXIF in JPEG...) capped at
 //! [`MAX_DEPTH`], boxes and values past their container or the file rejected.
 //!
-//! Not covered yet: TIFF-based raw files (DNG, CR2...), IPTC-IIM (APP13) city/country, XMP in
-//! the sidecar or the extended-XMP payloads parsed (they are redacted whole), maker notes.
+//! Not covered yet: TIFF-based raw files (DNG, CR2...), extended XMP parsed (its payloads are
+//! redacted whole), IPTC-IIM outside JPEG, maker notes, sidecar files.
 
 mod cache;
+pub(crate) mod iptc;
 pub(crate) mod isobmff;
 pub(crate) mod jpeg;
 pub(crate) mod png;

@@ -64,6 +64,14 @@ fn jpeg_case(le: bool, thumb: bool) -> Case {
     p.extend_from_slice(XMP.as_bytes());
     v.extend(seg(0xE1, &p));
     expect.push(xmp_span(xmp_at));
+    let (irb, irb_expect) = super::iptc::tests::block();
+    let irb_at = v.len() as u64 + 4 + 14;
+    v.extend(seg(0xED, &[&b"Photoshop 3.0\0"[..], &irb].concat()));
+    expect.extend(
+        irb_expect
+            .iter()
+            .map(|&(s, e)| (irb_at + s as u64, irb_at + e as u64)),
+    );
     v.extend_from_slice(SCAN);
     Case {
         name: "jpeg",

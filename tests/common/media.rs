@@ -53,6 +53,15 @@ const XMP_LOCATION: &[&str] = &[
     "-XMP-dc:Title=Not a location",
 ];
 
+const IPTC_LOCATION: &[&str] = &[
+    "-IPTC:City=Paris",
+    "-IPTC:Sub-location=Champ de Mars",
+    "-IPTC:Province-State=Ile-de-France",
+    "-IPTC:Country-PrimaryLocationCode=FRA",
+    "-IPTC:Country-PrimaryLocationName=France",
+    "-IPTC:ObjectName=Not a location",
+];
+
 fn exiftool(file: &Path, extra: &[&str], tags: &[&[&str]]) {
     let mut args = vec!["-q", "-q", "-overwrite_original"];
     args.extend_from_slice(extra);
@@ -90,8 +99,8 @@ pub fn generate(dir: &Path) -> Vec<Sample> {
         &["-size", "96x64", "gradient:green-yellow", &png24],
     );
 
-    // JPEG, little-endian EXIF with GPS, XMP location, and a thumbnail whose own (big-endian)
-    // EXIF has GPS too.
+    // JPEG, little-endian EXIF with GPS, XMP location, IPTC places, and a thumbnail whose own
+    // (big-endian) EXIF has GPS too.
     let thumb = p("thumb.jpg");
     run(
         "convert",
@@ -104,7 +113,7 @@ pub fn generate(dir: &Path) -> Vec<Sample> {
     exiftool(
         &jpeg_le,
         &["-ExifByteOrder=Little-endian", "-Make=Test", &thumb_arg],
-        &[GPS, XMP_LOCATION],
+        &[GPS, XMP_LOCATION, IPTC_LOCATION],
     );
     add("jpeg-le-thumb-xmp", jpeg_le, true, true);
 
@@ -218,6 +227,7 @@ pub fn location_tags(file: &Path) -> Vec<String> {
             "-Keys:all",
             "-ItemList:all",
             "-Composite:all",
+            "-IPTC:all",
             file.to_str().unwrap(),
         ],
     );
@@ -233,6 +243,8 @@ pub fn location_tags(file: &Path) -> Vec<String> {
                 "State",
                 "Coordinates",
                 "Sublocation",
+                "Sub-location",
+                "Province",
             ]
             .iter()
             .any(|k| tag.contains(k))
