@@ -159,7 +159,7 @@ pub(crate) fn exif_pieces(
 ) -> Res<()> {
     guarded(out, whole, |found| {
         let blob = read_pieces(src, pieces)?;
-        let t = tiff::find(&blob)?;
+        let t = tiff::find(&blob[..])?;
         pieces.map_all(&t.ranges, 0, found);
         for (off, len) in t.thumbnails {
             match pieces.contiguous(off, len) {

@@ -6,7 +6,8 @@
 //! with empty ranges by passthrough, and zeroes reads of the others with [`zero_ranges`].
 //!
 //! Formats are recognised by their first bytes, not their names: JPEG ([`jpeg`]), PNG ([`png`]),
-//! WebP ([`webp`]), HEIF/AVIF and MP4/MOV/3GP ([`isobmff`]); anything else has no ranges. Each
+//! WebP ([`webp`]), TIFF and TIFF-based raw files such as DNG ([`tiff`]), HEIF/AVIF and
+//! MP4/MOV/3GP ([`isobmff`]); anything else has no ranges. Each
 //! format's module says which bytes it redacts; [`xmp`] says which XMP properties count.
 //!
 //! Malformed, truncated or hostile input never fails the finder: the metadata container whose
@@ -21,7 +22,7 @@
 //! boxes, keys and items counted and capped, nesting (thumbnail in EXIF in JPEG...) capped at
 //! [`MAX_DEPTH`], boxes and values past their container or the file rejected.
 //!
-//! Not covered yet: TIFF-based raw files (DNG, CR2...), extended XMP parsed (its payloads are
+//! Not covered yet: extended XMP parsed (its payloads are
 //! redacted whole), IPTC-IIM outside JPEG, maker notes, sidecar files.
 
 mod cache;
@@ -72,6 +73,8 @@ where
             png::walk(&mut src, &mut out)
         } else if webp::is_webp(head) {
             webp::walk(&mut src, &mut out)
+        } else if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
+            tiff::walk_file(&mut src, &mut out)
         } else if isobmff::is_isobmff(head) {
             isobmff::walk(&mut src, &mut out)
         } else {

@@ -297,6 +297,18 @@ fn cases() -> Vec<Case> {
         v.push(heif_case(le));
     }
     v.push(mp4_case());
+    for le in [true, false] {
+        let t = build(le, Some(&jpeg_case(!le, false).bytes));
+        let inner = jpeg_case(!le, false);
+        let thumb_at = (t.bytes.len() - inner.bytes.len()) as u64;
+        let mut expect = t.expect.clone();
+        expect.extend(shifted(&inner.expect, thumb_at));
+        v.push(Case {
+            name: "tiff",
+            bytes: t.bytes,
+            expect,
+        });
+    }
     v
 }
 

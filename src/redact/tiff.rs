@@ -1,5 +1,6 @@
-//! The TIFF structure inside EXIF (JPEG APP1, PNG eXIf, WebP EXIF, HEIF Exif item): finds the GPS
-//! IFD and what points to it, in either byte order, over an in-memory copy of the EXIF blob.
+//! The TIFF structure inside EXIF (JPEG APP1, PNG eXIf, WebP EXIF, HEIF Exif item) and of TIFF
+//! files (DNG and other TIFF-based raw formats): finds the GPS IFD and what points to it, in
+//! either byte order, over an in-memory copy of the EXIF blob or the file itself.
 //!
 //! Location bytes: the GPS IFD's entry table (count, entries, next pointer), every out-of-line
 //! value its entries point to, and the 4-byte value of each GPSInfo (0x8825) pointer entry, so a
@@ -7,12 +8,13 @@
 //! are reported to the caller, which looks for EXIF inside them too.
 
 use super::ranges::Ranges;
-use super::source::{Fault, Res};
+use super::source::{Fault, Res, Source};
 
 const TAG_GPS_IFD: u16 = 0x8825;
 const TAG_EXIF_IFD: u16 = 0x8769;
 const TAG_THUMB_OFFSET: u16 = 0x0201;
 const TAG_THUMB_LENGTH: u16 = 0x0202;
+const TAG_XMP: u16 = 0x02BC;
 /// IFDs followed per TIFF (IFD0, IFD1, the Exif IFD, a few more in odd files).
 const MAX_IFDS: usize = 16;
 /// Real IFDs hold tens of entries; far more is hostile.
@@ -24,13 +26,78 @@ enum Order {
     Big,
 }
 
-struct Tiff<'a> {
-    b: &'a [u8],
+/// Random access to the TIFF's bytes: an in-memory EXIF blob, or a whole TIFF file.
+pub(crate) trait At {
+    fn len(&self) -> u64;
+    fn read(&mut self, off: u64, buf: &mut [u8]) -> Res<()>;
+}
+
+impl At for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn read(&mut self, off: u64, buf: &mut [u8]) -> Res<()> {
+        let s = usize::try_from(off).map_err(|_| Fault::Bad("tiff offset"))?;
+        let e = s.checked_add(buf.len()).ok_or(Fault::Bad("tiff offset"))?;
+        buf.copy_from_slice(self.get(s..e).ok_or(Fault::Bad("tiff read past end"))?);
+        Ok(())
+    }
+}
+
+/// A TIFF file read through the finder's source, a window at a time: IFD entries are read a
+/// few bytes at a time, and one `pread` per entry field would be slow.
+pub(crate) struct FileAt<'s, 'a> {
+    src: &'s mut Source<'a>,
+    win_off: u64,
+    win: Vec<u8>,
+}
+
+const WINDOW: u64 = 4096;
+
+impl<'s, 'a> FileAt<'s, 'a> {
+    pub(crate) fn new(src: &'s mut Source<'a>) -> Self {
+        FileAt {
+            src,
+            win_off: 0,
+            win: Vec::new(),
+        }
+    }
+}
+
+impl At for FileAt<'_, '_> {
+    fn len(&self) -> u64 {
+        self.src.size()
+    }
+
+    fn read(&mut self, off: u64, buf: &mut [u8]) -> Res<()> {
+        let len = buf.len() as u64;
+        let end = off.checked_add(len).ok_or(Fault::Bad("tiff offset"))?;
+        if end > self.src.size() {
+            return Err(Fault::Bad("tiff read past end"));
+        }
+        if len > WINDOW {
+            return self.src.read_exact_at(off, buf);
+        }
+        let win_end = self.win_off + self.win.len() as u64;
+        if off < self.win_off || end > win_end {
+            let n = WINDOW.min(self.src.size() - off);
+            self.win = self.src.read_vec(off, n)?;
+            self.win_off = off;
+        }
+        let s = (off - self.win_off) as usize;
+        buf.copy_from_slice(&self.win[s..s + buf.len()]);
+        Ok(())
+    }
+}
+
+struct Tiff<A> {
+    a: A,
     order: Order,
 }
 
-impl Tiff<'_> {
-    fn u16(&self, off: u64) -> Res<u16> {
+impl<A: At> Tiff<A> {
+    fn u16(&mut self, off: u64) -> Res<u16> {
         let a = self.bytes::<2>(off)?;
         Ok(match self.order {
             Order::Little => u16::from_le_bytes(a),
@@ -38,7 +105,7 @@ impl Tiff<'_> {
         })
     }
 
-    fn u32(&self, off: u64) -> Res<u32> {
+    fn u32(&mut self, off: u64) -> Res<u32> {
         let a = self.bytes::<4>(off)?;
         Ok(match self.order {
             Order::Little => u32::from_le_bytes(a),
@@ -46,21 +113,18 @@ impl Tiff<'_> {
         })
     }
 
-    fn bytes<const N: usize>(&self, off: u64) -> Res<[u8; N]> {
-        let s = usize::try_from(off).map_err(|_| Fault::Bad("tiff offset"))?;
-        let e = s.checked_add(N).ok_or(Fault::Bad("tiff offset"))?;
-        let slice = self.b.get(s..e).ok_or(Fault::Bad("tiff read past end"))?;
-        let mut a = [0; N];
-        a.copy_from_slice(slice);
-        Ok(a)
+    fn bytes<const N: usize>(&mut self, off: u64) -> Res<[u8; N]> {
+        let mut b = [0; N];
+        self.a.read(off, &mut b)?;
+        Ok(b)
     }
 
     fn len(&self) -> u64 {
-        self.b.len() as u64
+        self.a.len()
     }
 
-    /// `(offset, count)` of an IFD's entry table, checked to lie inside the blob.
-    fn ifd(&self, off: u64) -> Res<u16> {
+    /// The entry count of the IFD at `off`, checked to lie inside the TIFF.
+    fn ifd(&mut self, off: u64) -> Res<u16> {
         let n = self.u16(off)?;
         if n > MAX_ENTRIES {
             return Err(Fault::Bad("too many IFD entries"));
@@ -89,16 +153,20 @@ pub(crate) struct Found {
     pub ranges: Ranges,
     /// `(offset, len)` of embedded JPEG thumbnails, inside the blob.
     pub thumbnails: Vec<(u64, u64)>,
+    /// `(offset, len)` of XMP packets (TIFF files keep XMP in IFD0 tag 700).
+    pub xmp: Vec<(u64, u64)>,
 }
 
-/// Parses the TIFF structure at the start of `b`.
-pub(crate) fn find(b: &[u8]) -> Res<Found> {
-    let order = match b.get(..4) {
-        Some(b"II*\0") => Order::Little,
-        Some(b"MM\0*") => Order::Big,
+/// Parses the TIFF structure starting at offset 0 of `a`.
+pub(crate) fn find(mut a: impl At) -> Res<Found> {
+    let mut head = [0; 4];
+    a.read(0, &mut head)?;
+    let order = match &head {
+        b"II*\0" => Order::Little,
+        b"MM\0*" => Order::Big,
         _ => return Err(Fault::Bad("not a TIFF header")),
     };
-    let t = Tiff { b, order };
+    let mut t = Tiff { a, order };
     let mut found = Found::default();
     let mut queue = vec![u64::from(t.u32(4)?)];
     let mut visited: Vec<u64> = Vec::new();
@@ -126,12 +194,21 @@ pub(crate) fn find(b: &[u8]) -> Res<Found> {
                 TAG_EXIF_IFD => queue.push(u64::from(value)),
                 TAG_THUMB_OFFSET => thumb_off = Some(u64::from(value)),
                 TAG_THUMB_LENGTH => thumb_len = Some(u64::from(value)),
+                TAG_XMP => {
+                    let len = u64::from(t.u32(e + 4)?);
+                    let off = if len <= 4 { e + 8 } else { u64::from(value) };
+                    if off.saturating_add(len) > t.len() {
+                        return Err(Fault::Bad("XMP past end"));
+                    }
+                    found.xmp.push((off, len));
+                }
                 _ => {}
             }
         }
         if let (Some(o), Some(l)) = (thumb_off, thumb_len) {
-            if l > 0 && o.checked_add(l).is_some_and(|end| end <= t.len()) {
-                found.thumbnails.push((o, l));
+            // A thumbnail cut off by the end is still walked as far as it goes.
+            if l > 0 && o < t.len() {
+                found.thumbnails.push((o, l.min(t.len() - o)));
             }
         }
         // A missing next-IFD pointer at the very end of the blob is common and means "none".
@@ -144,13 +221,41 @@ pub(crate) fn find(b: &[u8]) -> Res<Found> {
         return Err(Fault::Bad("too many GPS IFDs"));
     }
     for g in gps_ifds {
-        gps_ifd(&t, g, &mut found.ranges)?;
+        gps_ifd(&mut t, g, &mut found.ranges)?;
     }
     Ok(found)
 }
 
+/// A TIFF file (DNG and other TIFF-based raw formats): its GPS IFD, its XMP, and the EXIF of its
+/// JPEG thumbnails. A broken IFD structure leaves nothing to trust: the whole file after the header
+/// is redacted.
+pub(crate) fn walk_file(src: &mut Source, out: &mut Ranges) -> Res<()> {
+    let size = src.size();
+    let found = match find(FileAt::new(src)) {
+        Ok(f) => f,
+        Err(Fault::Bad(why)) => {
+            log::debug!("TIFF file malformed ({why}): redacting all but its header");
+            out.add(8, size);
+            out.mark_conservative();
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    out.absorb(found.ranges);
+    for (off, len) in found.xmp {
+        let whole = [(off, off + len)];
+        super::jpeg::xmp_blob(src, &super::ranges::Pieces::one(off, len), &whole, out)?;
+    }
+    for (off, len) in found.thumbnails {
+        if src.array::<2>(off)? == [0xFF, 0xD8] {
+            super::jpeg::walk(src, off, off + len, 1, out)?;
+        }
+    }
+    Ok(())
+}
+
 /// The GPS IFD's table and out-of-line values.
-fn gps_ifd(t: &Tiff, off: u64, out: &mut Ranges) -> Res<()> {
+fn gps_ifd(t: &mut Tiff<impl At>, off: u64, out: &mut Ranges) -> Res<()> {
     if off == 0 {
         return Ok(());
     }
@@ -251,7 +356,7 @@ pub(crate) mod tests {
     fn finds_gps_in_both_byte_orders() {
         for le in [true, false] {
             let b = build(le, None);
-            let f = find(&b.bytes).unwrap();
+            let f = find(&b.bytes[..]).unwrap();
             // The GPS table ends where the latitude starts: the two merge.
             let mut want = Ranges::default();
             for &(s, e) in &b.expect {
@@ -265,7 +370,7 @@ pub(crate) mod tests {
     #[test]
     fn reports_thumbnail() {
         let b = build(false, Some(b"\xFF\xD8\xFF\xD9"));
-        let f = find(&b.bytes).unwrap();
+        let f = find(&b.bytes[..]).unwrap();
         assert_eq!(f.thumbnails, vec![(b.bytes.len() as u64 - 4, 4)]);
     }
 
@@ -285,18 +390,18 @@ pub(crate) mod tests {
         v.extend_from_slice(&[1, 0]); // one entry
         v.extend_from_slice(&[0x69, 0x87, 4, 0, 1, 0, 0, 0, 8, 0, 0, 0]); // Exif IFD -> itself
         v.extend_from_slice(&[8, 0, 0, 0]); // next IFD -> itself
-        assert!(find(&v).unwrap().ranges.is_empty());
+        assert!(find(&v[..]).unwrap().ranges.is_empty());
     }
 
     #[test]
     fn huge_counts_are_malformed() {
         let mut v = b"MM\0*\0\0\0\x08".to_vec();
         v.extend_from_slice(&[0xFF, 0xFF]);
-        assert!(matches!(find(&v), Err(Fault::Bad(_))));
+        assert!(matches!(find(&v[..]), Err(Fault::Bad(_))));
         // A GPS value whose count overflows the blob.
         let mut b = build(true, None);
         let count_at = 38 + 2 + 12 + 4; // second GPS entry's count
         b.bytes[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(find(&b.bytes), Err(Fault::Bad(_))));
+        assert!(matches!(find(&b.bytes[..]), Err(Fault::Bad(_))));
     }
 }

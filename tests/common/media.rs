@@ -139,6 +139,12 @@ pub fn generate(dir: &Path) -> Vec<Sample> {
     exiftool(&png, &[], &[GPS, XMP_LOCATION]);
     add("png-exif-xmp", png, true, false);
 
+    // TIFF (as DNG and other raw files are): GPS IFD and XMP (tag 700), big-endian.
+    let tiff = p("located.tif");
+    run("convert", &[&s(&png_src), "-endian", "MSB", &s(&tiff)]);
+    exiftool(&tiff, &[], &[GPS, XMP_LOCATION]);
+    add("tiff-gps-xmp", tiff, true, false);
+
     // WebP: EXIF and XMP chunks.
     let webp = p("located.webp");
     run("cwebp", &["-quiet", &s(&png_src), "-o", &s(&webp)]);
