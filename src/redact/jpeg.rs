@@ -2,11 +2,12 @@
 //! [`super::tiff`]), in APP1 XMP (`http://ns.adobe.com/xap/1.0/\0`, see [`super::xmp`]), in
 //! the EXIF of thumbnails inside that TIFF, and in the EXIF of the extra images a Multi-Picture
 //! (APP2 `MPF\0`) index points to; IPTC-IIM places live in APP13 (see [`super::iptc`]).
-//! Extended XMP (APP1 `http://ns.adobe.com/xmp/extension/\0`)
-//! is split across segments that cannot be parsed one by one: its payloads are redacted whole.
+//! Extended XMP (APP1 `http://ns.adobe.com/xmp/extension/\0`) is put back together first (see
+//! [`super::xmp_ext`]).
 
 use super::ranges::{Pieces, Ranges};
 use super::source::{guarded, Fault, Res, Source};
+use super::xmp_ext::Extended;
 use super::{iptc, tiff, xmp, MAX_DEPTH};
 
 const EXIF: &[u8] = b"Exif\0\0";
@@ -34,19 +35,27 @@ pub(crate) fn walk(
         return Ok(());
     }
     let mut pos = start + 2; // after SOI, checked by the caller
-    match segments(src, &mut pos, end, depth, out) {
-        Ok(()) => Ok(()),
+    let mut ext = Extended::default();
+    match segments(src, &mut pos, end, depth, &mut ext, out) {
+        Ok(()) => {}
         Err(Fault::Bad(why)) => {
             log::debug!("JPEG structure broken at {pos} ({why}): redacting to its end");
             out.add(pos, end);
             out.mark_conservative();
-            Ok(())
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
     }
+    ext.finish(src, out)
 }
 
-fn segments(src: &mut Source, pos: &mut u64, end: u64, depth: u32, out: &mut Ranges) -> Res<()> {
+fn segments(
+    src: &mut Source,
+    pos: &mut u64,
+    end: u64,
+    depth: u32,
+    ext: &mut Extended,
+    out: &mut Ranges,
+) -> Res<()> {
     for _ in 0..MAX_SEGMENTS {
         if *pos + 2 > end {
             return Ok(()); // ends without image data: nothing more to find
@@ -90,7 +99,7 @@ fn segments(src: &mut Source, pos: &mut u64, end: u64, depth: u32, out: &mut Ran
             return Ok(());
         }
         if matches!(marker, 0xE1 | 0xE2 | 0xED) {
-            app(src, marker, payload, seg_end, depth, out)?;
+            app(src, marker, payload, seg_end, depth, ext, out)?;
         }
         *pos = seg_end;
     }
@@ -104,6 +113,7 @@ fn app(
     payload: u64,
     seg_end: u64,
     depth: u32,
+    ext: &mut Extended,
     out: &mut Ranges,
 ) -> Res<()> {
     let head_len = (seg_end - payload).min(XMP_EXT.len() as u64);
@@ -117,8 +127,7 @@ fn app(
         let base = payload + XMP.len() as u64;
         xmp_blob(src, &Pieces::one(base, seg_end - base), &whole, out)
     } else if marker == 0xE1 && head.starts_with(XMP_EXT) {
-        out.add(payload + XMP_EXT.len() as u64, seg_end);
-        Ok(())
+        ext.add(src, payload + XMP_EXT.len() as u64, seg_end)
     } else if marker == 0xED && head.starts_with(PHOTOSHOP) {
         let base = payload + PHOTOSHOP.len() as u64;
         guarded(out, &whole, |found| {

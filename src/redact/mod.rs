@@ -22,8 +22,7 @@
 //! boxes, keys and items counted and capped, nesting (thumbnail in EXIF in JPEG...) capped at
 //! [`MAX_DEPTH`], boxes and values past their container or the file rejected.
 //!
-//! Not covered yet: extended XMP parsed (its payloads are
-//! redacted whole), IPTC-IIM outside JPEG, maker notes, sidecar files.
+//! Not covered: IPTC-IIM outside JPEG, maker notes, sidecar files.
 
 mod cache;
 pub(crate) mod iptc;
@@ -36,6 +35,7 @@ mod stats;
 pub(crate) mod tiff;
 pub(crate) mod webp;
 pub(crate) mod xmp;
+pub(crate) mod xmp_ext;
 
 use std::io;
 

@@ -64,6 +64,22 @@ fn jpeg_case(le: bool, thumb: bool) -> Case {
     p.extend_from_slice(XMP.as_bytes());
     v.extend(seg(0xE1, &p));
     expect.push(xmp_span(xmp_at));
+    // Extended XMP in two parts, the second sent first, split inside the GPS property.
+    let split = XMP.find("GPSLatitude").unwrap() + 4;
+    let guid = b"0123456789ABCDEF0123456789ABCDEF";
+    let mut part_at = [0u64; 2];
+    for (k, (from, to)) in [(split, XMP.len()), (0, split)].into_iter().enumerate() {
+        let mut p = b"http://ns.adobe.com/xmp/extension/\0".to_vec();
+        p.extend_from_slice(guid);
+        p.extend_from_slice(&(XMP.len() as u32).to_be_bytes());
+        p.extend_from_slice(&(from as u32).to_be_bytes());
+        part_at[k] = v.len() as u64 + 4 + p.len() as u64 - from as u64;
+        p.extend_from_slice(&XMP.as_bytes()[from..to]);
+        v.extend(seg(0xE1, &p));
+    }
+    let (s, e) = xmp_span(0);
+    expect.push((part_at[1] + s, part_at[1] + split as u64));
+    expect.push((part_at[0] + split as u64, part_at[0] + e));
     let (irb, irb_expect) = super::iptc::tests::block();
     let irb_at = v.len() as u64 + 4 + 14;
     v.extend(seg(0xED, &[&b"Photoshop 3.0\0"[..], &irb].concat()));

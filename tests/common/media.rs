@@ -62,6 +62,9 @@ const IPTC_LOCATION: &[&str] = &[
     "-IPTC:ObjectName=Not a location",
 ];
 
+/// XMP properties as attributes (as cameras and Adobe write them) rather than elements.
+const SHORTHAND: &[&str] = &["-api", "Compact=Shorthand"];
+
 fn exiftool(file: &Path, extra: &[&str], tags: &[&[&str]]) {
     let mut args = vec!["-q", "-q", "-overwrite_original"];
     args.extend_from_slice(extra);
@@ -127,6 +130,16 @@ pub fn generate(dir: &Path) -> Vec<Sample> {
     );
     add("jpeg-be", jpeg_be, true, false);
 
+    // JPEG whose XMP is too big for one segment: exiftool moves the 70 KB description to
+    // extended XMP segments, which must come through untouched.
+    let desc = p("description.txt");
+    std::fs::write(&desc, "a long description ".repeat(3700)).unwrap();
+    let jpeg_ext = p("extended-xmp.jpg");
+    std::fs::copy(&base, &jpeg_ext).unwrap();
+    let desc_arg = format!("-XMP-dc:Description<={}", s(&desc));
+    exiftool(&jpeg_ext, &[&desc_arg], &[XMP_LOCATION]);
+    add("jpeg-extended-xmp", jpeg_ext, true, false);
+
     // JPEG with EXIF but no location: the control.
     let plain = p("plain.jpg");
     std::fs::copy(&base, &plain).unwrap();
@@ -142,19 +155,19 @@ pub fn generate(dir: &Path) -> Vec<Sample> {
     // TIFF (as DNG and other raw files are): GPS IFD and XMP (tag 700), big-endian.
     let tiff = p("located.tif");
     run("convert", &[&s(&png_src), "-endian", "MSB", &s(&tiff)]);
-    exiftool(&tiff, &[], &[GPS, XMP_LOCATION]);
+    exiftool(&tiff, SHORTHAND, &[GPS, XMP_LOCATION]);
     add("tiff-gps-xmp", tiff, true, false);
 
     // WebP: EXIF and XMP chunks.
     let webp = p("located.webp");
     run("cwebp", &["-quiet", &s(&png_src), "-o", &s(&webp)]);
-    exiftool(&webp, &[], &[GPS, XMP_LOCATION]);
+    exiftool(&webp, SHORTHAND, &[GPS, XMP_LOCATION]);
     add("webp-exif-xmp", webp, true, false);
 
     // HEIC (HEVC) and AVIF (AV1) from libheif, then the Exif item and the XMP item by exiftool.
     let heic = p("located.heic");
     run("heif-enc", &["-q", "60", "-o", &s(&heic), &s(&png_src)]);
-    exiftool(&heic, &[], &[GPS, XMP_LOCATION]);
+    exiftool(&heic, SHORTHAND, &[GPS, XMP_LOCATION]);
     add("heic-exif-xmp", heic, true, false);
     let avif = p("located.avif");
     run(
