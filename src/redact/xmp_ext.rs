@@ -56,8 +56,7 @@ impl Extended {
             out.add(s, e);
             out.mark_conservative();
         }
-        self.parts
-            .sort_by(|a, b| (a.guid, a.offset).cmp(&(b.guid, b.offset)));
+        self.parts.sort_by_key(|p| (p.guid, p.offset));
         let mut rest = &self.parts[..];
         while let Some(first) = rest.first() {
             let n = rest.iter().take_while(|p| p.guid == first.guid).count();
