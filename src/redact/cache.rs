@@ -19,6 +19,25 @@ pub struct FileVersion {
     pub ctime_ns: i64,
 }
 
+impl FileVersion {
+    /// The version of the file `meta` describes.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileVersion {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
+        }
+    }
+}
+
 /// What one entry costs besides its ranges' heap (map slots, the Arc, the LRU index).
 const ENTRY_OVERHEAD: usize = 128;
 
@@ -220,6 +239,18 @@ mod tests {
         c.invalidate(0);
         assert!(c.get(&v(0, 0)).is_none());
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn a_write_makes_a_new_version() {
+        let dir = std::env::temp_dir().join(format!("fusegate-cache-{}", std::process::id()));
+        std::fs::write(&dir, b"one").unwrap();
+        let before = FileVersion::of(&std::fs::metadata(&dir).unwrap());
+        std::fs::write(&dir, b"two!").unwrap();
+        let after = FileVersion::of(&std::fs::metadata(&dir).unwrap());
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(before.ino, after.ino);
+        assert_ne!(before, after);
     }
 
     #[test]
