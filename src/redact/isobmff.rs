@@ -19,8 +19,10 @@ use super::jpeg;
 use super::ranges::{Pieces, Ranges};
 use super::source::{guarded, Fault, Res, Source, MAX_BLOB};
 
-/// Children of one box; a fragmented movie has a few thousand top-level boxes.
+/// Children of one box.
 const MAX_BOXES: u32 = 1 << 16;
+/// Top-level boxes: a fragmented movie has two per fragment (`moof`, `mdat`), hours of them.
+const MAX_TOP_BOXES: u32 = 1 << 20;
 /// moov/trak/udta/meta/ilst/item/data is 7 deep.
 const MAX_BOX_DEPTH: u32 = 8;
 const MAX_KEYS: u32 = 4096;
@@ -107,7 +109,7 @@ fn children(src: &mut Source, start: u64, end: u64) -> Res<Vec<Bx>> {
 pub(crate) fn walk(src: &mut Source, out: &mut Ranges) -> Res<()> {
     let size = src.size();
     let mut pos = 0;
-    for _ in 0..MAX_BOXES {
+    for _ in 0..MAX_TOP_BOXES {
         if pos + 8 > size {
             return Ok(());
         }

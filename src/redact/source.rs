@@ -6,11 +6,12 @@ use std::io;
 use super::ranges::Ranges;
 
 /// Total bytes (plus [`CALL_COST`] per call) the finder may read from one file: metadata is small,
-/// and a hostile file must not make the finder read gigabytes of headers.
-pub(crate) const READ_BUDGET: u64 = 8 << 20;
+/// and a hostile file must not make the finder read gigabytes of headers. It still allows
+/// walking the ~700 000 chunk or box headers of a multi-gigabyte PNG or fragmented movie.
+pub(crate) const READ_BUDGET: u64 = 16 << 20;
 /// A read call costs this much budget on top of its bytes, so millions of tiny header reads are
 /// bounded as well as a few big ones.
-const CALL_COST: u64 = 64;
+const CALL_COST: u64 = 16;
 /// The largest metadata blob (EXIF TIFF, XMP packet, item) held in memory at once.
 pub(crate) const MAX_BLOB: u64 = 2 << 20;
 

@@ -188,6 +188,9 @@ pub(crate) fn find(mut a: impl At) -> Res<Found> {
                 TAG_GPS_IFD => {
                     found.ranges.add(e + 8, e + 12);
                     if !gps_ifds.contains(&u64::from(value)) {
+                        if gps_ifds.len() >= MAX_IFDS {
+                            return Err(Fault::Bad("too many GPS IFDs"));
+                        }
                         gps_ifds.push(u64::from(value));
                     }
                 }
@@ -216,9 +219,6 @@ pub(crate) fn find(mut a: impl At) -> Res<Found> {
         if next_at + 4 <= t.len() {
             queue.push(u64::from(t.u32(next_at)?));
         }
-    }
-    if gps_ifds.len() > MAX_IFDS {
-        return Err(Fault::Bad("too many GPS IFDs"));
     }
     for g in gps_ifds {
         gps_ifd(&mut t, g, &mut found.ranges)?;

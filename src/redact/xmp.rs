@@ -10,6 +10,7 @@
 //! * `Iptc4xmpExt:LocationShown`, `Iptc4xmpExt:LocationCreated` (whole structures, with their
 //!   City, ProvinceState, CountryName, Sublocation, GPS fields).
 //!
+//! Packets in UTF-16 or UTF-32 are malformed here (redacted whole by the caller).
 //! Prefixes are resolved through the `xmlns:` declarations in scope; an undeclared prefix is
 //! matched by its conventional name. Unbalanced markup inside a redacted element, or nesting
 //! deeper than [`MAX_DEPTH`], is malformed (the caller then redacts the whole packet).
@@ -176,6 +177,11 @@ fn start_tag(b: &[u8], lt: usize) -> Res<StartTag<'_>> {
 
 /// Ranges (relative to `b`) of the location properties in the XMP packet `b`.
 pub(crate) fn find(b: &[u8]) -> Res<Vec<(usize, usize)>> {
+    // UTF-16 or UTF-32 packets (legal, rare) are not scanned byte-wise: redact them whole.
+    if b.starts_with(b"\xFE\xFF") || b.starts_with(b"\xFF\xFE") || b.iter().take(4).any(|&c| c == 0)
+    {
+        return Err(Fault::Bad("XMP not in UTF-8"));
+    }
     let mut s = Scanner { ns: Vec::new() };
     let mut out = Vec::new();
     // Open elements: (name, ns declarations before it, start if it is a redacted property).
@@ -314,6 +320,12 @@ mod tests {
             find(&PACKET.as_bytes()[..cut]),
             Err(Fault::Bad(_))
         ));
+    }
+
+    #[test]
+    fn utf16_packets_are_malformed() {
+        let utf16: Vec<u8> = PACKET.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert!(matches!(find(&utf16), Err(Fault::Bad(_))));
     }
 
     #[test]
