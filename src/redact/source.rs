@@ -35,10 +35,17 @@ pub(crate) type Res<T> = Result<T, Fault>;
 /// The read callback: fills `buf` from `offset`, returns how much it read (0 at end of file).
 pub(crate) type ReadFn<'a> = dyn FnMut(u64, &mut [u8]) -> io::Result<usize> + 'a;
 
+/// Reads up to this size are served from a read-ahead window: headers are a few bytes each
+/// and one `pread` per header field would dominate the finder's cost.
+const SMALL: usize = 64;
+const WINDOW: u64 = 4096;
+
 pub(crate) struct Source<'a> {
     read: &'a mut ReadFn<'a>,
     size: u64,
     budget: u64,
+    win_off: u64,
+    win: Vec<u8>,
 }
 
 impl<'a> Source<'a> {
@@ -47,6 +54,8 @@ impl<'a> Source<'a> {
             read,
             size,
             budget: READ_BUDGET,
+            win_off: 0,
+            win: Vec::new(),
         }
     }
 
@@ -61,11 +70,45 @@ impl<'a> Source<'a> {
         if end > self.size {
             return Err(Fault::Bad("read past end of file"));
         }
+        if buf.len() <= SMALL {
+            let win_end = self.win_off + self.win.len() as u64;
+            if off < self.win_off || end > win_end {
+                self.fill_window(off, len)?;
+            }
+            let s = (off - self.win_off) as usize;
+            buf.copy_from_slice(&self.win[s..s + buf.len()]);
+            return Ok(());
+        }
+        self.charge(len)?;
+        self.pread(off, buf)
+    }
+
+    /// Reads ahead from `off`; only the `wanted` bytes count against the budget, since the rest
+    /// costs no extra call.
+    fn fill_window(&mut self, off: u64, wanted: u64) -> Res<()> {
+        self.charge(wanted)?;
+        let n = WINDOW.min(self.size - off) as usize;
+        let mut win = std::mem::take(&mut self.win);
+        win.resize(n, 0);
+        let result = self.pread(off, &mut win);
+        if result.is_err() {
+            win.clear();
+        }
+        self.win = win;
+        self.win_off = off;
+        result
+    }
+
+    fn charge(&mut self, len: u64) -> Res<()> {
         let cost = len + CALL_COST;
         if cost > self.budget {
             return Err(Fault::Bad("read budget exhausted"));
         }
         self.budget -= cost;
+        Ok(())
+    }
+
+    fn pread(&mut self, off: u64, buf: &mut [u8]) -> Res<()> {
         let mut done = 0;
         while done < buf.len() {
             match (self.read)(off + done as u64, &mut buf[done..]) {
