@@ -96,6 +96,59 @@ fn jpeg_case(le: bool, thumb: bool) -> Case {
     }
 }
 
+/// A JPEG whose Multi-Picture index (APP2 `MPF\0`) lists a second JPEG, appended after the first
+/// one's EOI, that carries the GPS.
+fn mpf_case(le: bool) -> Case {
+    let second = jpeg_case(!le, false);
+    let w16 = |v: &mut Vec<u8>, x: u16| {
+        v.extend_from_slice(&if le { x.to_le_bytes() } else { x.to_be_bytes() })
+    };
+    let w32 = |v: &mut Vec<u8>, x: u32| {
+        v.extend_from_slice(&if le { x.to_le_bytes() } else { x.to_be_bytes() })
+    };
+    // MPF TIFF: header, IFD with NumberOfImages and MPEntry, then the two 16-byte entries.
+    let mut t = if le {
+        b"II*\0".to_vec()
+    } else {
+        b"MM\0*".to_vec()
+    };
+    w32(&mut t, 8);
+    w16(&mut t, 2);
+    for (tag, typ, count, value) in [
+        (0xB001u16, 4u16, 1u32, 2u32),
+        (0xB002, 7, 32, 8 + 2 + 24 + 4),
+    ] {
+        w16(&mut t, tag);
+        w16(&mut t, typ);
+        w32(&mut t, count);
+        w32(&mut t, value);
+    }
+    w32(&mut t, 0);
+    let app2_len = 2 + 4 + t.len() + 32;
+    let primary_len = 2 + 2 + app2_len + SCAN.len();
+    let base = 2 + 4 + 4; // SOI, APP2 marker and length, "MPF\0"
+    for (size, offset) in [
+        (primary_len as u32, 0u32),
+        (second.bytes.len() as u32, (primary_len - base) as u32),
+    ] {
+        w32(&mut t, 0x0003_0000);
+        w32(&mut t, size);
+        w32(&mut t, offset);
+        w32(&mut t, 0);
+    }
+    let mut v = b"\xFF\xD8".to_vec();
+    v.extend(seg(0xE2, &[&b"MPF\0"[..], &t].concat()));
+    v.extend_from_slice(SCAN);
+    assert_eq!(v.len(), primary_len);
+    let expect = shifted(&second.expect, v.len() as u64);
+    v.extend_from_slice(&second.bytes);
+    Case {
+        name: "jpeg-mpf",
+        bytes: v,
+        expect,
+    }
+}
+
 fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
     let mut v = (data.len() as u32).to_be_bytes().to_vec();
     v.extend_from_slice(kind);
@@ -308,6 +361,7 @@ fn cases() -> Vec<Case> {
     for le in [true, false] {
         v.push(jpeg_case(le, false));
         v.push(jpeg_case(le, true));
+        v.push(mpf_case(le));
         v.push(png_case(le));
         v.push(webp_case(le));
         v.push(heif_case(le));
