@@ -9,6 +9,8 @@ pkgs=(
     qemu-system-arm cpio adb file               # the arm64 emulator and adb
     f2fs-tools gcc uuid-dev                     # f2fs lower disks; mkfs.f2fs for 16 KiB blocks
     meson ninja-build pkg-config g++ liburing-dev libnuma-dev  # benchmark peer: libfuse passthrough_hp
+    libimage-exiftool-perl imagemagick ffmpeg   # location redaction: real media with GPS,
+    webp libheif-examples                       #   and exiftool to check what is left
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -4,13 +4,15 @@
 //! Layers, arrows pointing down only:
 //! * faces: `bin/fusegated.rs` (command line) and [`jni`] (Java) configure and start a [`Daemon`];
 //! * [`view`]: the storage view, mirroring the lower tree, asking [`policy`], doing passthrough;
-//! * [`fuse`]: the protocol (knows no Android) and [`policy`]: pure decisions (does no I/O).
+//! * [`fuse`]: the protocol (knows no Android) and [`policy`]: pure decisions (does no I/O);
+//! * [`redact`]: pure location-range finding for redacted reads (I/O only through a callback).
 
 pub mod daemon;
 pub mod fuse;
 pub mod jni;
 pub mod logging;
 pub mod policy;
+pub mod redact;
 pub mod view;
 
 pub use daemon::{Daemon, DaemonError, EventFeed, FileEvent, Options, Stats};

@@ -3,6 +3,8 @@
 //! in a forked child.
 #![allow(dead_code)]
 
+pub mod media;
+
 use std::ffi::CString;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
