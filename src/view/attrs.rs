@@ -73,11 +73,17 @@ impl StorageView {
             .nodes
             .with(node, |n| n.caller_dependent())
             .unwrap_or(true);
-        if st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            std::time::Duration::ZERO
-        } else {
-            self.ttl(cd)
-        }
+        attr_ttl(st, self.ttl(cd))
+    }
+}
+
+/// Setuid and setgid files are never cached by the kernel: a write through passthrough clears
+/// the bits on the lower file, and `stat` must show that at once. Others keep `ttl`.
+pub(super) fn attr_ttl(st: &libc::stat, ttl: std::time::Duration) -> std::time::Duration {
+    if st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+        std::time::Duration::ZERO
+    } else {
+        ttl
     }
 }
 

@@ -9,7 +9,6 @@ use crate::fuse::reply::attr_from_stat;
 use crate::fuse::{Ctx, Entry, Name};
 use crate::policy::{self, Decision, Op};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::time::Duration;
 
 /// Whether a relative symlink target, placed in a directory `depth` levels below the root,
 /// stays inside the root when followed. Absolute targets never do (the upper and lower
@@ -61,17 +60,6 @@ pub(super) fn stat_and_handle(
     Err(libc::EAGAIN)
 }
 
-/// Setuid and setgid files are never cached by the kernel: a write through passthrough clears
-/// the bits on the lower file, and `stat` must show that at once.
-fn attr_ttl(view: &StorageView, st: &libc::stat, entry_ttl: Duration) -> Duration {
-    if st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
-        Duration::ZERO
-    } else {
-        let _ = view;
-        entry_ttl
-    }
-}
-
 impl StorageView {
     /// Registers the child `name` of `parent` and builds the entry the kernel caches. Counts
     /// one lookup.
@@ -99,7 +87,7 @@ impl StorageView {
             generation: 0,
             attr: attr_from_stat(st),
             entry_ttl: ttl,
-            attr_ttl: attr_ttl(self, st, ttl),
+            attr_ttl: super::attrs::attr_ttl(st, ttl),
         })
     }
 
