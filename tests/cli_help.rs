@@ -72,7 +72,13 @@ fn readme_flags(readme: &str) -> Flags {
     );
     let mut flags = Flags::new();
     for row in lines.skip(1).take_while(|l| l.starts_with('|')) {
-        let cells: Vec<&str> = row.trim_matches('|').split('|').collect();
+        // `\|` is a literal bar inside a cell (Markdown's escape), not a cell border.
+        let row_cells = row.replace("\\|", "\u{1}");
+        let cells: Vec<String> = row_cells
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.replace('\u{1}', "|"))
+            .collect();
         assert_eq!(
             cells.len(),
             2,
@@ -84,7 +90,7 @@ fn readme_flags(readme: &str) -> Flags {
             .step_by(2)
             .collect::<Vec<_>>()
             .join(" ");
-        let default = between(cells[1], "(default: ", ')');
+        let default = between(&cells[1], "(default: ", ')');
         for flag in flags_in(&names) {
             assert!(
                 flags.insert(flag.clone(), default.clone()).is_none(),

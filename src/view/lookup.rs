@@ -40,14 +40,20 @@ pub(super) fn dtype_of_mode(mode: u32) -> u32 {
 /// The attributes and the handle of `name` in `dir`, without opening it: `fstatat` and
 /// `name_to_handle_at`, neither following a symlink. The name can be replaced between the two
 /// calls; the pair is accepted only if both describe one inode (checked through the inode
-/// number that common handles carry, else by a second stat), and retried otherwise.
+/// number that common handles carry, else by a second stat), and retried otherwise. A name in
+/// another mount than `mount` (a mount point below the lower root) is EXDEV, as an app sees a
+/// boundary it cannot cross.
 pub(super) fn stat_and_handle(
     dir: BorrowedFd<'_>,
     name: &std::ffi::CStr,
+    mount: lower::MountId,
 ) -> Result<(libc::stat, Handle)> {
     for _ in 0..8 {
         let st = io(lower::stat_at(dir, name))?;
-        let handle = io(lower::handle_at(dir, name))?;
+        let (handle, in_mount) = io(lower::handle_at(dir, name))?;
+        if in_mount != mount {
+            return Err(libc::EXDEV);
+        }
         let same = if handle.carries_inode() {
             handle.may_be_inode(st.st_ino)
         } else {
@@ -102,7 +108,7 @@ impl StorageView {
         parent_facts: &Facts,
     ) -> Result<Entry> {
         let cname = io(lower::cname(name))?;
-        let (st, handle) = stat_and_handle(dir, &cname)?;
+        let (st, handle) = stat_and_handle(dir, &cname, self.lower.root_mount())?;
         let mut facts = self.child_facts(parent_facts, name, is_dir_mode(st.st_mode));
         let caller_dependent = policy::caller_dependent(&facts.target());
         if self.judged(uid) {

@@ -138,16 +138,21 @@ pub fn open_at(dir: BorrowedFd<'_>, name: &CString, flags: i32, mode: u32) -> io
 
 /// The handle of an open fd (any kind, O_PATH included).
 pub fn handle_of(fd: BorrowedFd<'_>) -> io::Result<Handle> {
-    name_to_handle(fd, c"", libc::AT_EMPTY_PATH)
+    name_to_handle(fd, c"", libc::AT_EMPTY_PATH).map(|(handle, _)| handle)
 }
 
-/// The handle of `name` in `dir`, without following a symlink (flags 0) and without opening
-/// the file: one system call where open + handle + close would be three.
-pub fn handle_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Handle> {
+/// The mount a handle belongs to, as `name_to_handle_at` names it. A name in the lower tree
+/// that is a mount point resolves to the mounted root, in another mount.
+pub type MountId = libc::c_int;
+
+/// The handle of `name` in `dir` and the mount it lives in, without following a symlink
+/// (flags 0) and without opening the file: one system call where open + handle + close would
+/// be three.
+pub fn handle_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<(Handle, MountId)> {
     name_to_handle(dir, name, 0)
 }
 
-fn name_to_handle(fd: BorrowedFd<'_>, name: &CStr, flags: i32) -> io::Result<Handle> {
+fn name_to_handle(fd: BorrowedFd<'_>, name: &CStr, flags: i32) -> io::Result<(Handle, MountId)> {
     let mut raw = RawHandle {
         handle_bytes: HANDLE_ASK as u32,
         handle_type: 0,
@@ -184,11 +189,14 @@ fn name_to_handle(fd: BorrowedFd<'_>, name: &CStr, flags: i32) -> io::Result<Han
         })?;
     let mut bytes = [0u8; HANDLE_MAX];
     bytes[..len].copy_from_slice(&raw.f_handle[..len]);
-    Ok(Handle {
-        kind,
-        len: len as u8,
-        bytes,
-    })
+    Ok((
+        Handle {
+            kind,
+            len: len as u8,
+            bytes,
+        },
+        mount_id,
+    ))
 }
 
 /// The lower root and the operations that need it.
@@ -196,6 +204,7 @@ fn name_to_handle(fd: BorrowedFd<'_>, name: &CStr, flags: i32) -> io::Result<Han
 pub struct Lower {
     root: OwnedFd,
     root_handle: Handle,
+    root_mount: MountId,
 }
 
 impl Lower {
@@ -209,8 +218,13 @@ impl Lower {
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
         }
-        let root_handle = handle_of(root_borrow(&root))?;
-        let lower = Lower { root, root_handle };
+        let (root_handle, root_mount) =
+            name_to_handle(root_borrow(&root), c"", libc::AT_EMPTY_PATH)?;
+        let lower = Lower {
+            root,
+            root_handle,
+            root_mount,
+        };
         // Prove open_by_handle_at works here (needs CAP_DAC_READ_SEARCH and fs support).
         lower.open_handle(&lower.root_handle, libc::O_PATH)?;
         Ok(lower)
@@ -222,6 +236,13 @@ impl Lower {
 
     pub fn root_handle(&self) -> &Handle {
         &self.root_handle
+    }
+
+    /// The mount of the lower root. Names whose handle is in another mount (a filesystem or
+    /// bind mount below the root) are not served: handles are opened through the root's mount,
+    /// and a bind mount could show one app's private files under a public path.
+    pub fn root_mount(&self) -> MountId {
+        self.root_mount
     }
 
     /// Reopens a node. `O_PATH` gives a cheap reference for `*at()` calls and stat.
