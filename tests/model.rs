@@ -1796,20 +1796,17 @@ fn run_model(default_seed: u64, passthrough: bool) {
 }
 
 #[test]
-#[ignore = "gaps found: linked-name rename, reserved blocks; see closing note (issue 9)"]
 fn model_seed_1() {
     run_model(0x5eed_0001, true);
 }
 
 #[test]
-#[ignore = "gaps found: linked-name rename, reserved blocks; see closing note (issue 9)"]
 fn model_seed_2() {
     run_model(0x5eed_0002, true);
 }
 
 /// The userspace data path (no passthrough) under the same rules.
 #[test]
-#[ignore = "gaps found: linked-name rename, reserved blocks; see closing note (issue 9)"]
 fn model_seed_3_no_passthrough() {
     run_model(0x5eed_0003, false);
 }

@@ -605,7 +605,9 @@ impl NodeTable {
     }
 
     /// A rename moved the inode `ino` from `from` to `to`: moves the node of that name (the
-    /// inode's node, or the node of that one name of a linked file).
+    /// inode's node, or the node of that one name of a linked file). Only a node named `from`
+    /// moves: the inode's first node may carry another of its names (it was looked up before
+    /// a second link existed), and that name did not move.
     pub fn renamed(&self, ino: u64, from: (u64, &[u8]), to: (u64, &[u8])) {
         let si = shard_of_ino(ino);
         let mut shard = self.lock(si);
@@ -613,7 +615,7 @@ impl NodeTable {
         slots.extend(shard.by_ino.get(&ino).copied());
         for slot in slots {
             if let Some(node) = shard.get_mut(slot) {
-                if !node.linked_name() || node.is_named(from.0, from.1) {
+                if node.is_named(from.0, from.1) {
                     self.move_node(join(si, slot), node, to.0, to.1);
                 }
             }
@@ -1015,6 +1017,24 @@ mod tests {
         assert!(t.forget(a, 2).is_some());
         assert!(t.forget(b, 1).is_some());
         assert_eq!(t.count(), 0);
+    }
+
+    #[test]
+    fn renaming_a_second_link_leaves_the_first_name_alone() {
+        let t = table();
+        // Looked up while it had one name: the inode's own node.
+        let a = t
+            .register(found(ROOT_ID, b"a", handle(1), 100, 1), false)
+            .nodeid;
+        // A second link appeared, then was looked up: a node for that name.
+        let b = t
+            .register(found(ROOT_ID, b"b", handle(1), 100, 2), false)
+            .nodeid;
+        assert_ne!(a, b);
+        t.renamed(100, (ROOT_ID, b"b"), (ROOT_ID, b"c"));
+        let name = |id| t.with(id, |n| n.name.as_bytes().to_vec());
+        assert_eq!(name(a), Some(b"a".to_vec()), "the first name did not move");
+        assert_eq!(name(b), Some(b"c".to_vec()));
     }
 
     #[test]
