@@ -1019,7 +1019,8 @@ fn userspace_opens_are_capped_with_enfile() {
     let probe = own_files(&m, 50);
     lower_file(&m, "Download/own/hold.txt", b"held", Some("10058:com.b"));
     let hard = nofile_hard();
-    // The daemon gets every fd the machine allows, so its cap (8192 by default) comes first.
+    // The daemon gets every fd the machine allows; its cap (8192, or 3/4 of its fd limit when
+    // that is lower, as on a 4096-fd guest) comes first.
     set_nofile(m.pid() as i32, hard);
     let max = (hard as usize).saturating_sub(200);
     let (held, first, full, after) = hold_and_probe(&m, B, "Download/own/hold.txt", &probe, max);

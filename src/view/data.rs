@@ -3,7 +3,7 @@
 use super::access::Subject;
 use super::creds::Creds;
 use super::events::{text as events_text, FileEvent};
-use super::files::OpenFile;
+use super::files::{FileTable, OpenFile};
 use super::lower::{self, cvt, errno, io, proc_path, Result};
 use super::remove::Existing;
 use super::StorageView;
@@ -207,7 +207,7 @@ impl StorageView {
         // Each holds a lower fd: bounded, so that apps cannot exhaust the daemon's fds.
         if !self
             .files
-            .reserve_userspace(self.config.max_userspace_opens)
+            .reserve_userspace(FileTable::userspace_budget(self.config.max_userspace_opens))
         {
             self.stats.userspace_refused.fetch_add(1, Relaxed);
             return Err(libc::ENFILE);

@@ -90,6 +90,16 @@ impl FileTable {
     }
 
     /// Takes one of at most `limit` userspace slots; false when all are taken.
+    /// How many userspace opens may hold an fd: `configured`, but never more than three
+    /// quarters of the daemon's fd limit as it is now (it can be changed from outside, with
+    /// prlimit), so that the rest stays for directories, backing-file registration and the
+    /// channel, and a flood of opens gets ENFILE rather than EMFILE in every other request.
+    pub fn userspace_budget(configured: usize) -> usize {
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(u64::MAX, |(soft, _)| soft);
+        configured.min(usize::try_from(soft / 4 * 3).unwrap_or(usize::MAX))
+    }
+
     pub fn reserve_userspace(&self, limit: usize) -> bool {
         self.userspace
             .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
