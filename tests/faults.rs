@@ -450,7 +450,6 @@ fn erofs_when_the_lower_fails_read_only() {
 /// open for writing: that must succeed (the daemon holds no writable lower file of its own),
 /// changes then fail with EROFS, and after a read-write remount they work again.
 #[test]
-#[ignore = "needs the view fixes listed in the closing note (issue 12)"]
 fn lower_remounted_read_only_while_serving() {
     let Some(_serial) = start() else { return };
     for passthrough in [false, true] {

@@ -82,17 +82,24 @@ impl StorageView {
         {
             return Ok(id);
         }
-        // The kernel reopens the backing file with the daemon's credentials at each
-        // passthrough open, so an O_PATH fd is enough and is closed right after.
-        let owned;
-        let fd = match fd {
-            Some(fd) => fd,
-            None => {
-                owned = self.open_node(node, libc::O_PATH)?;
-                owned.as_fd()
+        // The kernel keeps the registered file for as long as the id lives, and reopens it
+        // with the daemon's credentials at each passthrough open, so it must be O_PATH: a
+        // kept write-mode file would hold the lower mount writable (`remount,ro` fails with
+        // EBUSY) long after the app closed. A given fd (CREATE's, a checked open's) is
+        // reopened as O_PATH through its magic link: the same inode, not the name again.
+        let path_fd = match fd {
+            Some(fd) => {
+                let path = proc_path(fd.as_raw_fd());
+                // SAFETY: path is NUL-terminated; the magic link reopens the inode behind fd.
+                let raw = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+                io(cvt(raw).map(|raw| {
+                    // SAFETY: a new fd nobody else owns.
+                    unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) }
+                }))?
             }
+            None => self.open_node(node, libc::O_PATH)?,
         };
-        let id = io(kernel.backing_open(fd))?;
+        let id = io(kernel.backing_open(path_fd.as_fd()))?;
         self.stats.backing_registered.fetch_add(1, Relaxed);
         let winner = self.nodes.with(node, |n| match n.backing_id() {
             Some(existing) => Err(existing),
