@@ -1216,14 +1216,12 @@ fn nix_statvfs(p: &Path) -> libc::statvfs {
 
 /// Issue 9 item 8 / spec 12: app writes cannot use ext4's root-reserved blocks (passthrough).
 #[test]
-#[ignore = "fsuid 0 still reaches ext4 reserved blocks; see closing note (issue 9)"]
 fn apps_cannot_fill_reserved_blocks_passthrough() {
     reserved_blocks_case(true);
 }
 
 /// Issue 9 item 8 / spec 12: the same through the userspace data path.
 #[test]
-#[ignore = "fsuid 0 still reaches ext4 reserved blocks; see closing note (issue 9)"]
 fn apps_cannot_fill_reserved_blocks_userspace() {
     reserved_blocks_case(false);
 }

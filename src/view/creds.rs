@@ -121,6 +121,61 @@ impl Drop for ActAs {
     }
 }
 
+/// The fs ids that data is written with, for every caller: not 0, because ext4 lets fsuid 0
+/// (its default `resuid`) use the root-reserved blocks, and the platform keeps them for
+/// itself when apps have filled the storage (Android's MediaProvider writes as an app uid for
+/// the same reason). 65534 is the kernel's overflow id, owning nothing.
+pub const WRITER_ID: u32 = 65534;
+
+/// While alive, this thread writes data as [`WRITER_ID`] with its capabilities intact:
+/// changing the fsuid away from 0 clears the effective file-system capabilities, which are
+/// raised again from the permitted set. The kernel keeps these credentials for passthrough
+/// writes when a backing file is registered under them.
+pub struct AsWriter {
+    saved: Option<(u32, u32)>,
+}
+
+impl AsWriter {
+    pub fn new() -> io::Result<AsWriter> {
+        // SAFETY: an invalid id changes nothing and reports the current one.
+        let (fsuid, fsgid) = unsafe { (libc::setfsuid(u32::MAX), libc::setfsgid(u32::MAX)) };
+        let (fsuid, fsgid) = (fsuid as u32, fsgid as u32);
+        if fsuid != 0 {
+            // Already not root (acting for a POSIX caller, or an unprivileged daemon).
+            return Ok(AsWriter { saved: None });
+        }
+        let guard = AsWriter {
+            saved: Some((fsuid, fsgid)),
+        };
+        // SAFETY: setfsgid/setfsuid change only this thread's fs ids; verified below.
+        unsafe {
+            libc::setfsgid(WRITER_ID);
+            libc::setfsuid(WRITER_ID);
+        }
+        // SAFETY: as above; -1 changes nothing.
+        let now = unsafe { libc::setfsuid(u32::MAX) } as u32;
+        if now != WRITER_ID {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        let permitted = caps::read(None, caps::CapSet::Permitted).map_err(io::Error::other)?;
+        caps::set(None, caps::CapSet::Effective, &permitted).map_err(io::Error::other)?;
+        Ok(guard)
+    }
+}
+
+impl Drop for AsWriter {
+    fn drop(&mut self) {
+        if let Some((fsuid, fsgid)) = self.saved {
+            // SAFETY: back to this thread's previous fs ids (0: the file-system capabilities
+            // are raised from the permitted set again, and they already are).
+            unsafe {
+                libc::setfsuid(fsuid);
+                libc::setfsgid(fsgid);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

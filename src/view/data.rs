@@ -1,7 +1,7 @@
 //! Opening files and their data: passthrough registration, userspace I/O when it is off.
 
 use super::access::Subject;
-use super::creds::Creds;
+use super::creds::{AsWriter, Creds};
 use super::events::{text as events_text, FileEvent};
 use super::files::{FileTable, OpenFile};
 use super::lower::{self, cvt, errno, io, proc_path, Result};
@@ -99,7 +99,11 @@ impl StorageView {
             }
             None => self.open_node(node, libc::O_PATH)?,
         };
-        let id = io(kernel.backing_open(path_fd.as_fd()))?;
+        // Registered as the writer: passthrough writes keep these credentials.
+        let id = {
+            let _writer = io(AsWriter::new())?;
+            io(kernel.backing_open(path_fd.as_fd()))?
+        };
         self.stats.backing_registered.fetch_add(1, Relaxed);
         let winner = self.nodes.with(node, |n| match n.backing_id() {
             Some(existing) => Err(existing),
@@ -496,6 +500,7 @@ pub(super) fn write(
     if write_flags & abi::WRITE_KILL_SUIDGID != 0 {
         kill_suidgid(fd.raw())?;
     }
+    let _writer = io(AsWriter::new())?;
     let mut done = 0usize;
     while done < data.len() {
         let rest = &data[done..];
@@ -571,6 +576,7 @@ pub(super) fn fallocate(
     mode: u32,
 ) -> Result<()> {
     let fd = view.io_fd(node, fh, libc::O_WRONLY)?;
+    let _writer = io(AsWriter::new())?;
     // SAFETY: fallocate on an fd kept open by fd.
     io(cvt(unsafe {
         libc::fallocate(
@@ -617,6 +623,7 @@ pub(super) fn copy_file_range(
     let fout = view.io_fd(node_out, fh_out, libc::O_WRONLY)?;
     let mut oin = off_in as libc::loff_t;
     let mut oout = off_out as libc::loff_t;
+    let _writer = io(AsWriter::new())?;
     // SAFETY: copy_file_range between two open fds, offsets passed by pointer to locals.
     let n = unsafe {
         libc::syscall(
