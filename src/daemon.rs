@@ -7,7 +7,7 @@ use crate::fuse::Channel;
 use crate::policy::{Access, App, Policy, PolicyError, Table};
 pub use crate::view::Denial;
 pub use crate::view::FileEvent;
-use crate::view::{StorageView, ViewConfig, ViewError};
+use crate::view::{StorageView, ViewConfig, ViewError, XattrMode};
 use std::fmt;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -26,6 +26,8 @@ pub struct Options {
     pub cache_ttl: Duration,
     /// Serve requests over FUSE io_uring queues (auto: when the kernel offers them).
     pub io_uring: IoUringMode,
+    /// Which extended attributes apps see (none by default, as on Android).
+    pub xattrs: XattrMode,
     /// The initial app table and grants.
     pub policy: Table,
 }
@@ -47,6 +49,7 @@ impl Default for Options {
             passthrough: true,
             cache_ttl: Duration::from_secs(5),
             io_uring: IoUringMode::Auto,
+            xattrs: XattrMode::default(),
             policy: Table::default(),
         }
     }
@@ -208,6 +211,7 @@ impl Daemon {
         let config = ViewConfig {
             passthrough: options.passthrough,
             cache_ttl: options.cache_ttl,
+            xattrs: options.xattrs,
             ..ViewConfig::default()
         };
         Ok(Arc::new(StorageView::new(lower, policy, config)?))

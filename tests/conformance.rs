@@ -498,8 +498,10 @@ fn conformance(passthrough: bool) {
     }
     let reference = TempDir::lower("reference");
     let expected = run(reference.path());
+    // xattrs are compared too: the view offers user.* when asked to.
     let mut m = Mount::new(MountOptions {
         passthrough,
+        extra: vec!["--xattrs".into(), "user".into()],
         ..Default::default()
     });
     let got = run(&m.path(""));
@@ -551,4 +553,59 @@ fn same_results_as_the_lower_filesystem_with_passthrough() {
 #[test]
 fn same_results_as_the_lower_filesystem_without_passthrough() {
     conformance(false);
+}
+
+/// By default the view offers no xattrs, as Android's emulated storage: the first request of
+/// each kind answers ENOSYS, the kernel remembers it, and every later xattr call by any app
+/// gets EOPNOTSUPP without a round trip (so `ls -l` costs no GETXATTR per file).
+#[test]
+fn no_xattrs_by_default_and_the_kernel_stops_asking() {
+    if !can_mount() {
+        return;
+    }
+    let mut m = Mount::new(MountOptions::default());
+    std::fs::write(m.lower_path("f"), b"x").unwrap();
+    let f = CString::new(m.path("f").as_os_str().as_bytes()).unwrap();
+    let mut buf = [0u8; 256];
+    for _ in 0..100 {
+        // SAFETY: NUL-terminated strings and a buffer of buf.len() bytes.
+        let get = unsafe {
+            libc::getxattr(
+                f.as_ptr(),
+                c"security.selinux".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        assert_eq!(get, -1);
+        assert_eq!(errno(), libc::EOPNOTSUPP);
+        // SAFETY: as above.
+        let list = unsafe { libc::listxattr(f.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(list, -1);
+        assert_eq!(errno(), libc::EOPNOTSUPP);
+        // SAFETY: as above; the value is read for 1 byte.
+        let set =
+            unsafe { libc::setxattr(f.as_ptr(), c"user.x".as_ptr(), b"v".as_ptr().cast(), 1, 0) };
+        assert_eq!(set, -1);
+        assert_eq!(errno(), libc::EOPNOTSUPP);
+    }
+    assert!(m.stop().success());
+    let log = m.log_text();
+    let stats = log
+        .lines()
+        .find(|l| l.contains("final stats"))
+        .unwrap_or_else(|| panic!("no final stats line:\n{log}"));
+    let count = |op: &str| -> u64 {
+        stats
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{op}=")))
+            .map_or(0, |n| n.trim_end_matches(',').parse().unwrap())
+    };
+    for op in ["getxattr", "listxattr", "setxattr"] {
+        assert_eq!(count(op), 1, "{op} round trips after 100 calls: {stats}");
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }

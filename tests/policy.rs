@@ -329,8 +329,11 @@ fn app_uids_get_the_android_answers() {
     if !can_mount() {
         return;
     }
+    // With user xattrs offered, so that forging the owner tag meets the owner rule (EPERM);
+    // with none, every xattr write is EOPNOTSUPP before any rule.
     let mut m = Mount::new(MountOptions {
         policy: Some(POLICY.into()),
+        extra: vec!["--xattrs".into(), "user".into()],
         ..Default::default()
     });
     setup(&m);

@@ -35,6 +35,10 @@ OPTIONS:
                          `on` fails if it does not. The log says which transport serves.
     --cache-timeout SECS How long the kernel may cache names and attributes that look the same
                          to every app [default: 5]. Per-app private paths are never cached.
+    --xattrs MODE        none or user [default: none]: none answers the first xattr request
+                         with ENOSYS, so the kernel stops asking (as Android's emulated
+                         storage; `ls -l` makes no xattr round trips); user offers the lower
+                         files' user.* attributes.
     --events FILE        Append file events (created, closed_after_write, renamed, deleted) as
                          JSON lines to FILE, or to stdout with '-'. A 'dropped' event line
                          says how many a slow reader missed (then rescan) [default: off].
@@ -100,6 +104,14 @@ fn parse_args() -> Result<Command, String> {
                     .unwrap_or("")
                     .parse()
                     .map_err(|e| format!("--io-uring: {e}"))?;
+            }
+            Long("xattrs") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                options.xattrs = v
+                    .to_str()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|e| format!("--xattrs: {e}"))?;
             }
             Long("cache-timeout") => {
                 options.cache_ttl = Duration::from_secs(number(&mut parser, "--cache-timeout")?)

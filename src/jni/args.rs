@@ -208,6 +208,7 @@ pub(super) fn options_arg(
         passthrough: passthrough != JNI_FALSE,
         cache_ttl: Duration::from_millis(cache_ms as u64),
         io_uring: Default::default(),
+        xattrs: Default::default(),
         policy: Table::default(),
     })
 }

@@ -3,7 +3,7 @@
 use super::access::{Subject, OWNER_XATTR};
 use super::data::{kill_suidgid, IoFd};
 use super::lower::{self, cvt, errno, io, proc_path, Result};
-use super::StorageView;
+use super::{StorageView, XattrMode};
 use crate::fuse::abi;
 use crate::fuse::reply::attr_from_stat;
 use crate::fuse::{AttrReply, Ctx, SetAttr, TimeSpec, XattrReply};
@@ -251,6 +251,16 @@ pub(super) fn access(view: &StorageView, ctx: &Ctx, node: u64, mask: u32) -> Res
     Ok(())
 }
 
+/// Whether the configured xattr mode lets `name` through: ENOSYS for every name when the
+/// view offers none (the kernel then stops asking), `missing` for names outside `user.*`.
+fn xattr_offered(view: &StorageView, name: &[u8], missing: i32) -> Result<()> {
+    match view.config.xattrs {
+        XattrMode::None => Err(libc::ENOSYS),
+        XattrMode::User if name.starts_with(b"user.") => Ok(()),
+        XattrMode::User => Err(missing),
+    }
+}
+
 pub(super) fn setxattr(
     view: &StorageView,
     ctx: &Ctx,
@@ -259,6 +269,7 @@ pub(super) fn setxattr(
     value: &[u8],
     flags: u32,
 ) -> Result<()> {
+    xattr_offered(view, name, libc::EOPNOTSUPP)?;
     if name == OWNER_XATTR && ctx.uid != 0 {
         return Err(libc::EPERM);
     }
@@ -286,6 +297,7 @@ pub(super) fn getxattr(
     name: &[u8],
     out: &mut [u8],
 ) -> Result<XattrReply> {
+    xattr_offered(view, name, libc::ENODATA)?;
     if name == OWNER_XATTR && ctx.uid != 0 {
         return Err(libc::ENODATA);
     }
@@ -317,6 +329,9 @@ pub(super) fn listxattr(
     node: u64,
     out: &mut [u8],
 ) -> Result<XattrReply> {
+    if view.config.xattrs == XattrMode::None {
+        return Err(libc::ENOSYS);
+    }
     view.check(ctx.uid, Op::Lookup, Subject::Node(node))?;
     let (_fd, path) = view.xattr_path(node)?;
     let mut all = vec![0u8; 64 * 1024];
@@ -325,10 +340,11 @@ pub(super) fn listxattr(
     if n < 0 {
         return Err(errno(&std::io::Error::last_os_error()));
     }
-    // Our bookkeeping xattr is not the apps' business.
+    // Only user.*, and our bookkeeping xattr is not the apps' business.
     let mut shown = Vec::with_capacity(n as usize);
     for item in all[..n as usize].split_inclusive(|&b| b == 0) {
-        if ctx.uid == 0 || item.strip_suffix(b"\0").unwrap_or(item) != OWNER_XATTR {
+        let name = item.strip_suffix(b"\0").unwrap_or(item);
+        if name.starts_with(b"user.") && (ctx.uid == 0 || name != OWNER_XATTR) {
             shown.extend_from_slice(item);
         }
     }
@@ -343,6 +359,7 @@ pub(super) fn listxattr(
 }
 
 pub(super) fn removexattr(view: &StorageView, ctx: &Ctx, node: u64, name: &[u8]) -> Result<()> {
+    xattr_offered(view, name, libc::EOPNOTSUPP)?;
     if name == OWNER_XATTR && ctx.uid != 0 {
         return Err(libc::EPERM);
     }

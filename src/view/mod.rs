@@ -53,6 +53,32 @@ pub struct ViewConfig {
     /// Most files served in userspace (no passthrough) open at once; past it an open answers
     /// ENFILE. Each holds a lower fd, and the daemon's fds are bounded (hard limit 20,000).
     pub max_userspace_opens: usize,
+    /// Which extended attributes the view offers apps.
+    pub xattrs: XattrMode,
+}
+
+/// The extended attributes the storage view offers (`--xattrs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XattrMode {
+    /// None, as Android's emulated storage: the first xattr request of each kind answers
+    /// ENOSYS and the kernel stops asking (apps get EOPNOTSUPP without a round trip), so
+    /// `ls -l` no longer costs two GETXATTR round trips per file.
+    #[default]
+    None,
+    /// `user.*` attributes of the lower files (the owner tag stays hidden and read-only);
+    /// other namespaces are ENODATA to read and EOPNOTSUPP to write.
+    User,
+}
+
+impl std::str::FromStr for XattrMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(XattrMode::None),
+            "user" => Ok(XattrMode::User),
+            _ => Err(format!("expected none or user, got {s:?}")),
+        }
+    }
 }
 
 impl Default for ViewConfig {
@@ -61,6 +87,7 @@ impl Default for ViewConfig {
             passthrough: true,
             cache_ttl: Duration::from_secs(5),
             max_userspace_opens: 8192,
+            xattrs: XattrMode::None,
         }
     }
 }
