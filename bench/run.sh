@@ -148,11 +148,12 @@ if [ -n "${FUSEGATE_BIN:-}" ]; then
     POLICY_BENCH=${POLICY_BENCH_BIN:-}
 else
     log "cargo build --release (fusegated, examples/policy_bench)"
-    (cd "$REPO" && cargo build --release --quiet --bin fusegated --example policy_bench --example view_bench) >&2 \
+    (cd "$REPO" && cargo build --release --quiet --bin fusegated --example policy_bench --example view_bench --example policy_change_bench) >&2 \
         || fail "cargo build --release failed"
     FUSEGATED=$REPO/target/release/fusegated
     POLICY_BENCH=$REPO/target/release/examples/policy_bench
     VIEW_BENCH=$REPO/target/release/examples/view_bench
+    POLICY_CHANGE_BENCH=$REPO/target/release/examples/policy_change_bench
 fi
 [ -x "$FUSEGATED" ] || fail "no fusegated at $FUSEGATED"
 # libfuse's passthrough_hp, the strongest peer: built by the shared script when its tools exist.
@@ -478,6 +479,17 @@ report() {
         echo "|---|---|"
         "$VIEW_BENCH" 10000 | while read -r k v rest; do printf '| %s | %s %s |\n' "$k" "$v" "$rest"; done
     fi
+    if [ -n "${POLICY_CHANGE_BENCH:-}" ] && [ -x "$POLICY_CHANGE_BENCH" ]; then
+        local nodes=1000000
+        [ "$MODE" = quick ] && nodes=100000
+        "$POLICY_CHANGE_BENCH" "$nodes" > "$WORK/policy_change.txt"
+        echo
+        echo "Policy changes, in process (examples/policy_change_bench.rs; $nodes known nodes; a change includes the node-table work of its kernel invalidation):"
+        echo
+        echo "| measure | value |"
+        echo "|---|---|"
+        while read -r k v rest; do printf '| %s | %s %s |\n' "$k" "$v" "$rest"; done < "$WORK/policy_change.txt"
+    fi
     echo
     targets_report
     echo
@@ -544,6 +556,19 @@ targets_report() {
                 check "$t $w <= 0.5x the best passthrough_hp" "$ok" "$(awk -v f="$fg" -v b="$best_ph" 'BEGIN{printf "%.2f", f/b}')x"
             done
         done
+    fi
+    if [ -s "$WORK/policy_change.txt" ]; then
+        local batch grant revoke stall bu gu ru su
+        pc() { awk -v k="^$1\$" '$1 ~ k {print $2, $3}' "$WORK/policy_change.txt"; }
+        read -r batch bu <<< "$(pc policy_batch_100k_grants)"
+        read -r grant gu <<< "$(pc "policy_change_grant_at_[0-9]+_nodes")"
+        read -r revoke ru <<< "$(pc "policy_change_revoke_at_[0-9]+_nodes")"
+        read -r stall su <<< "$(pc "policy_worker_stall_max_at_[0-9]+_nodes")"
+        to_us() { awk -v v="$1" -v u="$2" 'BEGIN{m=(u=="ns")?0.001:(u=="ms")?1000:(u=="s")?1e6:1; printf "%.2f", v*m}'; }
+        check "100,000 grants in one batch under 1 s" "$(awk -v v="$(to_us "$batch" "$bu")" 'BEGIN{print (v < 1e6) ? 1 : 0}')" "$batch $bu"
+        check "one grant at 1,000,000 nodes under 50 us" "$(awk -v v="$(to_us "$grant" "$gu")" 'BEGIN{print (v < 50) ? 1 : 0}')" "$grant $gu"
+        check "one revoke at 1,000,000 nodes under 50 us" "$(awk -v v="$(to_us "$revoke" "$ru")" 'BEGIN{print (v < 50) ? 1 : 0}')" "$revoke $ru"
+        check "no worker stalled over 50 us by changes" "$(awk -v v="$(to_us "$stall" "$su")" 'BEGIN{print (v < 50) ? 1 : 0}')" "$stall $su (max; includes preemption on 2 shared CPUs)"
     fi
     local misses=""
     for spec in "${WORKLOADS[@]}"; do
