@@ -168,6 +168,11 @@ if [ ${#test_args[@]} -eq 0 ]; then
     test_args=(--skip two_hundred_thousand_held_inodes_without_an_fd_each
         --skip read_only_lower_gives_erofs)
 fi
+# Under software emulation every step is ~10x slower: the seeded model and the soak run a
+# shorter form in the guest (the full forms run on the host), unless set by the caller.
+export FUSEGATE_MODEL_STEPS=${FUSEGATE_MODEL_STEPS:-3000}
+export FUSEGATE_SOAK_SECS=${FUSEGATE_SOAK_SECS:-10}
+log "guest forms: model $FUSEGATE_MODEL_STEPS steps per seed, soak $FUSEGATE_SOAK_SECS s"
 extra=(-- "${test_args[@]}")
 rc=0
 "$REPO_ROOT/android/adb/run-tests.sh" --daemon "$daemon" --results "$results" "${tests[@]}" \
