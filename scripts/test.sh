@@ -29,7 +29,7 @@ if [ -w "$uring_param" ]; then
     echo Y > "$uring_param"
     suite "Rust: the mount suites again over io_uring" \
         env FUSEGATE_TEST_IO_URING=on cargo test --test conformance --test data_path --test escapes \
-        --test invalidate --test lifecycle --test policy
+        --test invalidate --test lifecycle --test policy --test attacks
     echo "$uring_before" > "$uring_param"
 else
     echo "(no FUSE over io_uring in this kernel: the mount suites ran over read() only; tests/transport.rs skipped)"
