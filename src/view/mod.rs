@@ -16,6 +16,7 @@ mod files;
 mod lookup;
 mod lower;
 mod nodes;
+mod open_for_app;
 mod ops;
 mod privileges;
 mod remove;
@@ -25,6 +26,7 @@ mod stats;
 pub use access::OWNER_XATTR;
 pub use denials::{Denial, DenialLog};
 pub use events::{EventFeed, FileEvent};
+pub use open_for_app::OPEN_FOR_APP_FLAGS;
 #[doc(hidden)]
 pub use nodes::NodeBench;
 pub use stats::ViewStats;
