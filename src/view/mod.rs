@@ -26,9 +26,9 @@ mod stats;
 pub use access::OWNER_XATTR;
 pub use denials::{Denial, DenialLog};
 pub use events::{EventFeed, FileEvent};
-pub use open_for_app::OPEN_FOR_APP_FLAGS;
 #[doc(hidden)]
 pub use nodes::NodeBench;
+pub use open_for_app::OPEN_FOR_APP_FLAGS;
 pub use stats::ViewStats;
 
 use crate::fuse::abi::ROOT_ID;
