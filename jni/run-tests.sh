@@ -145,7 +145,8 @@ else
         work=$(mktemp -d /tmp/fusegate-jni-kotlin-XXXXXX)
         chmod 755 "$work"
         set +e
-        RUST_LOG=${RUST_LOG:-warn} timeout 120 java -Djava.library.path="$lib" -cp "$out/kotlin:$kcp" \
+        RUST_LOG=${RUST_LOG:-warn} timeout 120 java --add-opens java.base/java.io=ALL-UNNAMED \
+            -Djava.library.path="$lib" -cp "$out/kotlin:$kcp" \
             dev.fusegate.example.ExampleKt "$work" 2>&1
         status=$?
         set -e
