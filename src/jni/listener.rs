@@ -96,8 +96,12 @@ impl Instance {
 }
 
 /// Stops the dispatcher in `slot`, if any: after this returns the listener is not called again
-/// (unless this runs on the dispatcher thread itself, inside the listener, which is then called
-/// no more once it returns).
+/// (unless this runs inside a listener, on a dispatcher thread: then a delivery in progress on
+/// the stopped dispatcher may still finish, and the listener is called no more after it).
+///
+/// A dispatcher thread never joins another: the denial listener removing the event listener
+/// while the event listener closes the instance (which stops the denial dispatcher) would
+/// otherwise wait for each other forever.
 pub(super) fn stop<S: Source>(slot: &Slot<S>) {
     let old = {
         let mut slot = lock(slot);
@@ -110,7 +114,7 @@ pub(super) fn stop<S: Source>(slot: &Slot<S>) {
     };
     // Joined without holding the lock: the listener may itself set or remove listeners.
     if let Some(d) = old {
-        if d.thread.thread().id() != std::thread::current().id() {
+        if DISPATCHING_FOR.get() == 0 {
             let _ = d.thread.join();
         }
     }

@@ -17,6 +17,8 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -34,6 +36,7 @@ final class EventsTest {
     static void register(TestMain t) {
         t.add("fileEventsArriveExactlyAndInOrder", EventsTest::fileEventsArriveExactlyAndInOrder);
         t.add("eventFloodWithSlowListenerDropsExactly", 900_000, EventsTest::eventFlood);
+        t.add("listenersMayStopEachOtherAndClose", EventsTest::listenersMayStopEachOther);
     }
 
     static List<Thread> eventThreads() {
@@ -168,6 +171,54 @@ final class EventsTest {
             expectThrows(IllegalStateException.class, "closed", () -> FuseGate.nativeDroppedEvents(h));
             expectThrows(IllegalStateException.class, "closed",
                     () -> FuseGate.nativeSetEventListener(h, null));
+        }
+    }
+
+    /** The denial listener removes the event listener while the event listener closes: both
+     * dispatchers end, nothing waits forever. */
+    static void listenersMayStopEachOther() throws Exception {
+        try (Fixture f = new Fixture("cross").file("DCIM/x.jpg", "x").file("Download/.keep", "").mount()) {
+            FuseGate g = f.gate;
+            g.setApp(APP, new String[] {PKG}, 0);
+            List<Throwable> errors = Collections.synchronizedList(new ArrayList<>());
+            CountDownLatch inEventListener = new CountDownLatch(1);
+            CountDownLatch removing = new CountDownLatch(1);
+            CountDownLatch closed = new CountDownLatch(1);
+            // Each listener stops the other's dispatcher while the other is inside its call.
+            g.setDenialListener(batch -> {
+                try {
+                    check(inEventListener.await(10, TimeUnit.SECONDS), "event listener entered");
+                    removing.countDown();
+                    // Past the Java side's closed flag, straight into the race.
+                    FuseGate.nativeSetEventListener(g.handleForTesting(), null);
+                } catch (IllegalStateException e) {
+                    // closed meanwhile by the event listener: fine
+                } catch (Throwable e) {
+                    errors.add(e);
+                }
+            });
+            g.setEventListener(new FileEventListener() {
+                @Override
+                public void onEvents(List<FileEvent> events) {
+                    inEventListener.countDown();
+                    try {
+                        check(removing.await(10, TimeUnit.SECONDS), "denial listener removing");
+                        sleep(300); // let it get inside the removal first
+                        g.close();
+                    } catch (Throwable e) {
+                        errors.add(e);
+                    }
+                    closed.countDown();
+                }
+            });
+            // An event, then a denial.
+            run(APP, "sh", "-c", "printf x > \"$2\"; cat \"$1\" 2>/dev/null", "sh",
+                    f.at("DCIM/x.jpg").toString(), f.at("Download/y.txt").toString());
+            check(closed.await(20, TimeUnit.SECONDS), "the event listener closed");
+            waitFor("both dispatchers to end", 10_000, () -> eventThreads().isEmpty()
+                    && FuseGateTest.dispatcherThreads().isEmpty());
+            check(errors.isEmpty(), "no errors in the listeners: " + errors);
+            check(!Harness.isMounted(f.mnt), "closed");
         }
     }
 
