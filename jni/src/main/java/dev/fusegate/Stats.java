@@ -72,7 +72,8 @@ public final class Stats {
                 + ", passthroughOpens=" + getPassthroughOpens()
                 + ", userspaceOpens=" + getUserspaceOpens()
                 + ", bytesRead=" + getBytesRead() + ", bytesWritten=" + getBytesWritten()
-                + ", denials=" + getDenials() + ", nodes=" + getNodes()
+                + ", denials=" + getDenials() + ", eventsDropped=" + getEventsDropped()
+                + ", nodes=" + getNodes()
                 + ", openFiles=" + getOpenFiles() + ", passthroughActive=" + passthroughActive
                 + ", byOpcode=" + requestsByOpcode + "}";
     }
