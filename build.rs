@@ -65,6 +65,31 @@ const CONSTANTS: &[(&str, &str, &str)] = &[
     ("Denial.EPERM", "src/jni/listener.rs", "EPERM"),
     ("Denial.ENOENT", "src/jni/listener.rs", "ENOENT"),
     ("Denial.EACCES", "src/jni/listener.rs", "EACCES"),
+    (
+        "FuseGate.MODE_READ_ONLY",
+        "src/jni/args.rs",
+        "MODE_READ_ONLY",
+    ),
+    (
+        "FuseGate.MODE_WRITE_ONLY",
+        "src/jni/args.rs",
+        "MODE_WRITE_ONLY",
+    ),
+    (
+        "FuseGate.MODE_READ_WRITE",
+        "src/jni/args.rs",
+        "MODE_READ_WRITE",
+    ),
+    ("FuseGate.MODE_TRUNCATE", "src/jni/args.rs", "MODE_TRUNCATE"),
+    ("FuseGate.MODE_APPEND", "src/jni/args.rs", "MODE_APPEND"),
+    ("FileEvent.CREATED", "src/jni/events.rs", "CREATED"),
+    (
+        "FileEvent.CLOSED_AFTER_WRITE",
+        "src/jni/events.rs",
+        "CLOSED_AFTER_WRITE",
+    ),
+    ("FileEvent.RENAMED", "src/jni/events.rs", "RENAMED"),
+    ("FileEvent.DELETED", "src/jni/events.rs", "DELETED"),
 ];
 
 fn main() {

@@ -105,8 +105,11 @@ echo "== java tests"
 results="$out/java-results"
 rm -f "$results"
 set +e
-# -Xcheck:jni: the JVM checks every JNI call of libfusegate (and aborts on misuse).
-RUST_LOG=${RUST_LOG:-warn} java -Xcheck:jni -Djava.library.path="$lib" -Dfusegate.results="$results" \
+# -Xcheck:jni: the JVM checks every JNI call of libfusegate (and aborts on misuse). java.io is
+# opened to the tests so that they can wrap openForApp's fds in a FileDescriptor (what
+# ParcelFileDescriptor.adoptFd does on Android).
+RUST_LOG=${RUST_LOG:-warn} java -Xcheck:jni --add-opens java.base/java.io=ALL-UNNAMED \
+    -Djava.library.path="$lib" -Dfusegate.results="$results" \
     -cp "$out/classes:$out/test-classes" dev.fusegate.TestMain "$@" 2>&1
 java_status=$?
 set -e
@@ -142,7 +145,8 @@ else
         work=$(mktemp -d /tmp/fusegate-jni-kotlin-XXXXXX)
         chmod 755 "$work"
         set +e
-        RUST_LOG=${RUST_LOG:-warn} timeout 120 java -Djava.library.path="$lib" -cp "$out/kotlin:$kcp" \
+        RUST_LOG=${RUST_LOG:-warn} timeout 120 java --add-opens java.base/java.io=ALL-UNNAMED \
+            -Djava.library.path="$lib" -cp "$out/kotlin:$kcp" \
             dev.fusegate.example.ExampleKt "$work" 2>&1
         status=$?
         set -e

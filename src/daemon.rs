@@ -7,6 +7,7 @@ use crate::fuse::Channel;
 use crate::policy::{Access, App, Policy, PolicyError, Table};
 pub use crate::view::Denial;
 pub use crate::view::FileEvent;
+pub use crate::view::OPEN_FOR_APP_FLAGS;
 use crate::view::{StorageView, ViewConfig, ViewError, XattrMode};
 use std::fmt;
 use std::io;
@@ -335,6 +336,15 @@ impl Daemon {
     pub fn revoke_all(&self, revokes: Vec<(u32, String)>) -> Result<(), PolicyError> {
         self.policy().apply_batch(Vec::new(), Vec::new(), revokes)?;
         Ok(())
+    }
+
+    /// Opens `path` (relative to the storage root, normalized) for the app `uid`, decided by the
+    /// same lookups and open checks as that uid's FUSE open of the path (see
+    /// `view::open_for_app`); `flags` are an access mode with optionally `O_TRUNC` and
+    /// `O_APPEND` ([`OPEN_FOR_APP_FLAGS`]). Never creates. The error is the errno that uid's
+    /// `open` through the mount would get.
+    pub fn open_for_app(&self, uid: u32, path: &str, flags: i32) -> Result<OwnedFd, i32> {
+        self.view.open_for_app(uid, path.as_bytes(), flags)
     }
 
     /// Drops kernel caches for one path (relative to the storage root).

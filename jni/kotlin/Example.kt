@@ -1,11 +1,15 @@
 // The FuseGate API from Kotlin: mount a view, push an app and grants (one and many), hear
-// denials, read the counters. Run by jni/run-tests.sh as:
-//     java ... dev.fusegate.example.ExampleKt <work dir>
+// denials and file events, open a file for an app, read the counters. Run by jni/run-tests.sh as:
+//     java --add-opens java.base/java.io=ALL-UNNAMED ... dev.fusegate.example.ExampleKt <work dir>
 package dev.fusegate.example
 
+import dev.fusegate.ErrnoException
+import dev.fusegate.FileEventListener
 import dev.fusegate.FuseGate
 import dev.fusegate.Options
 import java.io.File
+import java.io.FileDescriptor
+import java.io.FileInputStream
 import java.util.concurrent.LinkedBlockingQueue
 import java.util.concurrent.TimeUnit
 import kotlin.system.exitProcess
@@ -18,6 +22,21 @@ fun runAs(uid: Int, vararg cmd: String): Boolean {
     val p = ProcessBuilder(argv).redirectErrorStream(true).start()
     p.inputStream.readBytes()
     return p.waitFor(20, TimeUnit.SECONDS) && p.exitValue() == 0
+}
+
+/** A media index's view of the mount: one line per change, in order (a Flow would emit these). */
+class IndexFeed : FileEventListener {
+    val changes = LinkedBlockingQueue<String>()
+    override fun created(path: String, uid: Int) { changes.add("created $path") }
+    override fun closedAfterWrite(path: String, uid: Int, size: Long) { changes.add("written $path ($size bytes)") }
+    override fun renamed(from: String, to: String, uid: Int, isDirectory: Boolean) { changes.add("renamed $from -> $to") }
+    override fun deleted(path: String, uid: Int) { changes.add("deleted $path") }
+}
+
+/** The fd as a stream that owns it: what ParcelFileDescriptor.adoptFd(fd) gives on Android. */
+fun adopt(fd: Int): FileInputStream {
+    val field = FileDescriptor::class.java.getDeclaredField("fd").apply { isAccessible = true }
+    return FileInputStream(FileDescriptor().also { field.setInt(it, fd) })
 }
 
 fun main(args: Array<String>) {
@@ -57,6 +76,31 @@ fun main(args: Array<String>) {
         } catch (e: IllegalArgumentException) {
             println("refused: ${e.message}")
         }
+        // File events: what a media index keeps in step with.
+        val feed = IndexFeed()
+        gate.setEventListener(feed)
+        if (!runAs(CAMERA, "sh", "-c", "echo hi > $mnt/DCIM/new.jpg")) problems += "camera could not make a photo"
+        // The kernel sends the close (RELEASE) asynchronously: let it land before the rename.
+        while (gate.stats().openFiles > 0) Thread.sleep(10)
+        if (!runAs(CAMERA, "mv", "$mnt/DCIM/new.jpg", "$mnt/DCIM/moved.jpg")) problems += "camera could not move a photo"
+        val heard = (1..3).map { feed.changes.poll(10, TimeUnit.SECONDS) }
+        println("events: $heard")
+        if (heard != listOf("created DCIM/new.jpg", "written DCIM/new.jpg (3 bytes)", "renamed DCIM/new.jpg -> DCIM/moved.jpg"))
+            problems += "unexpected events $heard"
+        gate.setEventListener(null)
+        println("events dropped: ${gate.droppedEvents()}")
+
+        // Open for an app, under that app's rules (ContentResolver.openFile's job).
+        adopt(gate.openForApp("DCIM/beach.jpg", CAMERA, FuseGate.parseMode("r"))).use {
+            println("opened for the camera: ${String(it.readBytes())}")
+        }
+        try {
+            gate.openForApp("Download/ticket.pdf", CAMERA, FuseGate.MODE_READ_ONLY)
+            problems += "openForApp opened a pdf the camera may not read"
+        } catch (e: ErrnoException) {
+            println("openForApp refused: ${e.errnoName}")
+        }
+
         val stats = gate.stats()
         println("passthrough ${gate.passthroughActive()}, ${stats.requests} requests, " +
             "${stats.denials} denials, by opcode ${stats.requestsByOpcode}")

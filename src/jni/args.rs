@@ -20,6 +20,49 @@ const ACCESS_READ_WRITE: jint = ACCESS_READ | ACCESS_WRITE;
 const MAX_THREADS: jint = 64;
 const MAX_CACHE_TIMEOUT_MS: jlong = 24 * 3600 * 1000;
 
+// `FuseGate.MODE_*` for `openForApp`: the values of Android's `ParcelFileDescriptor.MODE_*`, so
+// that a service can pass `ParcelFileDescriptor.parseMode(...)` through (without MODE_CREATE).
+const MODE_READ_ONLY: jint = 0x1000_0000;
+const MODE_WRITE_ONLY: jint = 0x2000_0000;
+const MODE_READ_WRITE: jint = 0x3000_0000;
+/// Android's `ParcelFileDescriptor.MODE_CREATE`: refused, `openForApp` never creates.
+const MODE_CREATE: jint = 0x0800_0000;
+const MODE_TRUNCATE: jint = 0x0400_0000;
+const MODE_APPEND: jint = 0x0200_0000;
+
+/// The open flags of an `openForApp` mode: an access mode, optionally `MODE_TRUNCATE` or
+/// `MODE_APPEND` (which need write access).
+pub(super) fn mode_arg(mode: jint) -> Result<i32> {
+    let bad = |why: String| Err(Error::IllegalArgument(format!("mode 0x{mode:08x}: {why}")));
+    if mode & MODE_CREATE != 0 {
+        return bad("MODE_CREATE is not supported: openForApp opens existing files only".into());
+    }
+    let unknown = mode & !(MODE_READ_WRITE | MODE_TRUNCATE | MODE_APPEND);
+    if unknown != 0 {
+        return bad(format!("unknown mode bits 0x{unknown:x}"));
+    }
+    let mut flags = match mode & MODE_READ_WRITE {
+        MODE_READ_ONLY => libc::O_RDONLY,
+        MODE_WRITE_ONLY => libc::O_WRONLY,
+        MODE_READ_WRITE => libc::O_RDWR,
+        _ => {
+            return bad(
+                "no access mode: use MODE_READ_ONLY, MODE_WRITE_ONLY or MODE_READ_WRITE".into(),
+            )
+        }
+    };
+    if mode & (MODE_TRUNCATE | MODE_APPEND) != 0 && flags == libc::O_RDONLY {
+        return bad("MODE_TRUNCATE and MODE_APPEND need write access".into());
+    }
+    if mode & MODE_TRUNCATE != 0 {
+        flags |= libc::O_TRUNC;
+    }
+    if mode & MODE_APPEND != 0 {
+        flags |= libc::O_APPEND;
+    }
+    Ok(flags)
+}
+
 /// A non-null, non-empty Java string without NUL characters.
 pub(super) fn string_arg(
     env: &mut JNIEnv<'_>,

@@ -1,5 +1,5 @@
 //! The classes and method ids `JNI_OnLoad` looks up once: a thread attached from Rust (the
-//! denial dispatcher) could not find app classes by name later.
+//! dispatchers) could not find app classes by name later.
 
 use super::errors::{Error, Result};
 use jni::objects::{GlobalRef, JMethodID, JStaticMethodID};
@@ -18,6 +18,14 @@ pub(super) struct Cache {
     pub(super) denial: GlobalRef,
     /// `Denial(int uid, String operation, String path, int errno)`
     pub(super) denial_ctor: JMethodID,
+    /// `static String FuseGate.deliverEvents(FileEventListener, FileEvent[])`
+    pub(super) deliver_events: JStaticMethodID,
+    pub(super) file_event: GlobalRef,
+    /// `FileEvent(int kind, String path, String target, int uid, long size, boolean isDirectory)`
+    pub(super) file_event_ctor: JMethodID,
+    pub(super) errno_exception: GlobalRef,
+    /// `ErrnoException(String message, int errno)`
+    pub(super) errno_exception_ctor: JMethodID,
     pub(super) string: GlobalRef,
     pub(super) illegal_argument: GlobalRef,
     pub(super) illegal_state: GlobalRef,

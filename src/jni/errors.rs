@@ -5,6 +5,8 @@ use super::class_cache::cache;
 use crate::daemon::DaemonError;
 use crate::fuse::mount::MountError;
 use crate::policy::PolicyError;
+use jni::objects::JThrowable;
+use jni::sys::jvalue;
 use jni::JNIEnv;
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -15,6 +17,12 @@ pub(super) enum Error {
     IllegalArgument(String),
     IllegalState(String),
     Io(String),
+    /// A system call's failure that Java sees as `ErrnoException` (an `IOException`) carrying
+    /// the errno: what an app's own call would have failed with.
+    Errno {
+        message: String,
+        errno: i32,
+    },
     /// A Java exception is already pending (thrown by a JNI call): leave it as it is.
     Pending,
 }
@@ -73,10 +81,40 @@ fn throw(env: &mut JNIEnv<'_>, error: Error) {
         Error::IllegalArgument(m) => (&c.illegal_argument, m),
         Error::IllegalState(m) => (&c.illegal_state, m),
         Error::Io(m) => (&c.io_exception, m),
+        Error::Errno { message, errno } => {
+            if let Err(e) = throw_errno(env, c, &message, errno) {
+                log::error!("could not throw ErrnoException ({e}): {message}");
+            }
+            return;
+        }
         Error::Pending => return,
     };
     if let Err(e) = env.throw_new(class, message.as_str()) {
         log::error!("could not throw a Java exception ({e}): {message}");
+    }
+}
+
+fn throw_errno(
+    env: &mut JNIEnv<'_>,
+    c: &super::class_cache::Cache,
+    message: &str,
+    errno: i32,
+) -> jni::errors::Result<()> {
+    let text = env.new_string(message)?;
+    let args = [jvalue { l: text.as_raw() }, jvalue { i: errno }];
+    // SAFETY: `errno_exception_ctor` was looked up on `errno_exception` with the signature
+    // (Ljava/lang/String;I)V, which `args` follows.
+    let obj =
+        unsafe { env.new_object_unchecked(&c.errno_exception, c.errno_exception_ctor, &args) }?;
+    env.throw(JThrowable::from(obj))
+}
+
+/// The message of an `ErrnoException`: what failed, the system's text and the errno's name.
+pub(super) fn errno_error(what: &str, errno: i32) -> Error {
+    let text = std::io::Error::from_raw_os_error(errno);
+    Error::Errno {
+        message: format!("{what}: {text}"),
+        errno,
     }
 }
 

@@ -1,10 +1,12 @@
-//! Denials reach a `DenialListener` in batches from one dispatcher thread per instance,
-//! attached to the JVM only while a listener is set, off the request path.
+//! Denials reach a `DenialListener`, file events a `FileEventListener`, in batches from one
+//! dispatcher thread per instance and kind, attached to the JVM only while a listener is set,
+//! off the request path. The dispatcher is the same for both kinds ([`Source`]); only turning a
+//! batch into Java objects differs (`deliver` here, `events.rs`).
 
 use super::class_cache::{cache, Cache};
 use super::errors::{Error, Result};
 use super::registry::{instance, lock, Instance};
-use crate::daemon::{Denial, DenialFeed};
+use crate::daemon::{Daemon, Denial, DenialFeed};
 use jni::objects::{GlobalRef, JObject, JString, JValueOwned};
 use jni::signature::ReturnType;
 use jni::sys::{jint, jlong, jvalue};
@@ -32,12 +34,53 @@ thread_local! {
     pub(super) static DISPATCHING_FOR: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
 }
 
-/// The listener thread of one instance.
-pub(super) struct Dispatcher {
+/// A queue a dispatcher drains, and how a batch of it reaches the Java listener.
+pub(super) trait Source: Clone + Send + 'static {
+    type Item: Send;
+    /// In thread names (`fusegate-<kind>-<id>`) and messages.
+    const KIND: &'static str;
+    fn set_listening(&self, on: bool);
+    fn next_batch(&self, timeout: Duration) -> Vec<Self::Item>;
+    /// Calls the listener with `batch`; returns what it threw, if anything.
+    fn deliver(
+        env: &mut JNIEnv<'_>,
+        c: &Cache,
+        listener: &GlobalRef,
+        batch: &[Self::Item],
+    ) -> Result<Option<String>>;
+}
+
+impl Source for DenialFeed {
+    type Item = Denial;
+    const KIND: &'static str = "denials";
+
+    fn set_listening(&self, on: bool) {
+        DenialFeed::set_listening(self, on)
+    }
+
+    fn next_batch(&self, timeout: Duration) -> Vec<Denial> {
+        DenialFeed::next_batch(self, timeout)
+    }
+
+    fn deliver(
+        env: &mut JNIEnv<'_>,
+        c: &Cache,
+        listener: &GlobalRef,
+        batch: &[Denial],
+    ) -> Result<Option<String>> {
+        deliver(env, c, listener, batch)
+    }
+}
+
+/// The listener thread of one instance, for one kind.
+pub(super) struct Dispatcher<S: Source> {
     shared: Arc<DispatchShared>,
-    feed: DenialFeed,
+    feed: S,
     thread: JoinHandle<()>,
 }
+
+/// The slot of an instance that holds its dispatcher of one kind.
+pub(super) type Slot<S> = Mutex<Option<Dispatcher<S>>>;
 
 struct DispatchShared {
     listener: Mutex<GlobalRef>,
@@ -45,34 +88,56 @@ struct DispatchShared {
 }
 
 impl Instance {
-    /// Stops the dispatcher, if any: after this returns the listener is not called again
-    /// (unless this runs on the dispatcher thread itself, inside the listener, which is then
-    /// called no more once it returns).
-    pub(super) fn stop_listener(&self) {
-        let old = {
-            let mut slot = lock(&self.listener);
-            let old = slot.take();
-            if let Some(d) = &old {
-                d.shared.stop.store(true, Ordering::Release);
-                d.feed.set_listening(false);
-            }
-            old
-        };
-        // Joined without holding the lock: the listener may itself call setDenialListener.
-        if let Some(d) = old {
-            if d.thread.thread().id() != std::thread::current().id() {
-                let _ = d.thread.join();
-            }
+    /// Stops both dispatchers (see [`stop`]).
+    pub(super) fn stop_listeners(&self) {
+        stop(&self.listener);
+        stop(&self.event_listener);
+    }
+}
+
+/// Stops the dispatcher in `slot`, if any: after this returns the listener is not called again
+/// (unless this runs inside a listener, on a dispatcher thread: then a delivery in progress on
+/// the stopped dispatcher may still finish, and the listener is called no more after it).
+///
+/// A dispatcher thread never joins another: the denial listener removing the event listener
+/// while the event listener closes the instance (which stops the denial dispatcher) would
+/// otherwise wait for each other forever.
+pub(super) fn stop<S: Source>(slot: &Slot<S>) {
+    let old = {
+        let mut slot = lock(slot);
+        let old = slot.take();
+        if let Some(d) = &old {
+            d.shared.stop.store(true, Ordering::Release);
+            d.feed.set_listening(false);
+        }
+        old
+    };
+    // Joined without holding the lock: the listener may itself set or remove listeners.
+    if let Some(d) = old {
+        if DISPATCHING_FOR.get() == 0 {
+            let _ = d.thread.join();
         }
     }
 }
 
-/// `setDenialListener`: a null `listener` stops the dispatcher of handle `id`; another one
-/// replaces the listener of a running dispatcher, or starts one.
+/// `setDenialListener`: see [`set_listener`].
 pub(super) fn set_denial_listener(
     env: &mut JNIEnv<'_>,
     id: jlong,
     listener: &JObject<'_>,
+) -> Result<()> {
+    set_listener(env, id, listener, |i| &i.listener, Daemon::denials)
+}
+
+/// `setDenialListener` / `setEventListener`: a null `listener` stops the dispatcher of handle
+/// `id` in the slot `slot` picks; another one replaces the listener of a running dispatcher, or
+/// starts one on the queue `feed` gives.
+pub(super) fn set_listener<S: Source>(
+    env: &mut JNIEnv<'_>,
+    id: jlong,
+    listener: &JObject<'_>,
+    slot: impl Fn(&Instance) -> &Slot<S>,
+    feed: impl FnOnce(&Daemon) -> S,
 ) -> Result<()> {
     let inst = instance(id)?;
     let closed = || Error::IllegalState("this FuseGate is closed".into());
@@ -86,14 +151,14 @@ pub(super) fn set_denial_listener(
             return Err(closed());
         }
         // Joins the dispatcher: with no lock held.
-        inst.stop_listener();
+        stop(slot(&inst));
         return Ok(());
     }
     let listener = env.new_global_ref(listener)?;
     // Held while starting the dispatcher, so that `close` cannot miss it.
     let guard = inst.daemon.read().unwrap_or_else(|e| e.into_inner());
-    let feed = guard.as_ref().ok_or_else(closed)?.denials();
-    let mut slot = lock(&inst.listener);
+    let feed = feed(guard.as_ref().ok_or_else(closed)?);
+    let mut slot = lock(slot(&inst));
     if let Some(d) = slot.as_ref() {
         *lock(&d.shared.listener) = listener;
         return Ok(());
@@ -105,7 +170,7 @@ pub(super) fn set_denial_listener(
     feed.set_listening(true);
     let thread_shared = shared.clone();
     let thread_feed = feed.clone();
-    let name = format!("fusegate-denials-{id}");
+    let name = format!("fusegate-{}-{id}", S::KIND);
     let jvm_name = CString::new(name.clone()).unwrap_or_default();
     let (attached_tx, attached_rx) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
@@ -113,7 +178,7 @@ pub(super) fn set_denial_listener(
         .spawn(move || dispatch(thread_feed, thread_shared, jvm_name, id, attached_tx))
         .map_err(|e| {
             feed.set_listening(false);
-            Error::IllegalState(format!("starting the denial listener thread: {e}"))
+            Error::IllegalState(format!("starting the {} listener thread: {e}", S::KIND))
         })?;
     // Return once the dispatcher is attached (so it is a visible Java thread), or failed.
     let attached = attached_rx
@@ -123,7 +188,8 @@ pub(super) fn set_denial_listener(
         shared.stop.store(true, Ordering::Release);
         feed.set_listening(false);
         return Err(Error::IllegalState(format!(
-            "the denial listener thread could not attach to the JVM: {why}"
+            "the {} listener thread could not attach to the JVM: {why}",
+            S::KIND
         )));
     }
     *slot = Some(Dispatcher {
@@ -135,10 +201,10 @@ pub(super) fn set_denial_listener(
 }
 
 /// The dispatcher thread: attached to the JVM as a named daemon thread (it never keeps the VM
-/// alive) for as long as it runs, it drains the denial queue with a timeout and hands each
-/// batch to the listener until told to stop; then it detaches.
-fn dispatch(
-    feed: DenialFeed,
+/// alive) for as long as it runs, it drains its queue with a timeout and hands each batch to
+/// the listener until told to stop; then it detaches.
+fn dispatch<S: Source>(
+    feed: S,
     shared: Arc<DispatchShared>,
     name: CString,
     id: jlong,
@@ -165,8 +231,8 @@ fn dispatch(
                     continue;
                 }
                 let listener = lock(&shared.listener).clone();
-                if let Err(e) = deliver(&mut env, c, &listener, &batch) {
-                    log::warn!("delivering {} denials: {e:?}", batch.len());
+                if let Err(e) = deliver_batch::<S>(&mut env, c, &listener, &batch) {
+                    log::warn!("delivering {} {}: {e:?}", batch.len(), S::KIND);
                 }
             }
         }
@@ -222,8 +288,51 @@ fn detach(vm: &JavaVM) {
     }
 }
 
-fn deliver(env: &mut JNIEnv<'_>, c: &Cache, listener: &GlobalRef, batch: &[Denial]) -> Result<()> {
-    let outcome = env.with_local_frame(8, |env| -> Result<Option<String>> {
+/// Hands `batch` to the listener, logging what it threw; a failed JNI call leaves no exception
+/// pending on the dispatcher.
+fn deliver_batch<S: Source>(
+    env: &mut JNIEnv<'_>,
+    c: &Cache,
+    listener: &GlobalRef,
+    batch: &[S::Item],
+) -> Result<()> {
+    match S::deliver(env, c, listener, batch) {
+        Ok(None) => Ok(()),
+        Ok(Some(thrown)) => {
+            log::warn!("the {} listener threw: {thrown}", S::KIND);
+            Ok(())
+        }
+        Err(e) => {
+            if env.exception_check().unwrap_or(false) {
+                let _ = env.exception_describe();
+                let _ = env.exception_clear();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The text of what a `deliver*` method of `FuseGate` returned (what the listener threw), or
+/// `None`.
+pub(super) fn thrown(env: &mut JNIEnv<'_>, ret: JValueOwned<'_>) -> Result<Option<String>> {
+    let JValueOwned::Object(failure) = ret else {
+        return Ok(None);
+    };
+    if failure.is_null() {
+        return Ok(None);
+    }
+    let failure = JString::from(failure);
+    let text: String = env.get_string(&failure)?.into();
+    Ok(Some(text))
+}
+
+fn deliver(
+    env: &mut JNIEnv<'_>,
+    c: &Cache,
+    listener: &GlobalRef,
+    batch: &[Denial],
+) -> Result<Option<String>> {
+    env.with_local_frame(8, |env| -> Result<Option<String>> {
         let array = env.new_object_array(batch.len() as jint, &c.denial, JObject::null())?;
         for (i, d) in batch.iter().enumerate() {
             let operation = env.new_string(d.operation)?;
@@ -258,28 +367,6 @@ fn deliver(env: &mut JNIEnv<'_>, c: &Cache, listener: &GlobalRef, batch: &[Denia
         let ret = unsafe {
             env.call_static_method_unchecked(&c.fusegate, c.deliver, ReturnType::Object, &args)
         }?;
-        let JValueOwned::Object(failure) = ret else {
-            return Ok(None);
-        };
-        if failure.is_null() {
-            return Ok(None);
-        }
-        let failure = JString::from(failure);
-        let text: String = env.get_string(&failure)?.into();
-        Ok(Some(text))
-    });
-    match outcome {
-        Ok(None) => Ok(()),
-        Ok(Some(thrown)) => {
-            log::warn!("the denial listener threw: {thrown}");
-            Ok(())
-        }
-        Err(e) => {
-            if env.exception_check().unwrap_or(false) {
-                let _ = env.exception_describe();
-                let _ = env.exception_clear();
-            }
-            Err(e)
-        }
-    }
+        thrown(env, ret)
+    })
 }

@@ -12,12 +12,14 @@
 //! * Every native body runs under `catch_unwind`: bad input and failures become Java
 //!   exceptions, a panic becomes `IllegalStateException("internal error: ...")`; nothing
 //!   unwinds into the JVM (`errors.rs`).
-//! * Denials reach a `DenialListener` in batches from one dispatcher thread per instance,
-//!   attached to the JVM only while a listener is set, off the request path (`listener.rs`).
+//! * Denials reach a `DenialListener`, file events a `FileEventListener`, in batches from one
+//!   dispatcher thread per instance and kind, attached to the JVM only while a listener is set,
+//!   off the request path (`listener.rs`, `events.rs`).
 
 mod args;
 mod class_cache;
 mod errors;
+mod events;
 mod listener;
 mod natives;
 mod registry;
@@ -28,9 +30,10 @@ use jni::objects::GlobalRef;
 use jni::sys::{jint, JNI_ERR};
 use jni::{JNIEnv, JavaVM, NativeMethod};
 use natives::{
-    native_attach, native_close, native_grant, native_grant_all, native_invalidate,
-    native_is_running, native_mount, native_passthrough_active, native_remove_app, native_revoke,
-    native_revoke_all, native_set_app, native_set_apps, native_set_denial_listener, native_stats,
+    native_attach, native_close, native_dropped_events, native_grant, native_grant_all,
+    native_invalidate, native_is_running, native_mount, native_open_for_app,
+    native_passthrough_active, native_remove_app, native_revoke, native_revoke_all, native_set_app,
+    native_set_apps, native_set_denial_listener, native_set_event_listener, native_stats,
 };
 use std::ffi::c_void;
 use std::panic::catch_unwind;
@@ -38,6 +41,8 @@ use std::panic::catch_unwind;
 const FUSEGATE_CLASS: &str = "dev/fusegate/FuseGate";
 const STATS_CLASS: &str = "dev/fusegate/Stats";
 const DENIAL_CLASS: &str = "dev/fusegate/Denial";
+const FILE_EVENT_CLASS: &str = "dev/fusegate/FileEvent";
+const ERRNO_EXCEPTION_CLASS: &str = "dev/fusegate/ErrnoException";
 
 fn global_class(env: &mut JNIEnv<'_>, name: &str) -> Result<GlobalRef> {
     let class = env.find_class(name)?;
@@ -123,6 +128,21 @@ fn natives() -> Vec<NativeMethod> {
             "(JLdev/fusegate/DenialListener;)V",
             native_set_denial_listener as *mut c_void,
         ),
+        native(
+            "nativeSetEventListener",
+            "(JLdev/fusegate/FileEventListener;)V",
+            native_set_event_listener as *mut c_void,
+        ),
+        native(
+            "nativeDroppedEvents",
+            "(J)J",
+            native_dropped_events as *mut c_void,
+        ),
+        native(
+            "nativeOpenForApp",
+            "(JLjava/lang/String;II)I",
+            native_open_for_app as *mut c_void,
+        ),
     ];
     // Only test builds bind the test hooks: the release library has no way to reach them.
     #[cfg(feature = "test-hooks")]
@@ -150,6 +170,20 @@ fn on_load(vm: JavaVM) -> Result<()> {
         "<init>",
         "(ILjava/lang/String;Ljava/lang/String;I)V",
     )?;
+    let file_event = global_class(&mut env, FILE_EVENT_CLASS)?;
+    let errno_exception = global_class(&mut env, ERRNO_EXCEPTION_CLASS)?;
+    let deliver_events = env.get_static_method_id(
+        &fusegate,
+        "deliverEvents",
+        "(Ldev/fusegate/FileEventListener;[Ldev/fusegate/FileEvent;)Ljava/lang/String;",
+    )?;
+    let file_event_ctor = env.get_method_id(
+        &file_event,
+        "<init>",
+        "(ILjava/lang/String;Ljava/lang/String;IJZ)V",
+    )?;
+    let errno_exception_ctor =
+        env.get_method_id(&errno_exception, "<init>", "(Ljava/lang/String;I)V")?;
     let string = global_class(&mut env, "java/lang/String")?;
     let illegal_argument = global_class(&mut env, "java/lang/IllegalArgumentException")?;
     let illegal_state = global_class(&mut env, "java/lang/IllegalStateException")?;
@@ -164,6 +198,11 @@ fn on_load(vm: JavaVM) -> Result<()> {
         stats_ctor,
         denial,
         denial_ctor,
+        deliver_events,
+        file_event,
+        file_event_ctor,
+        errno_exception,
+        errno_exception_ctor,
         string,
         illegal_argument,
         illegal_state,

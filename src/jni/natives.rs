@@ -2,12 +2,13 @@
 //! arguments, calls the daemon under `run`, and converts the result for Java.
 
 use super::args::{
-    absolute_path_arg, access_arg, check_fuse_fd, int_array_arg, options_arg, package_lists_arg,
-    packages_arg, permissions_arg, relative_path_arg, same_length, string_array_arg, uid_arg,
-    Indexed,
+    absolute_path_arg, access_arg, check_fuse_fd, int_array_arg, mode_arg, options_arg,
+    package_lists_arg, packages_arg, permissions_arg, relative_path_arg, same_length,
+    string_array_arg, uid_arg, Indexed,
 };
 use super::class_cache::cache;
-use super::errors::{run, Error, Result};
+use super::errors::{errno_error, run, Error, Result};
+use super::events::set_event_listener;
 use super::listener::set_denial_listener;
 use super::registry::{close, register, with_daemon};
 use crate::daemon::Daemon;
@@ -15,7 +16,7 @@ use crate::policy::App;
 use jni::objects::{JClass, JIntArray, JObject, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong, jobject, jvalue, JNI_FALSE, JNI_TRUE};
 use jni::JNIEnv;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::path::Path;
 
 fn jbool(b: bool) -> jboolean {
@@ -281,7 +282,7 @@ pub(super) extern "system" fn native_is_running<'l>(
 }
 
 /// The order of `Stats.counters` (see `Stats.java`).
-fn counters(s: &crate::Stats) -> [jlong; 15] {
+fn counters(s: &crate::Stats) -> [jlong; 16] {
     [
         s.requests,
         s.errors,
@@ -298,6 +299,7 @@ fn counters(s: &crate::Stats) -> [jlong; 15] {
         s.nodes,
         s.open_files,
         s.denials_dropped,
+        s.events_dropped,
     ]
     .map(|v| v.min(i64::MAX as u64) as jlong)
 }
@@ -350,6 +352,49 @@ pub(super) extern "system" fn native_set_denial_listener<'l>(
     run(&mut env, (), |env| set_denial_listener(env, id, &listener))
 }
 
+pub(super) extern "system" fn native_set_event_listener<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    listener: JObject<'l>,
+) {
+    run(&mut env, (), |env| set_event_listener(env, id, &listener))
+}
+
+pub(super) extern "system" fn native_dropped_events<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+) -> jlong {
+    run(&mut env, 0, |_| {
+        with_daemon(id, |d| {
+            Ok(d.events().dropped().min(i64::MAX as u64) as jlong)
+        })
+    })
+}
+
+/// `openForApp`: the fd (`O_CLOEXEC`, now Java's to close), or `ErrnoException` with the errno
+/// the app's own open through the mount would get.
+pub(super) extern "system" fn native_open_for_app<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+    path: JString<'l>,
+    uid: jint,
+    mode: jint,
+) -> jint {
+    run(&mut env, -1, |env| {
+        let path = relative_path_arg(env, &path, "path")?;
+        let uid = uid_arg(uid)?;
+        let flags = mode_arg(mode)?;
+        let fd = with_daemon(id, |d| {
+            d.open_for_app(uid, &path, flags)
+                .map_err(|e| errno_error(&format!("openForApp {path} as uid {uid}"), e))
+        })?;
+        Ok(fd.into_raw_fd())
+    })
+}
+
 /// Test hook (package-private in Java): proves that a panic becomes a Java exception.
 #[cfg(feature = "test-hooks")]
 pub(super) extern "system" fn native_panic_for_testing<'l>(
@@ -383,6 +428,7 @@ mod tests {
             nodes: 13,
             open_files: 14,
             denials_dropped: 15,
+            events_dropped: 16,
             ..Default::default()
         };
         assert_eq!(counters(&s), std::array::from_fn(|i| i as jlong + 1));

@@ -3,8 +3,9 @@
 //! `close()` finds nothing to do.
 
 use super::errors::{Error, Result};
-use super::listener::{Dispatcher, DISPATCHING_FOR};
+use super::listener::{Slot, DISPATCHING_FOR};
 use crate::daemon::Daemon;
+use crate::daemon::{DenialFeed, EventFeed};
 use jni::sys::jlong;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,7 +17,7 @@ static NEXT_ID: AtomicI64 = AtomicI64::new(1);
 
 /// One running daemon and its listener state.
 ///
-/// Lock order: `closing`, then `daemon`, then `listener`. No lock is held while joining the
+/// Lock order: `closing`, then `daemon`, then a listener slot (`listener`, `event_listener`). No lock is held while joining the
 /// dispatcher thread (its listener may call back into any method), and no thread takes the
 /// `daemon` read lock twice.
 pub(super) struct Instance {
@@ -24,7 +25,10 @@ pub(super) struct Instance {
     /// the daemon out under the write lock, so it waits for calls in flight, and every later
     /// call finds `None` (IllegalStateException).
     pub(super) daemon: RwLock<Option<Daemon>>,
-    pub(super) listener: Mutex<Option<Dispatcher>>,
+    /// The denial dispatcher.
+    pub(super) listener: Slot<DenialFeed>,
+    /// The file-event dispatcher.
+    pub(super) event_listener: Slot<EventFeed>,
     /// Held for the whole of `close`: a concurrent `close` waits until the first is done.
     closing: Mutex<()>,
 }
@@ -57,6 +61,7 @@ pub(super) fn register(daemon: Daemon) -> jlong {
     let inst = Arc::new(Instance {
         daemon: RwLock::new(Some(daemon)),
         listener: Mutex::new(None),
+        event_listener: Mutex::new(None),
         closing: Mutex::new(()),
     });
     lock(&REGISTRY).insert(id, inst);
@@ -85,7 +90,7 @@ pub(super) fn close(id: jlong) -> Result<()> {
         .unwrap_or_else(|e| e.into_inner())
         .take();
     if let Some(mut daemon) = daemon {
-        inst.stop_listener();
+        inst.stop_listeners();
         daemon.stop();
         log::info!("FuseGate {id} closed; final counters: {}", daemon.stats());
     }

@@ -16,6 +16,7 @@ mod files;
 mod lookup;
 mod lower;
 mod nodes;
+mod open_for_app;
 mod ops;
 mod privileges;
 mod remove;
@@ -27,6 +28,7 @@ pub use denials::{Denial, DenialLog};
 pub use events::{EventFeed, FileEvent};
 #[doc(hidden)]
 pub use nodes::NodeBench;
+pub use open_for_app::OPEN_FOR_APP_FLAGS;
 pub use stats::ViewStats;
 
 use crate::fuse::abi::ROOT_ID;

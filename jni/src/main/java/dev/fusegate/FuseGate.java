@@ -33,6 +33,15 @@ public final class FuseGate implements AutoCloseable {
     /** Access for {@link #grant}; a write grant includes reading. */
     public static final int ACCESS_READ = 1, ACCESS_WRITE = 2;
 
+    /**
+     * Modes for {@link #openForApp}: the values of Android's {@code ParcelFileDescriptor.MODE_*}.
+     * One of the three access modes, optionally with {@link #MODE_TRUNCATE} or
+     * {@link #MODE_APPEND} (which need write access). {@code MODE_CREATE} (0x08000000) is
+     * refused: openForApp opens existing files only.
+     */
+    public static final int MODE_READ_ONLY = 0x10000000, MODE_WRITE_ONLY = 0x20000000,
+            MODE_READ_WRITE = 0x30000000, MODE_TRUNCATE = 0x04000000, MODE_APPEND = 0x02000000;
+
     /** Key of the native instance; never a pointer. */
     private final long handle;
     private final boolean mounted;
@@ -219,6 +228,75 @@ public final class FuseGate implements AutoCloseable {
     }
 
     /**
+     * Sets the listener that hears files created, closed after writing, renamed and deleted
+     * through the mount, in batches and in the order they completed, on a dispatcher thread of
+     * this instance (started here, ended when the listener is removed or on close). Replaces
+     * the previous listener; {@code null} removes it (and discards what is queued). Once this
+     * returns with {@code null} (or {@link #close()} returns), the listener is not called again.
+     * Events are queued only while a listener is set.
+     */
+    public void setEventListener(FileEventListener listener) {
+        ensureOpen();
+        nativeSetEventListener(handle, listener);
+    }
+
+    /**
+     * File events dropped so far because the listener fell behind (its queue was full): when
+     * this grows, the index should rescan. Also in {@link Stats#getEventsDropped()}.
+     */
+    public long droppedEvents() {
+        ensureOpen();
+        return nativeDroppedEvents(handle);
+    }
+
+    /**
+     * Opens {@code path} (relative to the storage root) for the app {@code uid}, decided by the
+     * same native policy code as that app's own {@code open} through the mount: each component
+     * is looked up with the app's lookup rules, then the file is judged for reading (unless
+     * write-only) and writing (when writing or truncating). Returns a new file descriptor
+     * (close-on-exec) that belongs to the caller, e.g. for
+     * {@code ParcelFileDescriptor.adoptFd(fd)}.
+     *
+     * <p>No symlink is followed (ELOOP), a directory is EISDIR, a missing file ENOENT: this
+     * never creates. Changes made through the fd are not reported as file events.
+     *
+     * @param mode {@link #MODE_READ_ONLY}, {@link #MODE_WRITE_ONLY} or
+     *     {@link #MODE_READ_WRITE}, optionally with {@link #MODE_TRUNCATE} or
+     *     {@link #MODE_APPEND}; see {@link #parseMode}
+     * @throws ErrnoException the app may not open it, or the open failed: carries the errno the
+     *     app's own open would get (a denial is also reported to the denial listener)
+     * @throws IllegalArgumentException bad path, uid or mode
+     */
+    public int openForApp(String path, int uid, int mode) throws ErrnoException {
+        checkRelative(path);
+        checkUid(uid);
+        ensureOpen();
+        return nativeOpenForApp(handle, path, uid, mode);
+    }
+
+    /**
+     * The mode for {@link #openForApp} of a mode string as {@code ParcelFileDescriptor.parseMode}
+     * reads it, without creation: {@code "r"}, {@code "w"} and {@code "wt"} (write, truncate),
+     * {@code "wa"} (append), {@code "rw"}, {@code "rwt"}.
+     */
+    public static int parseMode(String mode) {
+        if (mode == null) {
+            throw new IllegalArgumentException("mode is null");
+        }
+        switch (mode) {
+            case "r": return MODE_READ_ONLY;
+            case "w":
+            case "wt": return MODE_WRITE_ONLY | MODE_TRUNCATE;
+            case "wa": return MODE_WRITE_ONLY | MODE_APPEND;
+            case "rw": return MODE_READ_WRITE;
+            case "rwt": return MODE_READ_WRITE | MODE_TRUNCATE;
+            default:
+                throw new IllegalArgumentException("bad mode \"" + mode
+                        + "\": use r, w, wt, wa, rw or rwt");
+        }
+    }
+
+    /**
      * Stops serving and, if {@link #mount} mounted it, unmounts (lazily when files are still
      * open: their reads and writes go on working, new opens fail). Waits for calls in progress
      * on other threads and for a listener call in progress; may be called from the listener.
@@ -364,6 +442,18 @@ public final class FuseGate implements AutoCloseable {
         }
     }
 
+    /** Called by the event dispatcher thread; returns what the listener threw, or null. */
+    static String deliverEvents(FileEventListener listener, FileEvent[] batch) {
+        try {
+            listener.onEvents(Collections.unmodifiableList(Arrays.asList(batch)));
+            return null;
+        } catch (Throwable t) {
+            StringWriter w = new StringWriter();
+            t.printStackTrace(new PrintWriter(w));
+            return w.toString();
+        }
+    }
+
     // Package-private so that tests can prove the native side checks input on its own.
     static native long nativeMount(String mountPoint, String lowerRoot, int threads,
             boolean passthrough, long cacheTimeoutMillis) throws IOException;
@@ -383,6 +473,10 @@ public final class FuseGate implements AutoCloseable {
     static native boolean nativeIsRunning(long handle);
     static native Stats nativeStats(long handle);
     static native void nativeSetDenialListener(long handle, DenialListener listener);
+    static native void nativeSetEventListener(long handle, FileEventListener listener);
+    static native long nativeDroppedEvents(long handle);
+    static native int nativeOpenForApp(long handle, String path, int uid, int mode)
+            throws ErrnoException;
     /**
      * Test hook: panics inside native code, which must surface as IllegalStateException. Bound
      * only by libraries built with the cargo feature {@code test-hooks} (jni/run-tests.sh);

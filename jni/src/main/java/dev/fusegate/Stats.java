@@ -10,7 +10,7 @@ public final class Stats {
     private static final int REQUESTS = 0, ERRORS = 1, MALFORMED = 2, INTERRUPTS = 3,
             PASSTHROUGH_OPENS = 4, USERSPACE_OPENS = 5, REDACTED_OPENS = 6, BYTES_READ = 7,
             BYTES_WRITTEN = 8, DENIALS = 9, BACKING_REGISTERED = 10, BACKING_RELEASED = 11,
-            NODES = 12, OPEN_FILES = 13, DENIALS_DROPPED = 14, COUNT = 15;
+            NODES = 12, OPEN_FILES = 13, DENIALS_DROPPED = 14, EVENTS_DROPPED = 15, COUNT = 16;
 
     private final long[] c;
     private final boolean passthroughActive;
@@ -58,6 +58,8 @@ public final class Stats {
     public long getOpenFiles() { return c[OPEN_FILES]; }
     /** Denial events a slow {@link DenialListener} never got (queue full). */
     public long getDenialsDropped() { return c[DENIALS_DROPPED]; }
+    /** File events a slow {@link FileEventListener} never got (queue full): time to rescan. */
+    public long getEventsDropped() { return c[EVENTS_DROPPED]; }
     /** Whether opens are answered with kernel passthrough. */
     public boolean isPassthroughActive() { return passthroughActive; }
 
@@ -70,7 +72,8 @@ public final class Stats {
                 + ", passthroughOpens=" + getPassthroughOpens()
                 + ", userspaceOpens=" + getUserspaceOpens()
                 + ", bytesRead=" + getBytesRead() + ", bytesWritten=" + getBytesWritten()
-                + ", denials=" + getDenials() + ", nodes=" + getNodes()
+                + ", denials=" + getDenials() + ", eventsDropped=" + getEventsDropped()
+                + ", nodes=" + getNodes()
                 + ", openFiles=" + getOpenFiles() + ", passthroughActive=" + passthroughActive
                 + ", byOpcode=" + requestsByOpcode + "}";
     }

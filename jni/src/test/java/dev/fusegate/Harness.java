@@ -203,6 +203,11 @@ final class Harness {
 
     /** Runs {@code cmd} as {@code uid} (its gid the same, no groups); root runs it directly. */
     static Result run(int uid, String... cmd) {
+        return runFor(COMMAND_TIMEOUT_MS, uid, cmd);
+    }
+
+    /** {@link #run}, allowing the command {@code timeoutMs}. */
+    static Result runFor(long timeoutMs, int uid, String... cmd) {
         List<String> argv = new ArrayList<>();
         if (uid != 0) {
             argv.addAll(Arrays.asList("/usr/bin/setpriv", "--reuid", Integer.toString(uid),
@@ -219,7 +224,7 @@ final class Harness {
             errReader.start();
             ByteArrayOutputStream out = new ByteArrayOutputStream();
             copy(p.getInputStream(), out);
-            if (!p.waitFor(COMMAND_TIMEOUT_MS, TimeUnit.MILLISECONDS)) {
+            if (!p.waitFor(timeoutMs, TimeUnit.MILLISECONDS)) {
                 p.destroyForcibly();
                 throw new AssertionError("command hung (deadlock?): " + argv);
             }

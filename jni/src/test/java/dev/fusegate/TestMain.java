@@ -44,6 +44,8 @@ public final class TestMain {
         FuseGateTest.register(t);
         StressTest.register(t);
         BatchTest.register(t);
+        EventsTest.register(t);
+        OpenForAppTest.register(t);
 
         int passed = 0, failed = 0, skipped = 0;
         List<String> failures = new ArrayList<>();
