@@ -299,8 +299,11 @@ impl StorageView {
         let path_fd = self.open_node(node, libc::O_PATH)?;
         let path = proc_path(path_fd.as_raw_fd());
         let _as = self.act_as(Some(creds))?;
+        // The magic link is itself a symlink: O_NOFOLLOW (the app's, already honoured by the
+        // kernel's lookup of the last name) would make this reopen fail with ELOOP.
+        let flags = (flags & !libc::O_NOFOLLOW) | libc::O_CLOEXEC | libc::O_NOCTTY;
         // SAFETY: path is NUL-terminated; the magic link reopens the inode behind path_fd.
-        let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOCTTY) };
+        let fd = unsafe { libc::open(path.as_ptr(), flags) };
         io(cvt(fd).map(|fd| {
             // SAFETY: a new fd nobody else owns.
             unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
