@@ -281,7 +281,7 @@ pub(super) extern "system" fn native_is_running<'l>(
 }
 
 /// The order of `Stats.counters` (see `Stats.java`).
-fn counters(s: &crate::Stats) -> [jlong; 15] {
+fn counters(s: &crate::Stats) -> [jlong; 22] {
     [
         s.requests,
         s.errors,
@@ -298,6 +298,13 @@ fn counters(s: &crate::Stats) -> [jlong; 15] {
         s.nodes,
         s.open_files,
         s.denials_dropped,
+        s.bytes_zeroed,
+        s.finder_runs,
+        s.finder_nanos,
+        s.finder_conservative,
+        s.finder_errors,
+        s.range_cache_hits,
+        s.range_cache_misses,
     ]
     .map(|v| v.min(i64::MAX as u64) as jlong)
 }
@@ -383,6 +390,13 @@ mod tests {
             nodes: 13,
             open_files: 14,
             denials_dropped: 15,
+            bytes_zeroed: 16,
+            finder_runs: 17,
+            finder_nanos: 18,
+            finder_conservative: 19,
+            finder_errors: 20,
+            range_cache_hits: 21,
+            range_cache_misses: 22,
             ..Default::default()
         };
         assert_eq!(counters(&s), std::array::from_fn(|i| i as jlong + 1));
