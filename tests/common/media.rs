@@ -280,3 +280,18 @@ pub fn thumbnail(file: &Path) -> Option<Vec<u8>> {
     );
     (!out.is_empty()).then_some(out)
 }
+
+/// A noise JPEG of `size` (e.g. "800x600": big enough that reading it shows in the daemon's
+/// I/O counters), with GPS and XMP location if `located`.
+pub fn noise_jpeg(path: &Path, size: &str, located: bool) {
+    let p = path.to_str().unwrap();
+    run(
+        "convert",
+        &["-size", size, "xc:gray", "+noise", "Random", "-quality", "90", p],
+    );
+    if located {
+        exiftool(path, &["-Make=Test"], &[GPS, XMP_LOCATION]);
+    } else {
+        exiftool(path, &["-Make=Test"], &[]);
+    }
+}
