@@ -1110,9 +1110,7 @@ fn mixed_opens_of_one_image_never_give_eio() {
         |a: Vec<i32>, b: Vec<i32>| -> Vec<i32> { a.iter().zip(&b).map(|(x, y)| x + y).collect() };
     let o = sum(counts(&results[0]), counts(&results[1]));
     let a = sum(counts(&results[2]), counts(&results[3]));
-    eprintln!(
-        "owner opens {o:?}, redacted opens {a:?} (original, redacted, EBUSY, EIO, other)"
-    );
+    eprintln!("owner opens {o:?}, redacted opens {a:?} (original, redacted, EBUSY, EIO, other)");
     let all = 2 * ROUNDS as i32;
     c.truth(
         &format!(

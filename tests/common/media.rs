@@ -287,7 +287,9 @@ pub fn noise_jpeg(path: &Path, size: &str, located: bool) {
     let p = path.to_str().unwrap();
     run(
         "convert",
-        &["-size", size, "xc:gray", "+noise", "Random", "-quality", "90", p],
+        &[
+            "-size", size, "xc:gray", "+noise", "Random", "-quality", "90", p,
+        ],
     );
     if located {
         exiftool(path, &["-Make=Test"], &[GPS, XMP_LOCATION]);
