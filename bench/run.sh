@@ -304,6 +304,8 @@ uid = 10061
 packages = ["bench.located"]
 permissions = ["read_images", "access_media_location"]
 TOML
+    # The apps must reach the mount point: WORK (mktemp, 0700) may be searched, not listed.
+    chmod 711 "$WORK"
     start_fusegate red "$FUSEGATED" --io-uring off --policy "$WORK/red-policy.toml"
     RED=1
 else
@@ -311,13 +313,13 @@ else
 fi
 as_app() { setpriv --reuid="$1" --regid="$1" --clear-groups "${@:2}"; }
 redaction_round() { # round -> rows red_<read> in RES
-    local r=${MNT[red]}/DCIM/Camera
-    as_app 10057 "$MB" seqread "$r/located.jpg" 1 1 >/dev/null
-    printf '%s\tred_redacted\tred\t%s\n' "$1" "$(best hi as_app 10057 "$MB" seqread "$r/located.jpg" 1 "$WARM_PASSES")" >> "$RES"
-    as_app 10061 "$MB" seqread "$r/located.jpg" 1 1 >/dev/null
-    printf '%s\tred_userspace\tred\t%s\n' "$1" "$(best hi as_app 10061 "$MB" seqread "$r/located.jpg" 1 "$WARM_PASSES")" >> "$RES"
-    as_app 10061 "$MB" seqread "$r/plain.jpg" 1 1 >/dev/null
-    printf '%s\tred_passthrough\tred\t%s\n' "$1" "$(best hi as_app 10061 "$MB" seqread "$r/plain.jpg" 1 "$WARM_PASSES")" >> "$RES"
+    local r=${MNT[red]}/DCIM/Camera spec row uid file v
+    for spec in "redacted 10057 located" "userspace 10061 located" "passthrough 10061 plain"; do
+        read -r row uid file <<< "$spec"
+        as_app "$uid" "$MB" seqread "$r/$file.jpg" 1 1 >/dev/null || return 1
+        v=$(best hi as_app "$uid" "$MB" seqread "$r/$file.jpg" 1 "$WARM_PASSES") || return 1
+        printf '%s\tred_%s\tred\t%s\n' "$1" "$row" "$v" >> "$RES"
+    done
 }
 
 # ---- workloads ----------------------------------------------------------------------------
