@@ -187,3 +187,20 @@ impl StorageView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_of_a_stat_is_the_version_of_its_metadata() {
+        let path = std::env::temp_dir().join(format!("fusegate-version-{}", std::process::id()));
+        std::fs::write(&path, b"some bytes").unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let st = lower::stat_fd(f.as_fd()).unwrap();
+        let meta = f.metadata().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(version_of(&st), FileVersion::of(&meta));
+        assert_eq!(version_of(&st).size, 10);
+    }
+}
