@@ -1061,14 +1061,15 @@ fn mixed_opens_of_one_image_never_give_eio() {
     }
     let m = mount(options());
     let mut c = Checks::default();
-    // A real photo with GPS and XMP location, owned by D; A (read_images without
+    // A photo with an EXIF GPS IFD, owned by D; A (read_images without
     // access_media_location) and C (all-files access without it) get redacted opens, D and
     // root the original. Every open of a file with location is served in userspace, so
     // none of them may collide with another (EBUSY, or the kernel's EIO).
-    let made = common::TempDir::new("mixed-photo");
-    let photo = made.path().join("race.jpg");
-    common::media::noise_jpeg(&photo, "64x48", true);
-    let orig = std::fs::read(&photo).unwrap();
+    let orig = common::media::gps_jpeg_bytes(8192);
+    assert!(
+        !fusegate::redact::find_in_bytes(&orig).unwrap().is_empty(),
+        "the photo must carry location"
+    );
     lower_file(&m, "DCIM/Camera/race.jpg", &orig, Some("10060:com.d"));
     const ROUNDS: usize = 20000;
     let run = |uid: u32| {
