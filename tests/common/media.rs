@@ -324,7 +324,7 @@ pub fn gps_jpeg_bytes(body: usize) -> Vec<u8> {
     v.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
     v.extend_from_slice(&app1);
     v.extend_from_slice(b"\xFF\xDA\x00\x08\x01\x01\x00\x00\x3F\x00");
-    v.extend(std::iter::repeat_n(0x55u8, body));
+    v.resize(v.len() + body, 0x55);
     v.extend_from_slice(b"\xFF\xD9");
     v
 }
