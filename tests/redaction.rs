@@ -417,3 +417,55 @@ fn location_is_found_again_after_the_file_changes() {
     };
     assert!(got.unwrap() == redacted(&located, &ranges));
 }
+
+#[test]
+fn copy_file_range_from_a_redacted_open_copies_the_redacted_bytes() {
+    if !can_mount() {
+        return;
+    }
+    let m = mount();
+    let made = TempDir::new("redaction-copy");
+    let located = made.path().join("located.jpg");
+    noise_jpeg(&located, "160x120", true);
+    let orig = std::fs::read(&located).unwrap();
+    let ranges = find_in_bytes(&orig).unwrap();
+    place(&m, "DCIM/Camera/located.jpg", &orig);
+    let src = m.path("DCIM/Camera/located.jpg");
+    for (uid, name) in [(A, "DCIM/Camera/copy-a.jpg"), (C, "DCIM/Camera/copy-c.jpg")] {
+        let dst = m.path(name);
+        as_uid(uid, || {
+            let fin = sys::open(&src, libc::O_RDONLY, 0)?;
+            let fout = sys::open(&dst, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o644)?;
+            let mut left = orig.len();
+            while left > 0 {
+                // SAFETY: copy_file_range between our two fds, from and to their positions.
+                let n = unsafe {
+                    libc::copy_file_range(
+                        fin,
+                        std::ptr::null_mut(),
+                        fout,
+                        std::ptr::null_mut(),
+                        left,
+                        0,
+                    )
+                };
+                if n <= 0 {
+                    let e = common::errno();
+                    sys::close(fin);
+                    sys::close(fout);
+                    return Err(if n == 0 { libc::ENODATA } else { e });
+                }
+                left -= n as usize;
+            }
+            sys::close(fin);
+            sys::close(fout);
+            Ok(vec![])
+        })
+        .unwrap();
+        let copy = std::fs::read(m.lower_path(name)).unwrap();
+        assert!(
+            copy == redacted(&orig, &ranges),
+            "uid {uid}: the copy is not the redacted file"
+        );
+    }
+}

@@ -43,6 +43,11 @@ pub(super) enum IoFd {
 }
 
 impl IoFd {
+    /// Whether reads through it must be redacted.
+    pub(super) fn is_redacted(&self) -> bool {
+        matches!(self, IoFd::Shared(f) if matches!(&**f, OpenFile::Userspace { redact: Some(_), .. }))
+    }
+
     pub(super) fn raw(&self) -> i32 {
         match self {
             IoFd::Shared(f) => match &**f {
@@ -671,6 +676,12 @@ pub(super) fn copy_file_range(
     len: u64,
 ) -> Result<u64> {
     let fin = view.io_fd(node_in, fh_in, libc::O_RDONLY)?;
+    if fin.is_redacted() {
+        // The lower copy would carry the original bytes: EOPNOTSUPP makes the kernel copy
+        // through reads of this open (splice), which are redacted. (Not ENOSYS: that would
+        // turn copy_file_range off for the whole mount.)
+        return Err(libc::EOPNOTSUPP);
+    }
     let fout = view.io_fd(node_out, fh_out, libc::O_WRONLY)?;
     let mut oin = off_in as libc::loff_t;
     let mut oout = off_out as libc::loff_t;
