@@ -102,18 +102,13 @@ impl StorageView {
     }
 
     /// The location of `node`'s current version. `fd` is a readable lower fd of it if the open
-    /// already has one; otherwise only an `O_PATH` fd is opened, plus a readable one when the
-    /// version is not cached. A read failure is EIO and is not cached.
+    /// already has one; otherwise the file is only stat'ed, and opened when its version is not
+    /// cached. A read failure is EIO and is not cached.
     pub(super) fn locate(&self, node: u64, fd: Option<BorrowedFd<'_>>) -> Result<Located> {
-        let own: OwnedFd;
-        let stat_fd = match fd {
-            Some(fd) => fd,
-            None => {
-                own = self.open_node(node, libc::O_PATH)?;
-                own.as_fd()
-            }
+        let st = match fd {
+            Some(fd) => io(lower::stat_fd(fd))?,
+            None => self.stat_node(node)?,
         };
-        let st = io(lower::stat_fd(stat_fd))?;
         let version = version_of(&st);
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Ok(Located {
@@ -127,6 +122,25 @@ impl StorageView {
                 .open_node(node, libc::O_RDONLY)
                 .map_err(std::io::Error::from_raw_os_error),
         })
+    }
+
+    /// The lower file's attributes: by name in its parent's cached directory fd (one system
+    /// call, the common case), if that name is still this inode; else through its handle.
+    fn stat_node(&self, node: u64) -> Result<libc::stat> {
+        let by_name = self.nodes.with(node, |n| {
+            (n.parent, n.ino, lower::cname(n.name.as_bytes()).ok())
+        });
+        if let Some((parent, ino, Some(name))) = by_name {
+            if let Ok(dir) = self.dir_fd(parent) {
+                if let Ok(st) = lower::stat_at(dir.as_fd(), &name) {
+                    if st.st_ino == ino {
+                        return Ok(st);
+                    }
+                }
+            }
+        }
+        let fd = self.open_node(node, libc::O_PATH)?;
+        io(lower::stat_fd(fd.as_fd()))
     }
 
     /// The ranges of `version`, cached or found by reading the fd `open` gives.
