@@ -1,4 +1,5 @@
-//! Opening files and their data: passthrough registration, userspace I/O when it is off.
+//! Opening files and their data: passthrough registration for files without location, userspace
+//! I/O (with location redaction, see `redaction.rs`) for files with location or when it is off.
 
 use super::access::Subject;
 use super::creds::{AsWriter, Creds};
