@@ -60,6 +60,7 @@ if [ "$MODE" = quick ]; then
     MEM_DIRS=2         # memory test: MEM_DIRS x MEM_PER_DIR files looked up
     MEM_PER_DIR=5000
     POLICY_ITERS=200000
+    RED_MIB=16         # location redaction: the photo read by a redacted and an unredacted app
     META_REPS=1        # metadata and warm-read workloads: best of this many back-to-back repetitions
 else
     : "${ROUNDS:=7}"
@@ -76,6 +77,7 @@ else
     MEM_DIRS=10
     MEM_PER_DIR=10000
     POLICY_ITERS=5000000
+    RED_MIB=256
     META_REPS=3
 fi
 MEM_FILES=$((MEM_DIRS * MEM_PER_DIR))
@@ -146,14 +148,16 @@ WORK=$(mktemp -d "${BENCH_TMP:-/var/tmp}/fusegate-bench.XXXXXX")
 if [ -n "${FUSEGATE_BIN:-}" ]; then
     FUSEGATED=$FUSEGATE_BIN
     POLICY_BENCH=${POLICY_BENCH_BIN:-}
+    REDACT_BENCH=${REDACT_BENCH_BIN:-}
 else
-    log "cargo build --release (fusegated, examples/policy_bench)"
-    (cd "$REPO" && cargo build --release --quiet --bin fusegated --example policy_bench --example view_bench --example policy_change_bench) >&2 \
+    log "cargo build --release (fusegated, examples/policy_bench, view_bench, policy_change_bench, redact_bench)"
+    (cd "$REPO" && cargo build --release --quiet --bin fusegated --example policy_bench --example view_bench --example policy_change_bench --example redact_bench) >&2 \
         || fail "cargo build --release failed"
     FUSEGATED=$REPO/target/release/fusegated
     POLICY_BENCH=$REPO/target/release/examples/policy_bench
     VIEW_BENCH=$REPO/target/release/examples/view_bench
     POLICY_CHANGE_BENCH=$REPO/target/release/examples/policy_change_bench
+    REDACT_BENCH=$REPO/target/release/examples/redact_bench
 fi
 [ -x "$FUSEGATED" ] || fail "no fusegated at $FUSEGATED"
 # libfuse's passthrough_hp, the strongest peer: built by the shared script when its tools exist.
@@ -271,6 +275,53 @@ if [ -n "${CANDIDATE_BIN:-}" ]; then
     log "mounted: candidate $CANDIDATE_BIN ${CANDIDATE_ENV:-} ($WORK/cand)"
 fi
 log "mounted: ${TARGETS[*]} (under $WORK)"
+
+# ---- location redaction -------------------------------------------------------------------
+# A photo of RED_MIB MiB whose EXIF has GPS and whose XMP has a city (a small real JPEG made by
+# ImageMagick and exiftool, then RED_MIB MiB of data after it), and the same without location,
+# served by one more fusegated (passthrough on) with a policy: uid 10057 may read images but
+# not their location (redacted: userspace, zeros in the ranges), uid 10061 may read both (the
+# located photo in userspace, the plain one by passthrough).
+RED=0
+RED_APPS=(10057 10061)
+if command -v exiftool >/dev/null && command -v convert >/dev/null && command -v setpriv >/dev/null; then
+    mkdir -p "$LOWER/DCIM/Camera"
+    convert -size 64x48 xc:gray +noise Random "$WORK/red-head.jpg"
+    cp "$WORK/red-head.jpg" "$WORK/red-located.jpg"
+    exiftool -q -q -overwrite_original -GPSLatitude=48.8577 -GPSLatitudeRef=N -GPSLongitude=2.2945 \
+        -GPSLongitudeRef=E -XMP-photoshop:City=Paris "$WORK/red-located.jpg"
+    head -c "${RED_MIB}M" /dev/urandom > "$WORK/red-body"
+    cat "$WORK/red-located.jpg" "$WORK/red-body" > "$LOWER/DCIM/Camera/located.jpg"
+    cat "$WORK/red-head.jpg" "$WORK/red-body" > "$LOWER/DCIM/Camera/plain.jpg"
+    rm -f "$WORK/red-body"
+    cat > "$WORK/red-policy.toml" <<'TOML'
+[[app]]
+uid = 10057
+packages = ["bench.redacted"]
+permissions = ["read_images"]
+
+[[app]]
+uid = 10061
+packages = ["bench.located"]
+permissions = ["read_images", "access_media_location"]
+TOML
+    # The apps must reach the mount point: WORK (mktemp, 0700) may be searched, not listed.
+    chmod 711 "$WORK"
+    start_fusegate red "$FUSEGATED" --io-uring off --policy "$WORK/red-policy.toml"
+    RED=1
+else
+    NOTES+=("redaction rows skipped: exiftool, ImageMagick and setpriv are needed (scripts/install-deps.sh installs them)")
+fi
+as_app() { setpriv --reuid="$1" --regid="$1" --clear-groups "${@:2}"; }
+redaction_round() { # round -> rows red_<read> in RES
+    local r=${MNT[red]}/DCIM/Camera spec row uid file v
+    for spec in "redacted 10057 located" "userspace 10061 located" "passthrough 10061 plain"; do
+        read -r row uid file <<< "$spec"
+        as_app "$uid" "$MB" seqread "$r/$file.jpg" 1 1 >/dev/null || return 1
+        v=$(best hi as_app "$uid" "$MB" seqread "$r/$file.jpg" 1 "$WARM_PASSES") || return 1
+        printf '%s\tred_%s\tred\t%s\n' "$1" "$row" "$v" >> "$RES"
+    done
+}
 
 # ---- workloads ----------------------------------------------------------------------------
 drop() { sync; echo "$1" > /proc/sys/vm/drop_caches; }
@@ -398,7 +449,16 @@ for round in $(seq 1 "$ROUNDS"); do
             printf '%s\tpolicy_%s\tlib\t%s\n' "$round" "$k" "$v" >> "$RES"
         done
     fi
+    if [ "$RED" = 1 ]; then redaction_round "$round" || fail "the redaction reads failed"; fi
 done
+if [ "$RED" = 1 ]; then
+    # The redacted reads must really have been redacted: the daemon counted zeroed bytes.
+    kill -USR1 "${PID[red]}"
+    for _ in $(seq 50); do grep -q "stats:" "$WORK/red.log" && break; sleep 0.1; done
+    RED_STATS=$(grep "stats:" "$WORK/red.log" | tail -1)
+    RED_ZEROED=$(sed -n 's/.*redaction: \([0-9]*\) bytes zeroed.*/\1/p' <<< "$RED_STATS")
+    [ "${RED_ZEROED:-0}" -gt 0 ] || fail "the redacted reads zeroed nothing: $RED_STATS"
+fi
 # Memory once, after every round: the daemons have then served every workload.
 log "memory: stat of ${MEM_FILES} files through each mount, then drop_caches 2"
 for t in "${DAEMONS[@]}"; do
@@ -490,12 +550,49 @@ report() {
         echo "|---|---|"
         while read -r k v rest; do printf '| %s | %s %s |\n' "$k" "$v" "$rest"; done < "$WORK/policy_change.txt"
     fi
+    redaction_report
     echo
     targets_report
     echo
     echo "Total run time: ${ELAPSED} s."
 }
 
+redaction_report() {
+    local k desc med lo hi n base
+    if [ "$RED" = 1 ]; then
+        echo
+        echo "Location redaction: a ${RED_MIB} MiB JPEG (EXIF GPS, XMP city) read warm with 1 MiB preads (x${WARM_PASSES}) through a fusegate mount (passthrough on), by two apps; median (min-max) over the rounds. The daemon zeroed ${RED_ZEROED} bytes in all."
+        echo
+        echo "| read | MB/s | vs. userspace original |"
+        echo "|---|---|---|"
+        base=$(med_of red_userspace red)
+        for k in "redacted|redacted: app without access_media_location (userspace, zeros in the ranges)" \
+                 "userspace|original, same file: app with access_media_location (userspace: the file has location)" \
+                 "passthrough|original, same size without location (passthrough)"; do
+            desc=${k#*|}; k=${k%%|*}
+            read -r med lo hi n <<< "$(stats_of "red_$k" red)"
+            printf '| %s | %s (%s-%s) | ×%s |\n' "$desc" "$(fmt "$med")" "$(fmt "$lo")" "$(fmt "$hi")" "$(ratio hi "$med" "$base")"
+        done
+    fi
+    if [ -n "${REDACT_BENCH:-}" ] && [ -x "$REDACT_BENCH" ]; then
+        echo
+        echo "Location range finder, from the library (examples/redact_bench.rs; per file version, paid by its first open, later opens hit the cache; zero_ranges per 128 KiB read):"
+        echo
+        echo "| measure | value |"
+        echo "|---|---|"
+        local files=()
+        if [ "$MODE" = quick ]; then
+            # Small files: the default ones (a 12-megapixel JPEG, a 10 s video) take a while to make.
+            convert -size 640x480 plasma: "$WORK/rb.jpg" && exiftool -q -q -overwrite_original -GPSLatitude=1 "$WORK/rb.jpg" \
+                && convert -size 320x240 plasma: "PNG24:$WORK/rb.png" && heif-enc -q 60 -o "$WORK/rb.heic" "$WORK/rb.png" >/dev/null \
+                && exiftool -q -q -overwrite_original -GPSLatitude=1 "$WORK/rb.heic" \
+                && ffmpeg -v error -f lavfi -i testsrc=duration=1:size=160x120:rate=10 -pix_fmt yuv420p \
+                    -metadata location=+48.8577+002.2945/ -y "$WORK/rb.mp4" \
+                && files=("$WORK/rb.jpg" "$WORK/rb.heic" "$WORK/rb.mp4")
+        fi
+        "$REDACT_BENCH" "${files[@]}" | while read -r k v rest; do printf '| %s | %s %s |\n' "$k" "$v" "$rest"; done
+    fi
+}
 med_of() { stats_of "$1" "$2" | awk '{print $1}'; }
 check() { # label ok(1/0) detail
     printf '| %s | %s | %s |\n' "$1" "$( [ "$2" = 1 ] && echo met || echo '**missed**')" "$3"

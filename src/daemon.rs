@@ -85,7 +85,19 @@ pub struct Stats {
     pub passthrough_active: bool,
     pub passthrough_opens: u64,
     pub userspace_opens: u64,
+    /// Userspace opens whose reads get zeros in the file's location ranges.
     pub redacted_opens: u64,
+    /// Bytes served as zeros to redacted opens.
+    pub bytes_zeroed: u64,
+    /// Range-finder runs (cache misses that read a file) and their total time.
+    pub finder_runs: u64,
+    pub finder_nanos: u64,
+    /// Finder runs that met a malformed file and redacted whole containers, or failed to read.
+    pub finder_conservative: u64,
+    pub finder_errors: u64,
+    /// Opens that found their file version's location ranges cached / not cached.
+    pub range_cache_hits: u64,
+    pub range_cache_misses: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub denials: u64,
@@ -106,7 +118,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "requests {} (errors {}, malformed {}, interrupts {}); opens: passthrough {}, userspace {} ({} redacted); \
-             userspace bytes: read {}, written {}; denials {}; backing ids {} registered / {} released; nodes {}; open files {}",
+             userspace bytes: read {}, written {}; redaction: {} bytes zeroed, finder {} runs in {} us ({} conservative, {} failed), \
+             range cache {} hits / {} misses; denials {}; backing ids {} registered / {} released; nodes {}; open files {}",
             self.requests,
             self.errors,
             self.malformed,
@@ -116,6 +129,13 @@ impl fmt::Display for Stats {
             self.redacted_opens,
             self.bytes_read,
             self.bytes_written,
+            self.bytes_zeroed,
+            self.finder_runs,
+            self.finder_nanos / 1000,
+            self.finder_conservative,
+            self.finder_errors,
+            self.range_cache_hits,
+            self.range_cache_misses,
             self.denials,
             self.backing_registered,
             self.backing_released,
@@ -359,11 +379,19 @@ impl Daemon {
 
     pub fn stats(&self) -> Stats {
         let v = &self.view.stats;
+        let r = self.view.redaction_stats();
         let mut s = Stats {
             passthrough_active: self.view.passthrough_active(),
             passthrough_opens: v.passthrough_opens.load(Relaxed),
             userspace_opens: v.userspace_opens.load(Relaxed),
-            redacted_opens: v.redacted_opens.load(Relaxed),
+            redacted_opens: r.redacted_opens,
+            bytes_zeroed: r.bytes_zeroed,
+            finder_runs: r.finder_runs,
+            finder_nanos: r.finder_nanos,
+            finder_conservative: r.finder_conservative,
+            finder_errors: r.finder_errors,
+            range_cache_hits: r.cache_hits,
+            range_cache_misses: r.cache_misses,
             bytes_read: v.bytes_read.load(Relaxed),
             bytes_written: v.bytes_written.load(Relaxed),
             denials: v.denials.load(Relaxed),

@@ -69,7 +69,7 @@ mapfile -t tests < <(sed -n 's/^test //p' <<<"$built")
 # The guest is a minimal system: no mkfs.ext4, no ImageMagick, no source tree. Suites that need
 # those test the host kernel's filesystems or pure library code, and run on the host (cargo
 # test); the guest runs every suite that mounts through its own kernel.
-host_only="cli_help fuzz_corpus redact_corpus redact_files faults"
+host_only="cli_help fuzz_corpus redact_corpus redact_files redaction faults"
 guest_tests=()
 for t in "${tests[@]}"; do
     base="$(basename "$t")"

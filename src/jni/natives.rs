@@ -282,7 +282,7 @@ pub(super) extern "system" fn native_is_running<'l>(
 }
 
 /// The order of `Stats.counters` (see `Stats.java`).
-fn counters(s: &crate::Stats) -> [jlong; 16] {
+fn counters(s: &crate::Stats) -> [jlong; 23] {
     [
         s.requests,
         s.errors,
@@ -300,6 +300,13 @@ fn counters(s: &crate::Stats) -> [jlong; 16] {
         s.open_files,
         s.denials_dropped,
         s.events_dropped,
+        s.bytes_zeroed,
+        s.finder_runs,
+        s.finder_nanos,
+        s.finder_conservative,
+        s.finder_errors,
+        s.range_cache_hits,
+        s.range_cache_misses,
     ]
     .map(|v| v.min(i64::MAX as u64) as jlong)
 }
@@ -429,6 +436,13 @@ mod tests {
             open_files: 14,
             denials_dropped: 15,
             events_dropped: 16,
+            bytes_zeroed: 17,
+            finder_runs: 18,
+            finder_nanos: 19,
+            finder_conservative: 20,
+            finder_errors: 21,
+            range_cache_hits: 22,
+            range_cache_misses: 23,
             ..Default::default()
         };
         assert_eq!(counters(&s), std::array::from_fn(|i| i as jlong + 1));

@@ -1,4 +1,5 @@
-//! Opening files and their data: passthrough registration, userspace I/O when it is off.
+//! Opening files and their data: passthrough registration for files without location, userspace
+//! I/O (with location redaction, see `redaction.rs`) for files with location or when it is off.
 
 use super::access::Subject;
 use super::creds::{AsWriter, Creds};
@@ -21,10 +22,7 @@ const OPEN_KILL_SUIDGID: u32 = 1 << 0;
 /// How an allowed open is served.
 enum Path {
     Passthrough,
-    /// In userspace; `required` when nothing else will do (a redacted read).
-    Userspace {
-        required: bool,
-    },
+    Userspace,
 }
 
 /// Lower open flags for a userspace-served file: what the app asked, minus what only made
@@ -46,6 +44,11 @@ pub(super) enum IoFd {
 }
 
 impl IoFd {
+    /// Whether reads through it must be redacted.
+    pub(super) fn is_redacted(&self) -> bool {
+        matches!(self, IoFd::Shared(f) if matches!(&**f, OpenFile::Userspace { redact: Some(_), .. }))
+    }
+
     pub(super) fn raw(&self) -> i32 {
         match self {
             IoFd::Shared(f) => match &**f {
@@ -135,9 +138,9 @@ impl StorageView {
         }
     }
 
-    /// Answers an allowed open of `node`: passthrough when possible, else a userspace fd.
-    /// `fd` is an already-open lower fd (from CREATE, or a checked open), reused instead of
-    /// reopening.
+    /// Answers an allowed open of `node`: passthrough when the file carries no location,
+    /// else a userspace fd (zeroing the location for a redacted reader). `fd` is an
+    /// already-open lower fd (from CREATE, or a checked open), reused instead of reopening.
     pub(super) fn finish_open(
         &self,
         uid: u32,
@@ -150,11 +153,35 @@ impl StorageView {
         let writes =
             flags as i32 & libc::O_ACCMODE != libc::O_RDONLY || flags as i32 & libc::O_TRUNC != 0;
         let writer = writes.then_some(uid);
-        let passthrough = self.passthrough_active();
-        let path = self.claim_path(node, passthrough && !redacted, redacted)?;
+        if writes {
+            // Whatever was cached for this inode is about to be stale.
+            self.forget_location(node);
+        }
+        // Decided by the file version's content, the same for every caller.
+        let located = match self.locate(node, fd.as_ref().map(|f| f.as_fd())) {
+            Ok(l) => Some(l),
+            // Unknown location: never the original bytes to a redacted reader.
+            Err(e) if redacted => return Err(e),
+            Err(_) => None,
+        };
+        let has_location = located.as_ref().is_some_and(|l| l.has_location());
+        // A redacted reader reads zeros where the file has location; writing through that
+        // view would write back what it never saw, so it may open the file read-only only
+        // (write-only opens are not redacted: they read nothing).
+        if redacted && has_location && writes {
+            return Err(libc::EACCES);
+        }
+        let path = self.claim_path(node, has_location, redacted && has_location)?;
         let opened = match path {
             Path::Passthrough => self.open_passthrough(node, fd, writer),
-            Path::Userspace { required } => self.open_userspace(node, flags, fd, required, writer),
+            Path::Userspace => {
+                // Every redacted userspace open zeroes what the file has *now* at each read,
+                // even if it had no location at open (another open may write some).
+                let redact = located
+                    .filter(|_| redacted)
+                    .map(super::redaction::RedactedView::new);
+                self.open_userspace(node, flags, fd, redact, has_location, writer)
+            }
         };
         if opened.is_err() {
             self.unclaim(node, &path);
@@ -164,20 +191,27 @@ impl StorageView {
 
     /// Chooses the data path and counts the open in one step under the node's lock, so that
     /// no mix of opens can break the kernel's per-inode I/O mode rule (a non-passthrough open
-    /// while the inode is in passthrough mode is an EIO from the app's `open`). While
-    /// userspace opens of the inode exist, new opens are served in userspace too; while
-    /// passthrough opens exist, an open that must be served in userspace is EBUSY.
-    fn claim_path(&self, node: u64, want_passthrough: bool, required: bool) -> Result<Path> {
+    /// while the inode is in passthrough mode is an EIO from the app's `open`).
+    ///
+    /// A file without location goes through passthrough for everyone (userspace only while
+    /// userspace opens of it remain, or with passthrough off). A file with location is served
+    /// in userspace for everyone, so redacted and plain opens mix freely. One case is left:
+    /// the file gained location (a passthrough write) while passthrough opens of it still
+    /// exist. Then plain opens join them in passthrough, and a redacted open is EBUSY until
+    /// they are closed: userspace would be EIO, passthrough the original bytes.
+    fn claim_path(&self, node: u64, has_location: bool, redacted: bool) -> Result<Path> {
+        let passthrough = self.passthrough_active();
         self.nodes
             .with(node, |n| {
-                if want_passthrough && n.userspace_opens == 0 {
+                let pt_mode = passthrough && n.passthrough_opens > 0;
+                if pt_mode && redacted {
+                    Err(libc::EBUSY)
+                } else if pt_mode || (passthrough && !has_location && n.userspace_opens == 0) {
                     n.passthrough_opens += 1;
                     Ok(Path::Passthrough)
-                } else if n.passthrough_opens > 0 && self.passthrough_active() {
-                    Err(libc::EBUSY)
                 } else {
                     n.userspace_opens += 1;
-                    Ok(Path::Userspace { required })
+                    Ok(Path::Userspace)
                 }
             })
             .ok_or(libc::ENOENT)?
@@ -186,7 +220,7 @@ impl StorageView {
     fn unclaim(&self, node: u64, path: &Path) {
         self.nodes.with(node, |n| match path {
             Path::Passthrough => n.passthrough_opens = n.passthrough_opens.saturating_sub(1),
-            Path::Userspace { .. } => n.userspace_opens = n.userspace_opens.saturating_sub(1),
+            Path::Userspace => n.userspace_opens = n.userspace_opens.saturating_sub(1),
         });
     }
 
@@ -212,7 +246,8 @@ impl StorageView {
         node: u64,
         flags: u32,
         fd: Option<OwnedFd>,
-        redacted: bool,
+        redact: Option<super::redaction::RedactedView>,
+        has_location: bool,
         writer: Option<u32>,
     ) -> Result<Opened> {
         // Each holds a lower fd: bounded, so that apps cannot exhaust the daemon's fds.
@@ -234,15 +269,22 @@ impl StorageView {
                 return Err(e);
             }
         };
-        let fh = self.files.insert(OpenFile::Userspace { node, fd, writer });
+        if redact.is_some() && has_location {
+            self.redaction.stats.opened();
+        }
+        let fh = self.files.insert(OpenFile::Userspace {
+            node,
+            fd,
+            writer,
+            redact,
+        });
         self.stats.userspace_opens.fetch_add(1, Relaxed);
         let mut open_flags = fopen::NOFLUSH;
-        if redacted {
-            self.stats.redacted_opens.fetch_add(1, Relaxed);
-        }
         // Uncached I/O never takes the inode's I/O mode, so it cannot collide with later
-        // passthrough opens; and a redacted view must never land in the shared page cache.
-        if redacted || self.passthrough_active() {
+        // passthrough opens; and neither a redacted view nor the original bytes of a file
+        // with location may land in the shared page cache, where the other kind of reader
+        // would find them (mmap aside, see README "Location redaction").
+        if has_location || self.passthrough_active() {
             open_flags |= fopen::DIRECT_IO;
         }
         Ok(Opened {
@@ -280,6 +322,8 @@ impl StorageView {
             self.files.unreserve_userspace();
         }
         if let Some(uid) = file.writer() {
+            // Passthrough writes never reach us: the next open reads the location again.
+            self.forget_location(node);
             self.emit(|| {
                 let st = io(lower::stat_fd(self.open_node(node, libc::O_PATH)?.as_fd()))?;
                 Ok(FileEvent::ClosedAfterWrite {
@@ -486,6 +530,16 @@ pub(super) fn read(
     if n < 0 {
         return Err(errno(&std::io::Error::last_os_error()));
     }
+    if let IoFd::Shared(file) = &fd {
+        if let OpenFile::Userspace {
+            fd: lower_fd,
+            redact: Some(redact),
+            ..
+        } = &**file
+        {
+            view.redact_read(redact, lower_fd.as_fd(), offset, &mut out[..n as usize])?;
+        }
+    }
     view.stats.bytes_read.fetch_add(n as u64, Relaxed);
     Ok(n as usize)
 }
@@ -532,6 +586,9 @@ pub(super) fn write(
         done += n as usize;
     }
     view.stats.bytes_written.fetch_add(done as u64, Relaxed);
+    if done > 0 {
+        view.forget_location(node);
+    }
     Ok(done as u32)
 }
 
@@ -623,6 +680,12 @@ pub(super) fn copy_file_range(
     len: u64,
 ) -> Result<u64> {
     let fin = view.io_fd(node_in, fh_in, libc::O_RDONLY)?;
+    if fin.is_redacted() {
+        // The lower copy would carry the original bytes: EOPNOTSUPP makes the kernel copy
+        // through reads of this open (splice), which are redacted. (Not ENOSYS: that would
+        // turn copy_file_range off for the whole mount.)
+        return Err(libc::EOPNOTSUPP);
+    }
     let fout = view.io_fd(node_out, fh_out, libc::O_WRONLY)?;
     let mut oin = off_in as libc::loff_t;
     let mut oout = off_out as libc::loff_t;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use super::dirstream::DirStream;
+use super::redaction::RedactedView;
 
 #[derive(Debug)]
 pub enum OpenFile {
@@ -22,6 +23,8 @@ pub enum OpenFile {
         node: u64,
         fd: OwnedFd,
         writer: Option<u32>,
+        /// Set for a reader that must get zeros in the location ranges (opened read-only).
+        redact: Option<RedactedView>,
     },
     Dir {
         node: u64,

@@ -19,6 +19,7 @@ mod nodes;
 mod open_for_app;
 mod ops;
 mod privileges;
+mod redaction;
 mod remove;
 mod rename;
 mod stats;
@@ -40,6 +41,7 @@ use dirfds::DirFds;
 use files::FileTable;
 use lower::{io, Lower, Result};
 use nodes::{Node, NodeTable};
+use redaction::Redaction;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -127,6 +129,8 @@ pub struct StorageView {
     /// or went): cached decisions carry it and are void once it moves on.
     path_epoch: AtomicU64,
     pub stats: ViewStats,
+    /// Location ranges by file version, and the redaction counters.
+    redaction: Redaction,
     pub denials: DenialLog,
     pub events: EventFeed,
 }
@@ -168,6 +172,7 @@ impl StorageView {
             forgotten_since_trim: AtomicU64::new(0),
             path_epoch: AtomicU64::new(0),
             stats: ViewStats::default(),
+            redaction: Redaction::default(),
             denials: DenialLog::default(),
             events: events::new_feed(),
         })

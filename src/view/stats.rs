@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct ViewStats {
     pub passthrough_opens: AtomicU64,
     pub userspace_opens: AtomicU64,
-    pub redacted_opens: AtomicU64,
     /// Userspace opens refused (ENFILE) because the daemon's budget of lower fds was spent.
     pub userspace_refused: AtomicU64,
     pub bytes_read: AtomicU64,

@@ -280,3 +280,51 @@ pub fn thumbnail(file: &Path) -> Option<Vec<u8>> {
     );
     (!out.is_empty()).then_some(out)
 }
+
+/// A noise JPEG of `size` (e.g. "800x600": big enough that reading it shows in the daemon's
+/// I/O counters), with GPS and XMP location if `located`.
+pub fn noise_jpeg(path: &Path, size: &str, located: bool) {
+    let p = path.to_str().unwrap();
+    run(
+        "convert",
+        &[
+            "-size", size, "xc:gray", "+noise", "Random", "-quality", "90", p,
+        ],
+    );
+    if located {
+        exiftool(path, &["-Make=Test"], &[GPS, XMP_LOCATION]);
+    } else {
+        exiftool(path, &["-Make=Test"], &[]);
+    }
+}
+
+/// A JPEG whose EXIF has a GPS IFD (latitude 48°51'27.78" N), then a scan of `body` bytes:
+/// built without tools, for suites that also run in the arm64 guest (no ImageMagick there).
+pub fn gps_jpeg_bytes(body: usize) -> Vec<u8> {
+    let mut tiff = b"II\x2A\0\x08\0\0\0".to_vec();
+    // IFD0: one entry, GPSInfo (0x8825, LONG) pointing to the GPS IFD at 26.
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&[0x25, 0x88, 4, 0, 1, 0, 0, 0]);
+    tiff.extend_from_slice(&26u32.to_le_bytes());
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    // GPS IFD: GPSLatitudeRef "N", GPSLatitude (3 RATIONALs at 56).
+    tiff.extend_from_slice(&2u16.to_le_bytes());
+    tiff.extend_from_slice(&[1, 0, 2, 0, 2, 0, 0, 0, b'N', 0, 0, 0]);
+    tiff.extend_from_slice(&[2, 0, 5, 0, 3, 0, 0, 0]);
+    tiff.extend_from_slice(&56u32.to_le_bytes());
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(tiff.len(), 56);
+    for (n, d) in [(48u32, 1u32), (51, 1), (2778, 100)] {
+        tiff.extend_from_slice(&n.to_le_bytes());
+        tiff.extend_from_slice(&d.to_le_bytes());
+    }
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut v = b"\xFF\xD8\xFF\xE1".to_vec();
+    v.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    v.extend_from_slice(&app1);
+    v.extend_from_slice(b"\xFF\xDA\x00\x08\x01\x01\x00\x00\x3F\x00");
+    v.resize(v.len() + body, 0x55);
+    v.extend_from_slice(b"\xFF\xD9");
+    v
+}

@@ -10,7 +10,9 @@ public final class Stats {
     private static final int REQUESTS = 0, ERRORS = 1, MALFORMED = 2, INTERRUPTS = 3,
             PASSTHROUGH_OPENS = 4, USERSPACE_OPENS = 5, REDACTED_OPENS = 6, BYTES_READ = 7,
             BYTES_WRITTEN = 8, DENIALS = 9, BACKING_REGISTERED = 10, BACKING_RELEASED = 11,
-            NODES = 12, OPEN_FILES = 13, DENIALS_DROPPED = 14, EVENTS_DROPPED = 15, COUNT = 16;
+            NODES = 12, OPEN_FILES = 13, DENIALS_DROPPED = 14, EVENTS_DROPPED = 15,
+            BYTES_ZEROED = 16, FINDER_RUNS = 17, FINDER_NANOS = 18, FINDER_CONSERVATIVE = 19,
+            FINDER_ERRORS = 20, RANGE_CACHE_HITS = 21, RANGE_CACHE_MISSES = 22, COUNT = 23;
 
     private final long[] c;
     private final boolean passthroughActive;
@@ -42,8 +44,22 @@ public final class Stats {
     public long getPassthroughOpens() { return c[PASSTHROUGH_OPENS]; }
     /** Opens whose data the daemon serves (passthrough off or unavailable, or redacted). */
     public long getUserspaceOpens() { return c[USERSPACE_OPENS]; }
-    /** Userspace opens of images whose location metadata reads back as zeros. */
+    /** Userspace opens of photos and videos whose location metadata reads back as zeros. */
     public long getRedactedOpens() { return c[REDACTED_OPENS]; }
+    /** Bytes of location metadata served as zeros to redacted opens. */
+    public long getBytesZeroed() { return c[BYTES_ZEROED]; }
+    /** Location range-finder runs: file versions read to find their location metadata. */
+    public long getFinderRuns() { return c[FINDER_RUNS]; }
+    /** Total time of the finder runs, in nanoseconds. */
+    public long getFinderNanos() { return c[FINDER_NANOS]; }
+    /** Finder runs on malformed files, which redact whole metadata containers. */
+    public long getFinderConservative() { return c[FINDER_CONSERVATIVE]; }
+    /** Finder runs that could not read the file (their opens, if redacted, got EIO). */
+    public long getFinderErrors() { return c[FINDER_ERRORS]; }
+    /** Opens whose file version's location ranges were cached. */
+    public long getRangeCacheHits() { return c[RANGE_CACHE_HITS]; }
+    /** Opens that had to look their file version's location ranges up. */
+    public long getRangeCacheMisses() { return c[RANGE_CACHE_MISSES]; }
     /** Bytes read through userspace opens (passthrough I/O is not seen here). */
     public long getBytesRead() { return c[BYTES_READ]; }
     /** Bytes written through userspace opens. */
@@ -71,6 +87,10 @@ public final class Stats {
         return "Stats{requests=" + getRequests() + ", errors=" + getErrors()
                 + ", passthroughOpens=" + getPassthroughOpens()
                 + ", userspaceOpens=" + getUserspaceOpens()
+                + ", redactedOpens=" + getRedactedOpens() + ", bytesZeroed=" + getBytesZeroed()
+                + ", finderRuns=" + getFinderRuns() + ", finderNanos=" + getFinderNanos()
+                + ", rangeCacheHits=" + getRangeCacheHits()
+                + ", rangeCacheMisses=" + getRangeCacheMisses()
                 + ", bytesRead=" + getBytesRead() + ", bytesWritten=" + getBytesWritten()
                 + ", denials=" + getDenials() + ", eventsDropped=" + getEventsDropped()
                 + ", nodes=" + getNodes()

@@ -56,6 +56,7 @@ final class FuseGateTest {
         t.add("appsOwnWhatTheyCreate", FuseGateTest::appsOwnWhatTheyCreate);
         t.add("statsCountUserspaceIo", FuseGateTest::statsCountUserspaceIo);
         t.add("statsCountPassthroughOpens", FuseGateTest::statsCountPassthroughOpens);
+        t.add("statsCountRedaction", FuseGateTest::statsCountRedaction);
         t.add("denialListenerHearsDenials", FuseGateTest::denialListenerHearsDenials);
         t.add("denialListenerMayRemoveItselfOrClose", FuseGateTest::denialListenerMayRemoveItself);
         t.add("badInputThrowsAndDaemonKeepsServing", FuseGateTest::badInputThrowsAndDaemonKeepsServing);
@@ -240,6 +241,32 @@ final class FuseGateTest {
             checkEq(s1.getDenials() + 1, s2.getDenials(), "denials counted");
             check(s2.getErrors() > s1.getErrors(), "errors counted");
             checkEq(0L, s2.getDenialsDropped(), "nothing dropped");
+        }
+    }
+
+    static void statsCountRedaction() throws Exception {
+        try (Fixture f = standardTree("rstats").mount()) {
+            // A real photo with GPS, made by ImageMagick and exiftool (scripts/install-deps.sh).
+            Result made = run(0, "sh", "-c", "convert -size 32x24 xc:gray \"$1\" && exiftool -q -q "
+                    + "-overwrite_original -GPSLatitude=48.8577 -GPSLatitudeRef=N \"$1\"", "sh",
+                    f.lower.resolve("DCIM/gps.jpg").toString());
+            checkEq(0, made.exit, "making a photo with GPS: " + made);
+            f.gate.setApp(APP_A, new String[] {PKG_A}, FuseGate.READ_IMAGES);
+            Path photo = f.at("DCIM/gps.jpg");
+            Stats s0 = f.gate.stats();
+            checkEq(0, run(APP_A, "cat", "--", photo.toString()).exit, "redacted read");
+            Stats s1 = f.gate.stats();
+            checkEq(s0.getRedactedOpens() + 1, s1.getRedactedOpens(), "redacted opens: " + s1);
+            check(s1.getBytesZeroed() > s0.getBytesZeroed(), "bytes zeroed: " + s1);
+            check(s1.getFinderRuns() > s0.getFinderRuns(), "finder runs: " + s1);
+            check(s1.getFinderNanos() > s0.getFinderNanos(), "finder time: " + s1);
+            check(s1.getRangeCacheMisses() > s0.getRangeCacheMisses(), "cache misses: " + s1);
+            checkEq(0, run(APP_A, "cat", "--", photo.toString()).exit, "second redacted read");
+            Stats s2 = f.gate.stats();
+            check(s2.getRangeCacheHits() > s1.getRangeCacheHits(), "cache hits: " + s2);
+            checkEq(s1.getFinderRuns(), s2.getFinderRuns(), "the same version is not read again");
+            checkEq(0L, s2.getFinderErrors(), "no finder errors");
+            checkEq(0L, s2.getFinderConservative(), "a tool-made photo needs no guessing");
         }
     }
 

@@ -1,0 +1,220 @@
+//! Location redaction in the storage view: each file version's location ranges decide its data
+//! path, and reads of a redacted open get zeros there.
+//!
+//! The ranges come from [`crate::redact`] through one [`RangeCache`] keyed by the lower file's
+//! version (inode, size, mtime, ctime): a file is read once per version, whoever opens it.
+//! Every regular file is judged by its content (the finder stops after 12 bytes of anything that
+//! is not JPEG, PNG, WebP, TIFF or ISO-BMFF), so a renamed photo is still found. A file with no
+//! location is served by passthrough to everyone; a file with location never is (`data.rs`).
+
+use super::lower::{self, io, Result};
+use super::StorageView;
+use crate::redact::{
+    find_location_ranges, FileVersion, RangeCache, Ranges, RedactSnapshot, RedactStats,
+};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+/// Memory the cached ranges may take: a few thousand photos' worth (an entry is ~128 bytes plus
+/// 16 per range).
+const CACHE_BUDGET: usize = 4 << 20;
+
+pub struct Redaction {
+    pub cache: RangeCache,
+    pub stats: RedactStats,
+}
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Redaction {
+            cache: RangeCache::new(CACHE_BUDGET),
+            stats: RedactStats::default(),
+        }
+    }
+}
+
+/// The location of one version of a file.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub version: FileVersion,
+    pub ranges: Arc<Ranges>,
+}
+
+impl Located {
+    pub fn has_location(&self) -> bool {
+        !self.ranges.is_empty()
+    }
+}
+
+/// What a redacted open holds: the ranges of the version it last read, refreshed when the file
+/// changed under it (a write through another open, a truncate), so that a rewritten file's new
+/// location is never served.
+#[derive(Debug)]
+pub struct RedactedView {
+    located: Mutex<Located>,
+}
+
+impl RedactedView {
+    pub fn new(located: Located) -> Self {
+        RedactedView {
+            located: Mutex::new(located),
+        }
+    }
+}
+
+/// The version `st` describes.
+fn version_of(st: &libc::stat) -> FileVersion {
+    let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+    FileVersion {
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+        ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+    }
+}
+
+/// `pread` on `fd`, retrying EINTR.
+fn pread(fd: BorrowedFd<'_>, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: pread writes at most buf.len() bytes into buf; fd is open for the call.
+        let n = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                offset as libc::off_t,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+impl StorageView {
+    /// The redaction counters and the range cache's hits and misses.
+    pub fn redaction_stats(&self) -> RedactSnapshot {
+        self.redaction.stats.snapshot(&self.redaction.cache)
+    }
+
+    /// The location of `node`'s current version. `fd` is a readable lower fd of it if the open
+    /// already has one; otherwise the file is only stat'ed, and opened when its version is not
+    /// cached. A read failure is EIO and is not cached.
+    pub(super) fn locate(&self, node: u64, fd: Option<BorrowedFd<'_>>) -> Result<Located> {
+        let st = match fd {
+            Some(fd) => io(lower::stat_fd(fd))?,
+            None => self.stat_node(node)?,
+        };
+        let version = version_of(&st);
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(Located {
+                version,
+                ranges: Arc::new(Ranges::default()),
+            });
+        }
+        self.ranges_of(version, || match fd {
+            Some(fd) => fd.try_clone_to_owned(),
+            None => self
+                .open_node(node, libc::O_RDONLY)
+                .map_err(std::io::Error::from_raw_os_error),
+        })
+    }
+
+    /// The lower file's attributes: by name in its parent's cached directory fd (one system
+    /// call, the common case), if that name is still this inode; else through its handle.
+    fn stat_node(&self, node: u64) -> Result<libc::stat> {
+        let by_name = self.nodes.with(node, |n| {
+            (n.parent, n.ino, lower::cname(n.name.as_bytes()).ok())
+        });
+        if let Some((parent, ino, Some(name))) = by_name {
+            if let Ok(dir) = self.dir_fd(parent) {
+                if let Ok(st) = lower::stat_at(dir.as_fd(), &name) {
+                    if st.st_ino == ino {
+                        return Ok(st);
+                    }
+                }
+            }
+        }
+        let fd = self.open_node(node, libc::O_PATH)?;
+        io(lower::stat_fd(fd.as_fd()))
+    }
+
+    /// The ranges of `version`, cached or found by reading the fd `open` gives.
+    fn ranges_of(
+        &self,
+        version: FileVersion,
+        open: impl FnOnce() -> std::io::Result<OwnedFd>,
+    ) -> Result<Located> {
+        let r = &self.redaction;
+        let ranges = r
+            .cache
+            .get_or_find(version, &r.stats, || {
+                let fd = open()?;
+                find_location_ranges(version.size, |off, buf| pread(fd.as_fd(), off, buf))
+            })
+            .map_err(|e| {
+                log::warn!("inode {}: location unknown: {e}", version.ino);
+                libc::EIO
+            })?;
+        Ok(Located { version, ranges })
+    }
+
+    /// The ranges to zero in a read of a redacted open through `fd`, for the file as it is now.
+    pub(super) fn current_ranges(
+        &self,
+        view: &RedactedView,
+        fd: BorrowedFd<'_>,
+    ) -> Result<Arc<Ranges>> {
+        let version = version_of(&io(lower::stat_fd(fd))?);
+        let mut held = view.located.lock().unwrap_or_else(|p| p.into_inner());
+        if held.version != version {
+            *held = self.ranges_of(version, || fd.try_clone_to_owned())?;
+        }
+        Ok(Arc::clone(&held.ranges))
+    }
+
+    /// Zeroes the location in `buf`, read at `offset` through a redacted open's `fd`.
+    pub(super) fn redact_read(
+        &self,
+        view: &RedactedView,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let ranges = self.current_ranges(view, fd)?;
+        let zeroed = crate::redact::zero_ranges(buf, offset, &ranges);
+        if zeroed > 0 {
+            self.redaction.stats.zeroed(zeroed);
+        }
+        Ok(())
+    }
+
+    /// Forgets the cached location of the lower inode behind `node` (after a write through the
+    /// mount): its next open reads it again, even if the write kept size and timestamps.
+    pub(super) fn forget_location(&self, node: u64) {
+        if let Some(ino) = self.nodes.with(node, |n| n.ino) {
+            self.redaction.cache.invalidate(ino);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_of_a_stat_is_the_version_of_its_metadata() {
+        let path = std::env::temp_dir().join(format!("fusegate-version-{}", std::process::id()));
+        std::fs::write(&path, b"some bytes").unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let st = lower::stat_fd(f.as_fd()).unwrap();
+        let meta = f.metadata().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(version_of(&st), FileVersion::of(&meta));
+        assert_eq!(version_of(&st).size, 10);
+    }
+}
