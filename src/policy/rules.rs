@@ -27,8 +27,8 @@
 //!    read with ownership, the matching `read_*` permission, or a grant; write, delete and
 //!    rename from with ownership, `write_media` (media only) or a write grant (else EACCES).
 //!
-//! Reading an image one does not own without `access_media_location` is `AllowRedacted`
-//! (broad access included). Bypass callers are never redacted.
+//! Reading an image or a video one does not own without `access_media_location` is
+//! `AllowRedacted` (broad access included), as on Android: both can carry a location. Bypass callers are never redacted.
 //!
 //! Moves (`rename`) are judged on everything they move and replace, see [`decide_move`]:
 //! shared storage and each `Android/{data,obb}/<pkg>` are separate areas (EXDEV between
@@ -412,7 +412,8 @@ impl<'s> App<'s> {
                 let readable = self.broad || self.has(permission) || self.grant(path).is_some();
                 if !readable {
                     DENIED
-                } else if kind == MediaKind::Image && !self.has(Permissions::ACCESS_MEDIA_LOCATION)
+                } else if matches!(kind, MediaKind::Image | MediaKind::Video)
+                    && !self.has(Permissions::ACCESS_MEDIA_LOCATION)
                 {
                     Decision::AllowRedacted
                 } else {
