@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::media::{generate, location_tags, noise_jpeg, Sample};
+use common::media::{generate, location_tags, noise_jpeg};
 use common::{as_uid, can_mount, sys, Mount, MountOptions, TempDir};
 use fusegate::redact::{find_in_bytes, zero_ranges, Ranges};
 use std::path::Path;
