@@ -173,5 +173,48 @@ fn open_for_app_answers_as_the_mount() {
     // SAFETY: F_GETFD on an fd we own.
     let fd_flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_GETFD) };
     assert_eq!(fd_flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+
+    // A photo with location: APP_B (read_images, no access_media_location) gets exactly the
+    // bytes its FUSE read gives, location zeroed, in a read-only fd; its owner the original.
+    let photo = common::media::gps_jpeg_bytes(100_000);
+    let owned = mnt.path().join("DCIM/gps.jpg");
+    assert_eq!(
+        as_uid(APP_A, || sys::write_file(&owned, &photo)),
+        Ok(Vec::new())
+    );
+    let read_api = |uid| -> Result<Vec<u8>, i32> {
+        let fd = daemon.open_for_app(uid, "DCIM/gps.jpg", libc::O_RDONLY)?;
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut got).unwrap();
+        Ok(got)
+    };
+    let redacted = read_api(APP_B).unwrap();
+    let through_mount = as_uid(APP_B, || sys::read_file(&owned)).unwrap();
+    assert_eq!(redacted.len(), photo.len());
+    assert!(redacted != photo, "open_for_app handed out the location");
+    assert!(
+        redacted == through_mount,
+        "open_for_app and the mount disagree on the redacted bytes"
+    );
+    assert!(
+        read_api(APP_A).unwrap() == photo,
+        "the owner reads the original"
+    );
+    let fd = daemon
+        .open_for_app(APP_B, "DCIM/gps.jpg", libc::O_RDONLY)
+        .unwrap();
+    // SAFETY: a one-byte write from a live buffer to an fd we own.
+    let w = unsafe {
+        libc::write(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            b"x".as_ptr().cast(),
+            1,
+        )
+    };
+    assert_eq!(
+        (w, common::errno()),
+        (-1, libc::EBADF),
+        "the copy is read-only"
+    );
     daemon.stop();
 }

@@ -2,8 +2,10 @@
 //! `ContentResolver.openFile`): the path is resolved from the root one component at a time with
 //! the lookup rules a FUSE lookup by that uid meets (`lookup_in`, `Op::Lookup`), the file is
 //! judged as a FUSE open by that uid is (`Op::Read` unless write-only, `Op::Write` when it
-//! writes or truncates), and the caller gets the lower fd itself. Nothing is served through the
-//! mount, so no open file, backing id or file event comes of it.
+//! writes or truncates), and the caller gets the lower fd itself, or, for a redacted reader of a
+//! file with location, a sealed read-only copy with the location zeroed (the bytes a FUSE read
+//! would give; files over `REDACTED_COPY_MAX` are EFBIG). Nothing is served through the mount,
+//! so no open file, backing id or file event comes of it.
 //!
 //! No symlink is followed (ELOOP); names are never "." or ".." (EINVAL); directories are EISDIR,
 //! other non-regular files EACCES (a fifo could block the service). A POSIX caller is reached
@@ -15,7 +17,7 @@ use super::lower::Result;
 use super::StorageView;
 use crate::fuse::abi::ROOT_ID;
 use crate::fuse::{Ctx, Filesystem};
-use crate::policy::{CallerClass, Op};
+use crate::policy::{CallerClass, Decision, Op};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Open flags `open_for_app` takes: the access mode, `O_TRUNC` and `O_APPEND`.
@@ -90,10 +92,9 @@ impl StorageView {
         // The decisions of `data::open`, in its order.
         let truncate = flags & libc::O_TRUNC != 0;
         let wants_write = acc != libc::O_RDONLY || truncate;
-        // An image read without ACCESS_MEDIA_LOCATION (AllowRedacted) gets the file as the FUSE
-        // path serves it today: redaction of the bytes is not wired into `data.rs` yet.
+        let mut redacted = false;
         if acc != libc::O_WRONLY {
-            self.check(uid, Op::Read, Subject::Node(node))?;
+            redacted = self.check(uid, Op::Read, Subject::Node(node))? == Decision::AllowRedacted;
         }
         if wants_write {
             self.check(uid, Op::Write, Subject::Node(node))?;
@@ -109,6 +110,17 @@ impl StorageView {
             kill_suidgid(fd.as_raw_fd())?;
         }
         drop(held);
+        if redacted {
+            // As a FUSE read of a redacted open: the location zeroed (a sealed copy), and no
+            // write, which would store zeros the reader was shown. An unknown location is an
+            // error, never the original.
+            if self.locate(node, Some(fd.as_fd()))?.has_location() {
+                if wants_write {
+                    return Err(libc::EACCES);
+                }
+                return self.redacted_copy(fd.as_fd());
+            }
+        }
         Ok(fd)
     }
 }

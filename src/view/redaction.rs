@@ -15,6 +15,10 @@ use crate::redact::{
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
+/// Largest file `open_for_app` hands a redacted reader, as a sealed copy in memory: a photo or
+/// a short video. Past it the answer is EFBIG (the service can serve it through the mount).
+pub const REDACTED_COPY_MAX: u64 = 256 << 20;
+
 /// Memory the cached ranges may take: a few thousand photos' worth (an entry is ~128 bytes plus
 /// 16 per range).
 const CACHE_BUDGET: usize = 4 << 20;
@@ -200,6 +204,96 @@ impl StorageView {
             self.redaction.cache.invalidate(ino);
         }
     }
+
+    /// A read-only, sealed in-memory copy of the file behind `fd` with its location zeroed,
+    /// for a redacted reader outside the mount (`open_for_app`): the same bytes a redacted
+    /// FUSE read gives. The copy is retried if the file changes while it is made.
+    pub(super) fn redacted_copy(&self, fd: BorrowedFd<'_>) -> Result<OwnedFd> {
+        for _ in 0..3 {
+            let version = version_of(&io(lower::stat_fd(fd))?);
+            if version.size > REDACTED_COPY_MAX {
+                return Err(libc::EFBIG);
+            }
+            let located = self.ranges_of(version, || fd.try_clone_to_owned())?;
+            let mem = memfd()?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut offset = 0u64;
+            let mut zeroed = 0usize;
+            loop {
+                let n = io(pread(fd, offset, &mut buf))?;
+                if n == 0 {
+                    break;
+                }
+                zeroed += crate::redact::zero_ranges(&mut buf[..n], offset, &located.ranges);
+                write_all_at(mem.as_fd(), offset, &buf[..n])?;
+                offset += n as u64;
+            }
+            if version_of(&io(lower::stat_fd(fd))?) != version {
+                continue;
+            }
+            if zeroed > 0 {
+                self.redaction.stats.zeroed(zeroed);
+            }
+            return sealed_read_only(mem);
+        }
+        Err(libc::EAGAIN)
+    }
+}
+
+/// An anonymous in-memory file that can be sealed.
+fn memfd() -> Result<OwnedFd> {
+    // SAFETY: a NUL-terminated name and flags; a new fd nobody else owns on success.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"fusegate-redacted".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    io(lower::cvt(fd).map(|fd| {
+        // SAFETY: a new fd nobody else owns.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    }))
+}
+
+fn write_all_at(fd: BorrowedFd<'_>, mut offset: u64, mut data: &[u8]) -> Result<()> {
+    while !data.is_empty() {
+        // SAFETY: pwrite reads data.len() bytes from data; fd is open for the call.
+        let n = unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                data.as_ptr().cast(),
+                data.len(),
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(lower::errno(&e));
+        }
+        data = &data[n as usize..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Seals `mem` against every change and hands out a read-only fd of it: the holder can neither
+/// write the copy nor unseal it.
+fn sealed_read_only(mem: OwnedFd) -> Result<OwnedFd> {
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on an fd we own, with an int argument.
+    io(lower::cvt(unsafe {
+        libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, seals)
+    }))?;
+    let path = lower::proc_path(mem.as_raw_fd());
+    // SAFETY: path is NUL-terminated; the magic link reopens the memfd read-only.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    io(lower::cvt(fd).map(|fd| {
+        // SAFETY: a new fd nobody else owns.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    }))
 }
 
 #[cfg(test)]
