@@ -24,6 +24,8 @@ const THREADS_PER_APP: u32 = 4;
 const FIRST_UID: u32 = 10200;
 const MAX_FILES: usize = 12;
 const MAX_SIZE: usize = 24 * 1024;
+/// The daemon's cache of directory fds (`src/view/dirfds.rs`).
+const DIR_FD_CACHE: usize = 256;
 const SHARED: &str = "Download/soak/shared.txt";
 const SHARED_DATA: &[u8] = b"readable only while the grant is in the policy";
 
@@ -437,9 +439,10 @@ fn sixty_four_app_threads_with_policy_reloads() {
         errors.join("\n")
     );
     assert_eq!(results.len() as u32, APPS * THREADS_PER_APP);
-    // Flat: nothing the threads did is still held once they are done.
+    // Flat: beyond the baseline the daemon holds no more than its bounded cache of directory
+    // fds (src/view/dirfds.rs, 256) whatever the run did; nothing per operation or per file.
     assert!(
-        fds_end <= fds_start + 8,
+        fds_end <= fds_start + DIR_FD_CACHE + 8,
         "daemon fds grew from {fds_start} to {fds_end}"
     );
     assert!(
