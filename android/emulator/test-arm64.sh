@@ -172,7 +172,8 @@ fi
 # shorter form in the guest (the full forms run on the host), unless set by the caller.
 export FUSEGATE_MODEL_STEPS=${FUSEGATE_MODEL_STEPS:-3000}
 export FUSEGATE_SOAK_SECS=${FUSEGATE_SOAK_SECS:-10}
-log "guest forms: model $FUSEGATE_MODEL_STEPS steps per seed, soak $FUSEGATE_SOAK_SECS s"
+export FUSEGATE_ATTACK_ROUNDS=${FUSEGATE_ATTACK_ROUNDS:-3000}
+log "guest forms: model $FUSEGATE_MODEL_STEPS steps per seed, soak $FUSEGATE_SOAK_SECS s, mixed-open race $FUSEGATE_ATTACK_ROUNDS rounds"
 extra=(-- "${test_args[@]}")
 rc=0
 "$REPO_ROOT/android/adb/run-tests.sh" --daemon "$daemon" --results "$results" "${tests[@]}" \
