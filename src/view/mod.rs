@@ -18,6 +18,7 @@ mod lower;
 mod nodes;
 mod ops;
 mod privileges;
+mod recover;
 mod remove;
 mod rename;
 mod stats;
