@@ -281,7 +281,11 @@ impl Daemon {
             io_uring: IoUringMode::Off,
         };
         let keep = state.clone();
+        let adopting = view.clone();
         let resume = Resume {
+            adopt: Some(Box::new(move |uid, parent, name: &[u8]| {
+                adopting.adopt_new(uid, parent, name)
+            })),
             workers,
             saved,
             epoch,

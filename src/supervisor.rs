@@ -9,7 +9,6 @@
 
 use crate::fuse::{mount, Channel};
 use crate::state;
-use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -24,9 +23,11 @@ pub mod exit {
     pub const CANNOT_START: i32 = 1;
 }
 
-/// Crash-loop guard: this many deaths within `LOOP_WINDOW` slow restarts down.
+/// Crash-loop guard: a server that dies this soon after it started (a request that kills
+/// it, sent again to each new one) counts as a quick death; after `LOOP_DEATHS` in a row,
+/// restarts slow down (doubling up to `MAX_BACKOFF`).
+const QUICK_DEATH: Duration = Duration::from_millis(100);
 const LOOP_DEATHS: usize = 5;
-const LOOP_WINDOW: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a server told to stop may take before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -41,8 +42,10 @@ pub struct Supervisor {
     /// The server's own flags (lower, policy, ...); the fd flags are added here.
     args: Vec<OsString>,
     child: Option<Child>,
+    started: Instant,
     epoch: u16,
-    deaths: VecDeque<Instant>,
+    /// Quick deaths in a row.
+    quick_deaths: u32,
     restarts: u64,
 }
 
@@ -77,8 +80,9 @@ impl Supervisor {
             exe,
             args,
             child: None,
+            started: Instant::now(),
             epoch: 0,
-            deaths: VecDeque::new(),
+            quick_deaths: 0,
             restarts: 0,
         })
     }
@@ -134,6 +138,7 @@ impl Supervisor {
         };
         log::info!("server {} started (pid {})", self.epoch, child.id());
         self.child = Some(child);
+        self.started = Instant::now();
         Ok(())
     }
 
@@ -174,20 +179,16 @@ impl Supervisor {
             Some(sig) => format!("killed by signal {sig}"),
             None => format!("exited with {status}"),
         };
-        let now = Instant::now();
-        self.deaths.push_back(now);
-        while self
-            .deaths
-            .front()
-            .is_some_and(|&t| now.duration_since(t) > LOOP_WINDOW)
-        {
-            self.deaths.pop_front();
-        }
-        let pause = if self.deaths.len() >= LOOP_DEATHS {
-            let n = (self.deaths.len() - LOOP_DEATHS) as u32;
-            (Duration::from_millis(250) * 2u32.saturating_pow(n.min(8))).min(MAX_BACKOFF)
+        if self.started.elapsed() < QUICK_DEATH {
+            self.quick_deaths += 1;
         } else {
-            Duration::ZERO
+            self.quick_deaths = 0;
+        }
+        let pause = match self.quick_deaths.checked_sub(LOOP_DEATHS as u32) {
+            Some(n) => {
+                (Duration::from_millis(250) * 2u32.saturating_pow(n.min(8))).min(MAX_BACKOFF)
+            }
+            None => Duration::ZERO,
         };
         self.restarts += 1;
         log::warn!(

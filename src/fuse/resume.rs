@@ -13,6 +13,7 @@
 
 use super::abi;
 use super::filesystem::{Ctx, Filesystem};
+use super::reply::DirWriter;
 use super::session::Negotiated;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -25,8 +26,11 @@ pub const NOTIFY_RESEND: i32 = 7;
 const EPOCH_SHIFT: u32 = 48;
 const FH_MASK: u64 = (1 << EPOCH_SHIFT) - 1;
 
+/// Called for a resent CREATE or MKDIR with `(caller uid, parent, name)`: true if it found
+/// the name made by the dead server and finished making it (e.g. tagged its creator).
+pub type Adopt = Box<dyn Fn(u32, u64, &[u8]) -> bool + Send + Sync>;
+
 /// How this server names its file handles, and the directories it reopened for stale ones.
-#[derive(Debug)]
 pub struct Continuity {
     epoch: u16,
     /// Stale directory fh -> the fh this server opened for it.
@@ -34,6 +38,13 @@ pub struct Continuity {
     /// Answer an INIT that arrives after start (one the old server read and the kernel sent
     /// again): with passthrough asked for or not.
     pub(super) late_init: Option<bool>,
+    adopt: Option<Adopt>,
+}
+
+impl std::fmt::Debug for Continuity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Continuity(epoch {})", self.epoch)
+    }
 }
 
 static UNTAGGED: Continuity = Continuity::untagged();
@@ -45,6 +56,7 @@ impl Continuity {
             epoch: 0,
             stale_dirs: Mutex::new(BTreeMap::new()),
             late_init: None,
+            adopt: None,
         }
     }
 
@@ -54,12 +66,19 @@ impl Continuity {
 
     /// The server of `epoch` (1..; 0 means untagged). Epochs wrap after 65,535 servers: a
     /// handle is misread only if it survived exactly that many restarts.
-    pub fn new(epoch: u16, passthrough: bool) -> Self {
+    pub fn new(epoch: u16, passthrough: bool, adopt: Option<Adopt>) -> Self {
         Continuity {
             epoch,
             stale_dirs: Mutex::new(BTreeMap::new()),
             late_init: Some(passthrough),
+            adopt,
         }
+    }
+
+    pub(super) fn adopt(&self, ctx: &Ctx, name: &[u8]) -> bool {
+        self.adopt
+            .as_ref()
+            .is_some_and(|a| a(ctx.uid, ctx.nodeid, name))
     }
 
     pub fn epoch(&self) -> u16 {
@@ -116,6 +135,17 @@ impl Continuity {
             return Ok(ours);
         }
         let opened = fs.opendir(ctx, node, 0)?;
+        // Read once from the start: ext4 keeps its htree position in the open file, and a
+        // new one whose first read is at the end (a READDIR resent at EOF) reads nothing after
+        // a later seek back to 0 (seen on 6.18).
+        let mut scratch = [0u8; 512];
+        let _ = fs.readdir(
+            ctx,
+            node,
+            opened.fh,
+            0,
+            &mut DirWriter::new(&mut scratch, false),
+        );
         let mut dirs = self.dirs();
         if let Some(&other) = dirs.get(&fh) {
             // Two readers of one handle raced; keep the first.
@@ -180,8 +210,8 @@ mod tests {
 
     #[test]
     fn handles_of_other_epochs_are_stale() {
-        let a = Continuity::new(3, true);
-        let b = Continuity::new(4, true);
+        let a = Continuity::new(3, true, None);
+        let b = Continuity::new(4, true, None);
         let fh = a.tag(17);
         assert_eq!(a.file_fh(fh), 17);
         assert_eq!(b.file_fh(fh), 0, "another server's handle is nobody's");

@@ -115,6 +115,9 @@ pub struct Resume {
     pub saved: Option<Negotiated>,
     pub epoch: u16,
     pub save: Box<dyn Fn(&Negotiated) + Send + Sync>,
+    /// For a resent CREATE or MKDIR: finishes what the dead server may have left half done
+    /// to the name `(caller uid, parent, name)` it made (see `resent_fixup`).
+    pub adopt: Option<crate::fuse::resume::Adopt>,
 }
 
 impl Negotiated {
@@ -273,9 +276,9 @@ impl Session {
         chan.set_nonblocking()?;
         let chan = Arc::new(chan);
         let stats = Arc::new(SessionStats::default());
-        let (mut workers, saved, save, epoch) = match resume {
-            Some(r) => (Some(r.workers), r.saved, Some(r.save), r.epoch),
-            None => (None, None, None, 0),
+        let (mut workers, saved, save, epoch, adopt) = match resume {
+            Some(r) => (Some(r.workers), r.saved, Some(r.save), r.epoch, r.adopt),
+            None => (None, None, None, 0, None),
         };
         let resuming = workers.is_some();
         if resuming && saved.is_none() {
@@ -288,7 +291,7 @@ impl Session {
         };
         log::info!("transport: {}", negotiated.transport);
         let continuity = Arc::new(if resuming {
-            Continuity::new(epoch, config.passthrough)
+            Continuity::new(epoch, config.passthrough, adopt)
         } else {
             Continuity::untagged()
         });
@@ -681,6 +684,11 @@ fn serve<F: Filesystem + ?Sized>(
     let mut inbuf = vec![0u8; BUFFER_SIZE];
     let mut reply = ReplyBuf::new(BUFFER_SIZE);
     loop {
+        // Under a steady stream of requests a blocking read is never interrupted: without
+        // this check a stop would wait for a lull (seconds, while a successor waits).
+        if stopper.is_stopped() {
+            break;
+        }
         match chan.receive(&mut inbuf) {
             Ok(n) => {
                 if let Some(msg) = dispatch_with(fs, &inbuf[..n], &mut reply, stats, continuity) {
@@ -1018,17 +1026,23 @@ fn resent_fixup<F: Filesystem + ?Sized>(
     }
     match (retry, errno) {
         (Retry::Made(n), libc::EEXIST) => {
+            cont.adopt(ctx, &n);
             let entry = fs.lookup(ctx, ctx.nodeid, name(&n, errno)?)?;
             reply.push(&entry.to_abi());
         }
+        // Without O_EXCL a CREATE of an existing name is an open of it, refused (EACCES) if
+        // the dead server made the file but did not get to tag its creator.
         (
             Retry::Created {
                 name: n,
                 flags,
                 open_flags,
             },
-            libc::EEXIST,
+            libc::EEXIST | libc::EACCES,
         ) => {
+            if !cont.adopt(ctx, &n) && errno == libc::EACCES {
+                return Err(errno);
+            }
             let entry = fs.lookup(ctx, ctx.nodeid, name(&n, errno)?)?;
             let flags = flags & !((libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC) as u32);
             let mut opened = fs.open(ctx, entry.nodeid, flags, open_flags)?;

@@ -11,6 +11,7 @@ use super::lower::Handle;
 use super::StorageView;
 use crate::state::StateMap;
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 
 pub const RECORD: usize = 96;
 const NAME_MAX: usize = 40;
@@ -142,6 +143,59 @@ impl StorageView {
         count
     }
 
+    /// For a resent CREATE or MKDIR by `uid` of `parent/name`: the server that first ran it
+    /// may have made the name and died before tagging its creator, so that the app would be
+    /// refused its own new file. Tags it if it is an app's, has no creator, is empty, was
+    /// born in the last `RECENT` and the app may make that name. Returns whether it did.
+    pub fn adopt_new(&self, uid: u32, parent: u64, name: &[u8]) -> bool {
+        const RECENT: std::time::Duration = std::time::Duration::from_secs(10);
+        if self.class(uid) != crate::policy::CallerClass::App {
+            return false;
+        }
+        let Ok(dir) = self.dir_fd(parent) else {
+            return false;
+        };
+        let Ok(cname) = super::lower::cname(name) else {
+            return false;
+        };
+        let Ok(fd) = super::lower::open_at(dir.as_fd(), &cname, libc::O_PATH, 0) else {
+            return false;
+        };
+        let Some((kind, size, born)) = statx_birth(fd.as_fd()) else {
+            return false;
+        };
+        let op = match kind {
+            libc::S_IFREG if size == 0 => crate::policy::Op::Create,
+            libc::S_IFDIR => crate::policy::Op::Mkdir,
+            _ => return false,
+        };
+        let recent = std::time::SystemTime::now()
+            .duration_since(born)
+            .is_ok_and(|age| age < RECENT);
+        if !recent || !matches!(super::access::read_owner_at(dir.as_fd(), name), Ok(None)) {
+            return false;
+        }
+        if self.check_new(uid, op, parent, name).is_err() {
+            return false;
+        }
+        // Tags are written through a real open (O_PATH fds take no xattrs); O_NONBLOCK in
+        // case the name was swapped for a fifo meanwhile.
+        let flags = if op == crate::policy::Op::Mkdir {
+            libc::O_RDONLY | libc::O_DIRECTORY
+        } else {
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY
+        };
+        let Ok(fd) = super::lower::open_at(dir.as_fd(), &cname, flags, 0) else {
+            return false;
+        };
+        self.record_creator(uid, fd.as_fd());
+        log::info!(
+            "resent request: tagged {:?} made by the previous server as uid {uid}'s",
+            String::from_utf8_lossy(name)
+        );
+        true
+    }
+
     /// Names of `(id, parent, ino)` nodes, by listing each parent once.
     fn names_from_parents(&self, unnamed: &[(u64, u64, u64)]) -> Vec<(u64, Vec<u8>)> {
         let mut by_parent: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
@@ -171,6 +225,36 @@ impl StorageView {
         }
         out
     }
+}
+
+/// Type, size and birth time of an open file.
+fn statx_birth(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u32, u64, std::time::SystemTime)> {
+    use std::os::fd::AsRawFd;
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: statx writes a whole struct statx on success; the path is an empty C string.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_TYPE | libc::STATX_SIZE | libc::STATX_BTIME,
+            stx.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: statx succeeded.
+    let stx = unsafe { stx.assume_init() };
+    if stx.stx_mask & libc::STATX_BTIME == 0 {
+        return None;
+    }
+    let born = std::time::UNIX_EPOCH
+        + std::time::Duration::new(
+            u64::try_from(stx.stx_btime.tv_sec).ok()?,
+            stx.stx_btime.tv_nsec,
+        );
+    Some((u32::from(stx.stx_mode) & libc::S_IFMT, stx.stx_size, born))
 }
 
 #[cfg(test)]
