@@ -16,7 +16,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const APPS: u32 = 8;
-const DISRUPTIONS: usize = 10;
+/// Servers replaced per test; `FUSEGATE_RESTART_ROUNDS=0` gives the same run undisturbed, to
+/// compare its longest call with.
+fn disruptions() -> usize {
+    std::env::var("FUSEGATE_RESTART_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
 /// Files an app keeps at most; older ones are removed.
 const KEEP: usize = 24;
 
@@ -458,7 +465,7 @@ fn run(disruption: Disruption, passthrough: bool) {
     // Let the apps get going, then disrupt.
     std::thread::sleep(Duration::from_millis(300));
     let mut takeovers = Vec::new();
-    for round in 0..DISRUPTIONS {
+    for round in 0..disruptions() {
         let old = server_of(sup).expect("a serving process");
         match disruption {
             // SAFETY: kill with the pid of the supervisor's child (a test-owned process tree).
@@ -470,6 +477,9 @@ fn run(disruption: Disruption, passthrough: bool) {
         let (_, took) = wait_for_new_server(sup, old);
         takeovers.push(took);
         std::thread::sleep(Duration::from_millis(200 + (round as u64 * 53) % 100));
+    }
+    if disruptions() == 0 {
+        std::thread::sleep(Duration::from_millis(2500));
     }
     std::fs::write(&stop, b"").unwrap();
 
@@ -531,15 +541,16 @@ fn run(disruption: Disruption, passthrough: bool) {
     let restarts = log.matches("starting another on the same session").count();
     let upgrades = log.matches("upgrade done").count();
     match disruption {
-        Disruption::Kill => assert_eq!(restarts, DISRUPTIONS, "{log}"),
-        Disruption::Upgrade => assert_eq!(upgrades, DISRUPTIONS, "{log}"),
+        Disruption::Kill => assert_eq!(restarts, disruptions(), "{log}"),
+        Disruption::Upgrade => assert_eq!(upgrades, disruptions(), "{log}"),
     }
     assert!(steps > 0);
     let slowest = takeovers.iter().max().copied().unwrap_or_default();
     println!(
-        "restart ({disruption:?}, passthrough {passthrough}): {DISRUPTIONS} servers replaced, \
+        "restart ({disruption:?}, passthrough {passthrough}): {} servers replaced, \
          {APPS} apps, {steps} steps, no error; longest app call {worst:?}; \
-         new server seen after at most {slowest:?}"
+         new server seen after at most {slowest:?}",
+        disruptions()
     );
 }
 
