@@ -42,7 +42,7 @@ OPTIONS:
     --no-supervise       Serve in this one process. By default a small supervisor holds the
                          session and runs the server as a child process, starting a new one
                          on the same session when it dies (apps see a short stall, not an
-                         error); io_uring is then off.
+                         error); io_uring is then off (--io-uring on implies --no-supervise).
     -h, --help           Show this help.
     --version            Show the version and the git revision it was built from.
 
@@ -173,11 +173,9 @@ fn parse_args() -> Result<Command, String> {
     if serve.is_none() && mount.is_some() == fd.is_some() {
         return Err("give exactly one of --mount DIR or --fd N".into());
     }
-    if supervise && serve.is_none() && options.io_uring == fusegate::fuse::IoUringMode::On {
-        return Err(
-            "--io-uring on needs --no-supervise (io_uring queues die with their server)".into(),
-        );
-    }
+    // io_uring queues die with the process that registered them, so a server that must be
+    // replaceable reads /dev/fuse; asking for io_uring outright means one process.
+    let supervise = supervise && options.io_uring != fusegate::fuse::IoUringMode::On;
     Ok(Command::Run(Box::new(Args {
         lower,
         mount,
