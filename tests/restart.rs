@@ -568,3 +568,100 @@ fn apps_see_no_error_when_the_server_is_killed_without_passthrough() {
 fn apps_see_no_error_across_planned_upgrades() {
     run(Disruption::Upgrade, true);
 }
+
+fn supervised() -> Mount {
+    Mount::new(MountOptions {
+        supervise: true,
+        io_uring: "off".into(),
+        ..Default::default()
+    })
+}
+
+fn gone(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as i32, 0) != 0 }
+}
+
+#[test]
+fn sigterm_to_the_supervisor_unmounts_and_ends_the_server() {
+    if !can_mount() {
+        return;
+    }
+    let mut m = supervised();
+    std::fs::write(m.path("f"), b"x").unwrap();
+    let server = server_of(m.pid()).expect("a serving process");
+    let status = m.stop();
+    assert!(status.success(), "{status}\n{}", m.log_text());
+    assert!(!common::is_mounted(m.mnt.path()), "{}", m.log_text());
+    assert!(gone(server), "the server outlived its supervisor");
+    assert_eq!(std::fs::read(m.lower_path("f")).unwrap(), b"x");
+}
+
+#[test]
+fn an_external_unmount_ends_supervisor_and_server() {
+    if !can_mount() {
+        return;
+    }
+    let mut m = supervised();
+    let server = server_of(m.pid()).expect("a serving process");
+    common::force_unmount(m.mnt.path());
+    let mut child = m.child.take().unwrap();
+    let status = common::wait_timeout(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the supervisor outlived its mount:\n{}", m.log_text())
+    });
+    assert!(status.success(), "{status}\n{}", m.log_text());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone(server) {
+        assert!(Instant::now() < deadline, "the server outlived its mount");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_new_server_takes_over_known_nodes_and_passthrough_files_without_a_lookup() {
+    if !can_mount() {
+        return;
+    }
+    let m = supervised();
+    std::fs::create_dir_all(m.lower_path("a/b")).unwrap();
+    std::fs::write(
+        m.lower_path("a/b/long-name-of-more-than-forty-bytes-for-the-record.txt"),
+        b"1",
+    )
+    .unwrap();
+    // The kernel now holds node ids for a, a/b and the file; an open passthrough file too.
+    let file = m.path("a/b/long-name-of-more-than-forty-bytes-for-the-record.txt");
+    let held = std::fs::File::open(&file).unwrap();
+    let dir = std::fs::File::open(m.path("a/b")).unwrap();
+    for _ in 0..3 {
+        let old = server_of(m.pid()).unwrap();
+        // SAFETY: kill with the pid of the supervisor's child.
+        unsafe { libc::kill(old as i32, libc::SIGKILL) };
+        wait_for_new_server(m.pid(), old);
+    }
+    // Served from the recorded nodes (the kernel does not look these up again: it trusts
+    // its cached entries), including the name too long for a record.
+    assert_eq!(std::fs::read(&file).unwrap(), b"1");
+    let names: Vec<_> = std::fs::read_dir(m.path("a/b"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1);
+    // SAFETY: fstat of an fd we hold into a local buffer.
+    let st = unsafe {
+        let mut st = std::mem::zeroed::<libc::stat>();
+        assert_eq!(
+            libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&dir), &mut st),
+            0
+        );
+        st
+    };
+    assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFDIR);
+    let mut again = String::new();
+    std::io::Read::read_to_string(&mut &held, &mut again).unwrap();
+    assert_eq!(again, "1");
+    let log = m.log_text();
+    assert!(log.contains("long names found again"), "{log}");
+    assert!(log.contains("INIT already done, skipped"), "{log}");
+}
