@@ -11,7 +11,7 @@ use crate::fuse::{mount, Channel};
 use crate::state;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -43,6 +43,8 @@ pub struct Supervisor {
     args: Vec<OsString>,
     child: Option<Child>,
     started: Instant,
+    /// When to start the next server, if none runs.
+    next_start: Option<Instant>,
     epoch: u16,
     /// Quick deaths in a row.
     quick_deaths: u32,
@@ -81,6 +83,7 @@ impl Supervisor {
             args,
             child: None,
             started: Instant::now(),
+            next_start: None,
             epoch: 0,
             quick_deaths: 0,
             restarts: 0,
@@ -154,9 +157,20 @@ impl Supervisor {
         !(n > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0)
     }
 
-    /// Reaps a server that ended and starts the next (after a pause if they keep dying).
+    /// Reaps a server that ended and starts the next (after a pause if they keep dying, or
+    /// if the last start failed). Called at least every 100 ms.
     pub fn check(&mut self) -> io::Result<Event> {
         let Some(child) = self.child.as_mut() else {
+            if !self.session_alive() {
+                return Ok(Event::SessionEnded);
+            }
+            if self.next_start.is_some_and(|t| Instant::now() >= t) {
+                self.next_start = None;
+                if let Err(e) = self.start() {
+                    self.next_start = Some(Instant::now() + MAX_BACKOFF);
+                    return Err(e);
+                }
+            }
             return Ok(Event::Idle);
         };
         let Some(status) = child.try_wait()? else {
@@ -171,15 +185,19 @@ impl Supervisor {
             log::info!("server {pid} ended with the session ({status})");
             return Ok(Event::SessionEnded);
         }
-        if status.code() == Some(exit::CANNOT_START) {
+        if status.code() == Some(exit::CANNOT_START) && self.epoch == 1 {
+            // The configuration is bad from the start: nothing was served yet, give up. A
+            // later server that cannot start (a broken upgrade, a passing shortage) is retried
+            // below, with the pause of a crash loop, while the session waits.
             log::error!("server {pid} could not start; giving up");
             return Ok(Event::CannotStart);
         }
-        let how = match status.signal() {
-            Some(sig) => format!("killed by signal {sig}"),
-            None => format!("exited with {status}"),
+        let how = match (status.signal(), status.code()) {
+            (Some(sig), _) => format!("killed by signal {sig}"),
+            (None, Some(exit::CANNOT_START)) => "could not start".to_string(),
+            _ => format!("exited with {status}"),
         };
-        if self.started.elapsed() < QUICK_DEATH {
+        if self.started.elapsed() < QUICK_DEATH || status.code() == Some(exit::CANNOT_START) {
             self.quick_deaths += 1;
         } else {
             self.quick_deaths = 0;
@@ -200,9 +218,8 @@ impl Supervisor {
             },
             self.restarts
         );
-        std::thread::sleep(pause);
-        self.start()?;
-        Ok(Event::Idle)
+        self.next_start = Some(Instant::now() + pause);
+        self.check()
     }
 
     /// A planned upgrade: the server stops reading and ends (leaving backing ids and the state
@@ -214,7 +231,10 @@ impl Supervisor {
             stop_child(child, libc::SIGUSR2);
             log::info!("server {pid} handed over in {:?}", started.elapsed());
         }
-        self.start()?;
+        if let Err(e) = self.start() {
+            self.next_start = Some(Instant::now() + MAX_BACKOFF);
+            return Err(e);
+        }
         log::info!("upgrade done in {:?}", started.elapsed());
         Ok(())
     }
@@ -240,11 +260,6 @@ impl Supervisor {
             stop_child(child, libc::SIGTERM);
         }
         log::info!("supervisor done after {} restarts", self.restarts);
-    }
-
-    /// The fd of the session, for checks.
-    pub fn session_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.session.as_fd()
     }
 }
 
