@@ -682,12 +682,15 @@ fn serve<F: Filesystem + ?Sized>(
     continuity: &Continuity,
 ) {
     let mut inbuf = vec![0u8; BUFFER_SIZE];
-    // Every page faulted in now: the kernel copies a request into this buffer inside read(),
-    // and a fault there while the process is being killed fails the copy, which ends the
-    // request with EIO for the app; with the pages present, the copy completes and the
-    // request waits to be resent to the next server.
-    for i in (0..inbuf.len()).step_by(1024) {
-        inbuf[i] = 1;
+    // A server that may be killed and replaced faults every page in now (1 MiB of memory per
+    // worker): the kernel copies a request into this buffer inside read(), and a fault there
+    // while the process is being killed fails the copy, which ends the request with EIO for
+    // the app; with the pages present the copy completes, and the request waits to be resent
+    // to the next server.
+    if continuity.epoch() != 0 {
+        for i in (0..inbuf.len()).step_by(4096) {
+            inbuf[i] = 1;
+        }
     }
     let mut reply = ReplyBuf::new(BUFFER_SIZE);
     loop {
