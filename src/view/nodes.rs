@@ -1411,6 +1411,73 @@ mod tests {
     }
 
     #[test]
+    fn a_new_table_takes_over_the_recorded_nodes_at_their_ids() {
+        let state = Arc::new(StateMap::map(crate::state::create().unwrap()).unwrap());
+        let mut t = table();
+        t.attach_journal(state.clone());
+        let dir = t
+            .register(
+                Found {
+                    kind: libc::S_IFDIR,
+                    ..found(ROOT_ID, b"DCIM", handle(1), 10, 1)
+                },
+                true,
+            )
+            .nodeid;
+        let a = t
+            .register(found(dir, b"a.jpg", handle(2), 11, 1), false)
+            .nodeid;
+        t.register(found(dir, b"a.jpg", handle(2), 11, 1), false);
+        let long: &'static [u8] = b"a-name-longer-than-a-record-holds-0123456789.jpg";
+        let l = t.register(found(dir, long, handle(3), 12, 1), false).nodeid;
+        let gone = t
+            .register(found(dir, b"gone", handle(4), 13, 1), false)
+            .nodeid;
+        let x = t
+            .register(found(ROOT_ID, b"x", handle(5), 14, 2), false)
+            .nodeid;
+        let y = t.register(found(dir, b"y", handle(5), 14, 2), false).nodeid;
+        t.with(a, |n| n.set_backing_id(7));
+        t.renamed(11, (dir, b"a.jpg"), (ROOT_ID, b"b.jpg"));
+        assert!(t.forget(gone, 1).is_some());
+
+        let fresh = table();
+        let unnamed = fresh.restore(recover::read_all(&state, ROOT_ID + 1));
+        assert_eq!(unnamed, vec![(l, dir, 12)]);
+        fresh.rename_restored(&[(l, long.to_vec())]);
+        assert_eq!(fresh.count(), 5);
+        let node = |id| fresh.with(id, |n| (n.parent, n.name.as_bytes().to_vec(), n.nlookup));
+        assert_eq!(node(a), Some((ROOT_ID, b"b.jpg".to_vec(), 2)));
+        assert_eq!(node(l), Some((dir, long.to_vec(), 1)));
+        assert_eq!(node(gone), None);
+        assert_eq!(fresh.with(a, |n| n.backing_id()), Some(Some(7)));
+        assert_eq!(fresh.with(dir, |n| n.caller_dependent()), Some(true));
+        // The indexes are rebuilt: the same lookups find the same ids.
+        assert_eq!(
+            fresh
+                .register(found(ROOT_ID, b"b.jpg", handle(2), 11, 1), false)
+                .nodeid,
+            a
+        );
+        assert_eq!(
+            fresh
+                .register(found(dir, b"y", handle(5), 14, 2), false)
+                .nodeid,
+            y
+        );
+        assert_ne!(y, x);
+        assert_eq!(fresh.children_named(ROOT_ID, b"dcim"), vec![dir]);
+        // A new node takes a free slot, never a restored one.
+        let new = fresh
+            .register(found(dir, b"new", handle(6), 15, 1), false)
+            .nodeid;
+        assert!(![dir, a, l, x, y].contains(&new));
+        // A FORGET of more than is held is harmless.
+        assert!(fresh.forget(l, 100).is_some());
+        assert!(fresh.forget(l, 1).is_none());
+    }
+
+    #[test]
     fn app_facts_are_allocated_only_when_used() {
         let mut n = Node::new(ROOT_ID, b"f", handle(1), 5, libc::S_IFREG);
         n.clear_verdicts();
