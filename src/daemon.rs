@@ -297,10 +297,11 @@ impl Daemon {
             lower.display(),
             started.elapsed(),
             if skipped_init { "already done, skipped" } else { "answered" },
-            match session.resent {
-                Some(true) => "resent",
-                Some(false) => "NOT resent (kernel refused FUSE_NOTIFY_RESEND)",
-                None => "none",
+            match (session.resent, session.negotiated.resend) {
+                (Some(true), true) => "resent (FUSE_NOTIFY_RESEND)",
+                (Some(true), false) => "resent (FUSE_NOTIFY_RESEND, though INIT did not offer FUSE_HAS_RESEND)",
+                (Some(false), _) => "NOT resent (the kernel refused FUSE_NOTIFY_RESEND)",
+                (None, _) => "none",
             }
         );
         Ok(Daemon {
