@@ -91,34 +91,11 @@ fn parse_args() -> Result<Command, String> {
     let mut options = Options::default();
     let mut supervise = true;
     let (mut serve_fd, mut worker_fds, mut state_fd, mut epoch) = (None, None, None, 1u16);
-    let mut server_args: Vec<std::ffi::OsString> = Vec::new();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        // What configures the view is passed on to a supervised server as given.
-        let view_flag = match &arg {
-            Long(name @ ("lower" | "policy" | "cache-timeout" | "events")) => {
-                Some(name.to_string())
-            }
-            _ => None,
-        };
-        if let Some(name) = view_flag {
-            let value = parser.value().map_err(|e| e.to_string())?;
-            server_args.push(format!("--{name}").into());
-            server_args.push(value.clone());
-            match name.as_str() {
-                "lower" => lower = Some(PathBuf::from(value)),
-                "policy" => policy = Some(PathBuf::from(value)),
-                "events" => events = Some(PathBuf::from(value)),
-                _ => {
-                    let secs = value
-                        .to_str()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| format!("--cache-timeout needs a number, got {value:?}"))?;
-                    options.cache_ttl = Duration::from_secs(secs);
-                }
-            }
-            continue;
-        }
         match arg {
+            Long("lower") => {
+                lower = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
+            }
             Long("no-supervise") => supervise = false,
             Long("serve-fd") => serve_fd = Some(number(&mut parser, "--serve-fd")?),
             Long("state-fd") => state_fd = Some(number(&mut parser, "--state-fd")?),
@@ -135,6 +112,9 @@ fn parse_args() -> Result<Command, String> {
                 mount = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
             }
             Long("fd") => fd = Some(number(&mut parser, "--fd")?),
+            Long("policy") => {
+                policy = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
+            }
             Long("threads") => {
                 let n: usize = number(&mut parser, "--threads")?;
                 if n == 0 || n > 64 {
@@ -142,9 +122,9 @@ fn parse_args() -> Result<Command, String> {
                 }
                 options.threads = n;
             }
-            Long("no-passthrough") => {
-                options.passthrough = false;
-                server_args.push("--no-passthrough".into());
+            Long("no-passthrough") => options.passthrough = false,
+            Long("events") => {
+                events = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
             }
             Long("io-uring") => {
                 let v = parser.value().map_err(|e| e.to_string())?;
@@ -153,6 +133,9 @@ fn parse_args() -> Result<Command, String> {
                     .unwrap_or("")
                     .parse()
                     .map_err(|e| format!("--io-uring: {e}"))?;
+            }
+            Long("cache-timeout") => {
+                options.cache_ttl = Duration::from_secs(number(&mut parser, "--cache-timeout")?)
             }
             Short('h') | Long("help") => return Ok(Command::Help),
             Long("version") => return Ok(Command::Version),
@@ -185,8 +168,28 @@ fn parse_args() -> Result<Command, String> {
         options,
         supervise,
         serve,
-        server_args,
+        server_args: server_args(std::env::args_os().skip(1)),
     })))
+}
+
+/// The flags a supervised server gets: all given, but those only the supervisor acts on.
+fn server_args(given: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const SUPERVISOR_ONLY: [&str; 4] = ["--mount", "--fd", "--threads", "--io-uring"];
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for arg in given {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        let name = text.split('=').next().unwrap_or("");
+        if SUPERVISOR_ONLY.contains(&name) {
+            skip_value = !text.contains('=');
+        } else if text != "--no-supervise" {
+            out.push(arg);
+        }
+    }
+    out
 }
 
 /// Writes the daemon's file events as JSON lines from a thread of its own, so that a slow
@@ -551,4 +554,40 @@ fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
         return None;
     }
     Signal::try_from(sig).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_gets_every_flag_but_the_supervisors() {
+        let given = [
+            "--lower",
+            "L",
+            "--mount",
+            "M",
+            "--threads=2",
+            "--io-uring",
+            "off",
+            "--no-supervise",
+            "--policy",
+            "P",
+            "--no-passthrough",
+            "--fd=7",
+            "--cache-timeout",
+            "3",
+        ];
+        let got = server_args(given.iter().map(std::ffi::OsString::from));
+        let want = [
+            "--lower",
+            "L",
+            "--policy",
+            "P",
+            "--no-passthrough",
+            "--cache-timeout",
+            "3",
+        ];
+        assert_eq!(got, want.map(std::ffi::OsString::from));
+    }
 }
