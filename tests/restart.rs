@@ -547,6 +547,12 @@ fn run(disruption: Disruption, passthrough: bool) {
     assert!(steps > 0);
     let slowest = takeovers.iter().max().copied().unwrap_or_default();
     let fixed_up = log.matches("answered from the lower tree").count();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("resent request") || l.contains("handed over"))
+    {
+        println!("  {line}");
+    }
     let tagged = log.matches("made by the previous server").count();
     println!(
         "restart ({disruption:?}, passthrough {passthrough}): {} servers replaced, \

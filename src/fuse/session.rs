@@ -340,6 +340,27 @@ impl Session {
                 }
             }
         }
+        if resuming {
+            // Requests an earlier server read and never answered wait on the fds it read them
+            // from (held by the supervisor); this puts them back in the queue, marked. Sent
+            // before our own workers read anything: a request of ours in flight would be sent
+            // again too, and served twice at once.
+            session.resent = Some(match send_resend(&chan) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!(
+                        "FUSE_NOTIFY_RESEND refused ({e}; kernel {}resend support): requests \
+                         the previous server left unanswered stay unanswered",
+                        if session.negotiated.resend {
+                            "offers "
+                        } else {
+                            "offers no "
+                        }
+                    );
+                    false
+                }
+            });
+        }
         let count = workers
             .as_ref()
             .map_or(config.threads.max(1), |w| w.len().max(1));
@@ -373,25 +394,6 @@ impl Session {
                     return Err(e.into());
                 }
             }
-        }
-        if resuming {
-            // Requests an earlier server read and never answered wait on the fds it read them
-            // from (held by the supervisor); this puts them back in the queue, marked.
-            session.resent = Some(match send_resend(&chan) {
-                Ok(()) => true,
-                Err(e) => {
-                    log::warn!(
-                        "FUSE_NOTIFY_RESEND refused ({e}; kernel {}resend support): requests \
-                         the previous server left unanswered stay unanswered",
-                        if session.negotiated.resend {
-                            "offers "
-                        } else {
-                            "offers no "
-                        }
-                    );
-                    false
-                }
-            });
         }
         Ok(session)
     }
