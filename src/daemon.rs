@@ -2,9 +2,12 @@
 //! Both faces (command line, JNI) only configure and drive this type.
 
 use crate::fuse::mount::{self, MountError, MountpointState};
-use crate::fuse::session::{IoUringMode, Session, SessionConfig, SessionError, SessionStats};
+use crate::fuse::session::{
+    IoUringMode, Negotiated, Resume, Session, SessionConfig, SessionError, SessionStats,
+};
 use crate::fuse::Channel;
 use crate::policy::{Access, App, Policy, PolicyError, Table};
+use crate::state::StateMap;
 pub use crate::view::Denial;
 pub use crate::view::FileEvent;
 pub use crate::view::OPEN_FOR_APP_FLAGS;
@@ -72,6 +75,8 @@ pub enum DaemonError {
     Mount(#[from] MountError),
     #[error("FUSE session: {0}")]
     Session(#[from] SessionError),
+    #[error("restart state: {0}")]
+    State(io::Error),
 }
 
 /// A snapshot of the counters, for logs and for Java.
@@ -228,6 +233,10 @@ impl Daemon {
     }
 
     fn make_view(lower: &Path, options: &Options) -> Result<Arc<StorageView>, DaemonError> {
+        Ok(Arc::new(Self::new_view(lower, options)?))
+    }
+
+    fn new_view(lower: &Path, options: &Options) -> Result<StorageView, DaemonError> {
         let policy = Arc::new(Policy::new(options.policy.clone()));
         let config = ViewConfig {
             passthrough: options.passthrough,
@@ -235,7 +244,108 @@ impl Daemon {
             xattrs: options.xattrs,
             ..ViewConfig::default()
         };
-        Ok(Arc::new(StorageView::new(lower, policy, config)?))
+        Ok(StorageView::new(lower, policy, config)?)
+    }
+
+    /// Opens a new FUSE session and mounts it on `mountpoint` (detaching a dead FUSE mount
+    /// found there), for a holder that keeps the session while servers come and go.
+    pub fn mount_session(mountpoint: &Path) -> Result<Channel, DaemonError> {
+        require_root()?;
+        match mount::inspect(mountpoint)? {
+            MountpointState::Free => {}
+            MountpointState::Mounted => {
+                return Err(MountError::AlreadyMounted(mountpoint.display().to_string()).into())
+            }
+            MountpointState::DeadFuse => {
+                log::warn!(
+                    "{} is a dead FUSE mount (its daemon died); detaching it",
+                    mountpoint.display()
+                );
+                mount::detach(mountpoint).map_err(|source| MountError::Inspect {
+                    path: mountpoint.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let chan = open_fuse()?;
+        mount::mount(mountpoint, chan.raw_fd(), "fusegate", "fusegate")?;
+        Ok(chan)
+    }
+
+    /// Serves a session that a holder (the supervisor, or the Java side) keeps, as one of a
+    /// line of servers: `session` and the `workers` fds (clones the holder made and keeps, so
+    /// that requests a dying server read come back), `state` the holder's restart state
+    /// (`crate::state`), `epoch` this server's number in the line (1 for the first). Nodes
+    /// an earlier server recorded are served again; INIT is skipped if it happened; requests
+    /// left unanswered are resent.
+    pub fn resume(
+        session: OwnedFd,
+        workers: Vec<OwnedFd>,
+        state: OwnedFd,
+        epoch: u16,
+        lower: &Path,
+        options: Options,
+    ) -> Result<Daemon, DaemonError> {
+        require_root()?;
+        let chan = Channel::from_fd(session).map_err(DaemonError::BadFd)?;
+        let workers = workers
+            .into_iter()
+            .map(Channel::from_fd)
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(DaemonError::BadFd)?;
+        let state = Arc::new(StateMap::map(state).map_err(DaemonError::State)?);
+        let mut view = Self::new_view(lower, &options)?;
+        let started = std::time::Instant::now();
+        let restored = view.resume_nodes(state.clone());
+        let saved = state.negotiated().and_then(|b| Negotiated::from_bytes(&b));
+        let skipped_init = saved.is_some();
+        let view = Arc::new(view);
+        let config = SessionConfig {
+            threads: workers.len().max(1),
+            passthrough: options.passthrough,
+            io_uring: IoUringMode::Off,
+        };
+        let keep = state.clone();
+        let adopting = view.clone();
+        let resume = Resume {
+            adopt: Some(Box::new(move |uid, parent, name: &[u8]| {
+                adopting.adopt_new(uid, parent, name)
+            })),
+            workers,
+            saved,
+            epoch,
+            save: Box::new(move |n: &Negotiated| keep.set_negotiated(&n.to_bytes())),
+        };
+        let session = Session::resume(chan, view.clone(), &config, resume)?;
+        log::info!(
+            "server {epoch} serving {}: {restored} nodes taken over in {:?}; INIT {}; unanswered requests {}",
+            lower.display(),
+            started.elapsed(),
+            if skipped_init { "already done, skipped" } else { "answered" },
+            match (session.resent, session.negotiated.resend) {
+                (Some(true), true) => "resent (FUSE_NOTIFY_RESEND)",
+                (Some(true), false) => "resent (FUSE_NOTIFY_RESEND, though INIT did not offer FUSE_HAS_RESEND)",
+                (Some(false), _) => "NOT resent (the kernel refused FUSE_NOTIFY_RESEND)",
+                (None, _) => "none",
+            }
+        );
+        Ok(Daemon {
+            view,
+            session_stats: session.stats.clone(),
+            session: Some(session),
+            mountpoint: None,
+        })
+    }
+
+    /// Stops serving for a successor (a planned upgrade): the workers finish the request in
+    /// hand and end; backing ids stay registered (the next server uses them); no unmount.
+    pub fn stop_for_handoff(&mut self) {
+        if let Some(mut session) = self.session.take() {
+            session.stop();
+            session.join();
+            self.view.denials.wake();
+            self.view.events.wake();
+        }
     }
 
     fn serve(

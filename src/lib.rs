@@ -13,6 +13,8 @@ pub mod jni;
 pub mod logging;
 pub mod policy;
 pub mod redact;
+pub mod state;
+pub mod supervisor;
 pub mod view;
 
 pub use daemon::{Daemon, DaemonError, EventFeed, FileEvent, Options, Stats};

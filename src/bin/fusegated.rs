@@ -3,6 +3,7 @@
 
 use fusegate::daemon::{Daemon, Options};
 use fusegate::policy::{self, Table};
+use fusegate::supervisor::{self, Event, Supervisor};
 use nix::sys::signal::{SigSet, Signal};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -42,6 +43,10 @@ OPTIONS:
     --events FILE        Append file events (created, closed_after_write, renamed, deleted) as
                          JSON lines to FILE, or to stdout with '-'. A 'dropped' event line
                          says how many a slow reader missed (then rescan) [default: off].
+    --no-supervise       Serve in this one process. By default a small supervisor holds the
+                         session and runs the server as a child process, starting a new one
+                         on the same session when it dies (apps see a short stall, not an
+                         error); io_uring is then off (--io-uring on implies --no-supervise).
     -h, --help           Show this help.
     --version            Show the version and the git revision it was built from.
 
@@ -49,6 +54,7 @@ SIGNALS:
     SIGTERM, SIGINT      Unmount (lazily if files are open), release passthrough files, exit 0.
     SIGHUP               Reload --policy FILE.
     SIGUSR1              Log the statistics.
+    SIGUSR2              (supervised) Replace the server with the binary now on disk.
 
 Logs go to stderr; RUST_LOG=debug for more. Must run as root.";
 
@@ -59,6 +65,19 @@ struct Args {
     policy: Option<PathBuf>,
     events: Option<PathBuf>,
     options: Options,
+    supervise: bool,
+    /// Set in a server started by the supervisor (hidden flags).
+    serve: Option<ServeFds>,
+    /// The flags a supervised server is started with (what configures the view).
+    server_args: Vec<std::ffi::OsString>,
+}
+
+/// The fds a supervisor hands its server.
+struct ServeFds {
+    session: i32,
+    workers: Vec<i32>,
+    state: i32,
+    epoch: u16,
 }
 
 /// What the command line asks for.
@@ -74,10 +93,24 @@ fn parse_args() -> Result<Command, String> {
     let (mut lower, mut mount, mut fd, mut policy) = (None, None, None, None);
     let mut events = None;
     let mut options = Options::default();
+    let mut supervise = true;
+    let (mut serve_fd, mut worker_fds, mut state_fd, mut epoch) = (None, None, None, 1u16);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("lower") => {
                 lower = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
+            }
+            Long("no-supervise") => supervise = false,
+            Long("serve-fd") => serve_fd = Some(number(&mut parser, "--serve-fd")?),
+            Long("state-fd") => state_fd = Some(number(&mut parser, "--state-fd")?),
+            Long("epoch") => epoch = number(&mut parser, "--epoch")?,
+            Long("worker-fds") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                let list: Option<Vec<i32>> = v
+                    .to_str()
+                    .map(|s| s.split(',').map(|n| n.parse().ok()).collect())
+                    .unwrap_or(None);
+                worker_fds = Some(list.ok_or("--worker-fds needs numbers")?);
             }
             Long("mount") => {
                 mount = Some(PathBuf::from(parser.value().map_err(|e| e.to_string())?))
@@ -122,9 +155,22 @@ fn parse_args() -> Result<Command, String> {
         }
     }
     let lower = lower.ok_or("--lower DIR is required")?;
-    if mount.is_some() == fd.is_some() {
+    let serve = match (serve_fd, worker_fds, state_fd) {
+        (Some(session), Some(workers), Some(state)) => Some(ServeFds {
+            session,
+            workers,
+            state,
+            epoch,
+        }),
+        (None, None, None) => None,
+        _ => return Err("--serve-fd, --worker-fds and --state-fd go together".into()),
+    };
+    if serve.is_none() && mount.is_some() == fd.is_some() {
         return Err("give exactly one of --mount DIR or --fd N".into());
     }
+    // io_uring queues die with the process that registered them, so a server that must be
+    // replaceable reads /dev/fuse; asking for io_uring outright means one process.
+    let supervise = supervise && options.io_uring != fusegate::fuse::IoUringMode::On;
     Ok(Command::Run(Box::new(Args {
         lower,
         mount,
@@ -132,7 +178,30 @@ fn parse_args() -> Result<Command, String> {
         policy,
         events,
         options,
+        supervise,
+        serve,
+        server_args: server_args(std::env::args_os().skip(1)),
     })))
+}
+
+/// The flags a supervised server gets: all given, but those only the supervisor acts on.
+fn server_args(given: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const SUPERVISOR_ONLY: [&str; 4] = ["--mount", "--fd", "--threads", "--io-uring"];
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for arg in given {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        let name = text.split('=').next().unwrap_or("");
+        if SUPERVISOR_ONLY.contains(&name) {
+            skip_value = !text.contains('=');
+        } else if text != "--no-supervise" {
+            out.push(arg);
+        }
+    }
+    out
 }
 
 /// Writes the daemon's file events as JSON lines from a thread of its own, so that a slow
@@ -285,12 +354,21 @@ fn main() -> ExitCode {
         Signal::SIGINT,
         Signal::SIGHUP,
         Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGCHLD,
     ] {
         signals.add(s);
     }
     if let Err(e) = signals.thread_block() {
         eprintln!("fusegated: blocking signals: {e}");
         return ExitCode::FAILURE;
+    }
+
+    if let Some(fds) = args.serve.take() {
+        return serve(&args, fds, &signals);
+    }
+    if args.supervise {
+        return supervise(&args, &signals);
     }
 
     let started = match (&args.mount, args.fd) {
@@ -303,14 +381,19 @@ fn main() -> ExitCode {
         }
         (None, None) => unreachable!("checked by parse_args"),
     };
-    let mut daemon = match started {
+    let daemon = match started {
         Ok(d) => d,
         Err(e) => {
             eprintln!("fusegated: {e}");
             return ExitCode::FAILURE;
         }
     };
+    run(daemon, &args, &signals, false)
+}
 
+/// Serves until a signal or the end of the session. `handoff`: SIGUSR2 ends serving for a
+/// successor (a supervised server).
+fn run(mut daemon: Daemon, args: &Args, signals: &SigSet, handoff: bool) -> ExitCode {
     let events = match &args.events {
         Some(path) => match EventWriter::start(&daemon, path) {
             Ok(w) => Some(w),
@@ -323,10 +406,16 @@ fn main() -> ExitCode {
         None => None,
     };
 
+    let mut handed_over = false;
     loop {
-        match wait_signal(&signals, Duration::from_millis(250)) {
+        match wait_signal(signals, Duration::from_millis(250)) {
             Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
                 log::info!("stopping");
+                break;
+            }
+            Some(Signal::SIGUSR2) if handoff => {
+                log::info!("handing the session over to a new server");
+                handed_over = true;
                 break;
             }
             Some(Signal::SIGHUP) => match &args.policy {
@@ -352,10 +441,118 @@ fn main() -> ExitCode {
             }
         }
     }
+    if handed_over {
+        daemon.stop_for_handoff();
+    } else {
+        daemon.stop();
+    }
     drop(events);
-    daemon.stop();
     log::info!("final stats: {}", daemon.stats());
     ExitCode::SUCCESS
+}
+
+/// A server started by the supervisor on the session it holds.
+fn serve(args: &Args, fds: ServeFds, signals: &SigSet) -> ExitCode {
+    // SAFETY: the supervisor handed these fds to this process (they are not close-on-exec
+    // there for this reason); nothing else here uses them. Wrong ones are refused by the
+    // /dev/fuse and state-file checks.
+    let (session, workers, state) = unsafe {
+        (
+            OwnedFd::from_raw_fd(fds.session),
+            fds.workers
+                .iter()
+                .map(|&fd| OwnedFd::from_raw_fd(fd))
+                .collect::<Vec<_>>(),
+            OwnedFd::from_raw_fd(fds.state),
+        )
+    };
+    match Daemon::resume(
+        session,
+        workers,
+        state,
+        fds.epoch,
+        &args.lower,
+        args.options.clone(),
+    ) {
+        Ok(daemon) => run(daemon, args, signals, true),
+        Err(e) => {
+            eprintln!("fusegated: {e}");
+            ExitCode::from(supervisor::exit::CANNOT_START as u8)
+        }
+    }
+}
+
+/// The default: hold the session, run servers on it one after another.
+fn supervise(args: &Args, signals: &SigSet) -> ExitCode {
+    let session = match (&args.mount, args.fd) {
+        (Some(mp), _) => Daemon::mount_session(mp).map_err(|e| e.to_string()),
+        (None, Some(fd)) => {
+            // SAFETY: the caller handed this fd to us to own; nothing else here uses it.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            fusegate::fuse::Channel::from_fd(owned)
+                .map_err(|e| format!("the fd handed over is not a /dev/fuse session: {e}"))
+        }
+        (None, None) => unreachable!("checked by parse_args"),
+    };
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fusegated: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sup = Supervisor::new(
+        session,
+        args.options.threads,
+        args.mount.clone(),
+        args.server_args.clone(),
+    );
+    let mut sup = match sup.and_then(|mut s| s.start().map(|()| s)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fusegated: starting the server: {e}");
+            if let Some(mp) = &args.mount {
+                let _ = fusegate::fuse::mount::unmount(mp);
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    log::info!(
+        "supervising: SIGUSR2 replaces the server with {}",
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    let mut code = ExitCode::SUCCESS;
+    loop {
+        match wait_signal(signals, Duration::from_millis(100)) {
+            Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
+                log::info!("stopping");
+                break;
+            }
+            Some(Signal::SIGUSR2) => {
+                if let Err(e) = sup.upgrade() {
+                    log::error!("upgrade: cannot start the new server: {e}");
+                }
+            }
+            Some(sig @ (Signal::SIGHUP | Signal::SIGUSR1)) => sup.forward(sig as libc::c_int),
+            _ => {}
+        }
+        match sup.check() {
+            Ok(Event::Idle) => {}
+            Ok(Event::SessionEnded) => {
+                log::info!("the mount went away; exiting");
+                break;
+            }
+            Ok(Event::CannotStart) => {
+                code = ExitCode::FAILURE;
+                break;
+            }
+            Err(e) => log::error!("starting a new server: {e}; trying again"),
+        }
+    }
+    sup.shutdown();
+    code
 }
 
 fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
@@ -369,4 +566,40 @@ fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
         return None;
     }
     Signal::try_from(sig).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_gets_every_flag_but_the_supervisors() {
+        let given = [
+            "--lower",
+            "L",
+            "--mount",
+            "M",
+            "--threads=2",
+            "--io-uring",
+            "off",
+            "--no-supervise",
+            "--policy",
+            "P",
+            "--no-passthrough",
+            "--fd=7",
+            "--cache-timeout",
+            "3",
+        ];
+        let got = server_args(given.iter().map(std::ffi::OsString::from));
+        let want = [
+            "--lower",
+            "L",
+            "--policy",
+            "P",
+            "--no-passthrough",
+            "--cache-timeout",
+            "3",
+        ];
+        assert_eq!(got, want.map(std::ffi::OsString::from));
+    }
 }

@@ -10,6 +10,7 @@ pub mod kernel;
 pub mod mount;
 pub mod reply;
 pub mod request;
+pub mod resume;
 pub mod session;
 mod uring;
 mod wake;
@@ -20,5 +21,6 @@ pub use kernel::KernelHandle;
 pub use reply::{DirWriter, Entry, Opened};
 pub use request::Name;
 pub use session::{
-    dispatch_one, IoUringMode, Negotiated, Session, SessionConfig, SessionStats, Transport,
+    dispatch_one, dispatch_with, IoUringMode, Negotiated, Resume, Session, SessionConfig,
+    SessionStats, Transport,
 };

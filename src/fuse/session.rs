@@ -7,6 +7,7 @@ use super::filesystem::{Ctx, Filesystem, SetAttr, XattrReply};
 use super::kernel::KernelHandle;
 use super::reply::{DirWriter, ReplyBuf};
 use super::request::{Operation, Request};
+use super::resume::{Continuity, NOTIFY_RESEND, RESEND_BIT};
 use super::uring;
 use super::wake;
 use std::io;
@@ -100,7 +101,23 @@ pub struct Negotiated {
     pub max_readahead: u32,
     /// The kernel accepted FUSE_PASSTHROUGH (a backing-open probe still confirms it).
     pub passthrough: bool,
+    /// The kernel offered FUSE_HAS_RESEND: it understands FUSE_NOTIFY_RESEND.
+    pub resend: bool,
     pub transport: Transport,
+}
+
+/// What a server started on a session another process may have served needs (see
+/// `resume.rs`): the worker fds (cloned and held by that process, so that requests read by a
+/// server that dies are not lost with its fds), what INIT negotiated if it happened, the
+/// server's epoch, and where to save INIT's outcome before answering it.
+pub struct Resume {
+    pub workers: Vec<Channel>,
+    pub saved: Option<Negotiated>,
+    pub epoch: u16,
+    pub save: Box<dyn Fn(&Negotiated) + Send + Sync>,
+    /// For a resent CREATE or MKDIR: finishes what the dead server may have left half done
+    /// to the name `(caller uid, parent, name)` it made (see `resent_fixup`).
+    pub adopt: Option<crate::fuse::resume::Adopt>,
 }
 
 impl Negotiated {
@@ -223,6 +240,8 @@ pub struct Session {
     alive: Arc<AtomicUsize>,
     /// Ring entry memory handed back by io_uring queue threads; freed only after they exited.
     held: Arc<Mutex<Vec<uring::Held>>>,
+    /// Whether the kernel was asked to send again what an earlier server left unanswered.
+    pub resent: Option<bool>,
 }
 
 impl Session {
@@ -232,12 +251,50 @@ impl Session {
         fs: Arc<F>,
         config: &SessionConfig,
     ) -> Result<Session, SessionError> {
+        Self::start_inner(chan, fs, config, None)
+    }
+
+    /// Serves a session that other processes may have served before (and may serve after):
+    /// skips INIT if it already happened, tags file handles with `resume.epoch`, and asks the
+    /// kernel to send again the requests an earlier server read but never answered.
+    pub fn resume<F: Filesystem>(
+        chan: Channel,
+        fs: Arc<F>,
+        config: &SessionConfig,
+        resume: Resume,
+    ) -> Result<Session, SessionError> {
+        Self::start_inner(chan, fs, config, Some(resume))
+    }
+
+    fn start_inner<F: Filesystem>(
+        chan: Channel,
+        fs: Arc<F>,
+        config: &SessionConfig,
+        resume: Option<Resume>,
+    ) -> Result<Session, SessionError> {
         let stopper = Arc::new(Stopper::new()?);
         chan.set_nonblocking()?;
         let chan = Arc::new(chan);
         let stats = Arc::new(SessionStats::default());
-        let (negotiated, pool) = negotiate(&chan, &stopper, config, &stats)?;
+        let (mut workers, saved, save, epoch, adopt) = match resume {
+            Some(r) => (Some(r.workers), r.saved, Some(r.save), r.epoch, r.adopt),
+            None => (None, None, None, 0, None),
+        };
+        let resuming = workers.is_some();
+        if resuming && saved.is_none() {
+            // An earlier server may have read INIT and died before answering it.
+            let _ = send_resend(&chan);
+        }
+        let (negotiated, pool) = match saved {
+            Some(n) => (n, None),
+            None => negotiate(&chan, &stopper, config, &stats, save.as_deref())?,
+        };
         log::info!("transport: {}", negotiated.transport);
+        let continuity = Arc::new(if resuming {
+            Continuity::new(epoch, config.passthrough, adopt)
+        } else {
+            Continuity::untagged()
+        });
         let kernel = Arc::new(KernelHandle::new(chan.clone()));
         fs.init(&negotiated, kernel.clone());
         // Built before the workers so that, if one cannot start, dropping the session stops
@@ -250,6 +307,7 @@ impl Session {
             workers: Vec::new(),
             alive: Arc::new(AtomicUsize::new(0)),
             held: Arc::new(Mutex::new(Vec::new())),
+            resent: None,
         };
         for queue in pool.map(uring::Pool::into_queues).unwrap_or_default() {
             let (fs, stopper, stats, alive, held) = (
@@ -282,15 +340,43 @@ impl Session {
                 }
             }
         }
-        for i in 0..config.threads.max(1) {
+        if resuming {
+            // Requests an earlier server read and never answered wait on the fds it read them
+            // from (held by the supervisor); this puts them back in the queue, marked. Sent
+            // before our own workers read anything: a request of ours in flight would be sent
+            // again too, and served twice at once.
+            session.resent = Some(match send_resend(&chan) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!(
+                        "FUSE_NOTIFY_RESEND refused ({e}; kernel {}resend support): requests \
+                         the previous server left unanswered stay unanswered",
+                        if session.negotiated.resend {
+                            "offers "
+                        } else {
+                            "offers no "
+                        }
+                    );
+                    false
+                }
+            });
+        }
+        let count = workers
+            .as_ref()
+            .map_or(config.threads.max(1), |w| w.len().max(1));
+        for i in 0..count {
             // Blocking reads: the kernel wakes exactly one waiting reader per request, where
             // poll() would wake them all (and cost two more system calls per request).
-            let worker_chan = chan.clone_session().map_err(SessionError::Clone)?;
-            let (fs, stopper, stats, alive) = (
+            let worker_chan = match workers.as_mut().and_then(|w| w.pop()) {
+                Some(c) => c,
+                None => chan.clone_session().map_err(SessionError::Clone)?,
+            };
+            let (fs, stopper, stats, alive, continuity) = (
                 fs.clone(),
                 session.stopper.clone(),
                 session.stats.clone(),
                 session.alive.clone(),
+                continuity.clone(),
             );
             alive.fetch_add(1, Relaxed);
             let handle = std::thread::Builder::new()
@@ -298,7 +384,7 @@ impl Session {
                 .spawn(move || {
                     wake::unblock_in_this_thread();
                     fs.worker_started();
-                    serve(worker_chan, &*fs, &stopper, &stats);
+                    serve(worker_chan, &*fs, &stopper, &stats, &continuity);
                     alive.fetch_sub(1, Relaxed);
                 });
             match handle {
@@ -365,11 +451,23 @@ impl Drop for Session {
     }
 }
 
+/// Asks the kernel to queue again every request read from this connection's fds and not yet
+/// answered (`FUSE_NOTIFY_RESEND`, protocol 7.40).
+fn send_resend(chan: &Channel) -> io::Result<()> {
+    let header = abi::OutHeader {
+        len: std::mem::size_of::<abi::OutHeader>() as u32,
+        error: NOTIFY_RESEND,
+        unique: 0,
+    };
+    chan.send(abi::as_bytes(&header))
+}
+
 fn negotiate(
     chan: &Channel,
     stopper: &Stopper,
     config: &SessionConfig,
     stats: &SessionStats,
+    save: Option<&(dyn Fn(&Negotiated) + Send + Sync)>,
 ) -> Result<(Negotiated, Option<uring::Pool>), SessionError> {
     let mut buf = vec![0u8; BUFFER_SIZE];
     let mut reply = ReplyBuf::new(4096);
@@ -419,7 +517,14 @@ fn negotiate(
             continue;
         }
         let (mut out, mut negotiated) = init_reply(&init, config);
-        let pool = match choose_uring(&init, chan, config.io_uring) {
+        // A server that must survive restarts serves over read() only: io_uring queues die
+        // with the process that registered them.
+        let uring_mode = if save.is_some() {
+            IoUringMode::Off
+        } else {
+            config.io_uring
+        };
+        let pool = match choose_uring(&init, chan, uring_mode) {
             Ok(pool) => pool,
             Err(reason) => {
                 reply.reset();
@@ -434,6 +539,11 @@ fn negotiate(
                 queues: pool.queue_count(),
                 depth: uring::QUEUE_DEPTH,
             };
+        }
+        if let Some(save) = save {
+            // Saved before the kernel hears the answer: a server that starts later must never
+            // wait for an INIT that will not come.
+            save(&negotiated);
         }
         reply.reset();
         reply.push(&out);
@@ -543,6 +653,7 @@ fn init_reply(init: &abi::InitIn, config: &SessionConfig) -> (abi::InitOut, Nego
         max_write: MAX_WRITE,
         max_readahead: init.max_readahead,
         passthrough,
+        resend: offered & F::HAS_RESEND != 0,
         transport: Transport::DevRead,
     };
     (out, negotiated)
@@ -565,13 +676,34 @@ fn page_size() -> usize {
     }
 }
 
-fn serve<F: Filesystem + ?Sized>(chan: Channel, fs: &F, stopper: &Stopper, stats: &SessionStats) {
+fn serve<F: Filesystem + ?Sized>(
+    chan: Channel,
+    fs: &F,
+    stopper: &Stopper,
+    stats: &SessionStats,
+    continuity: &Continuity,
+) {
     let mut inbuf = vec![0u8; BUFFER_SIZE];
+    // A server that may be killed and replaced faults every page in now (1 MiB of memory per
+    // worker): the kernel copies a request into this buffer inside read(), and a fault there
+    // while the process is being killed fails the copy, which ends the request with EIO for
+    // the app; with the pages present the copy completes, and the request waits to be resent
+    // to the next server.
+    if continuity.epoch() != 0 {
+        for i in (0..inbuf.len()).step_by(4096) {
+            inbuf[i] = 1;
+        }
+    }
     let mut reply = ReplyBuf::new(BUFFER_SIZE);
     loop {
+        // Under a steady stream of requests a blocking read is never interrupted: without
+        // this check a stop would wait for a lull (seconds, while a successor waits).
+        if stopper.is_stopped() {
+            break;
+        }
         match chan.receive(&mut inbuf) {
             Ok(n) => {
-                if let Some(msg) = process(fs, &inbuf[..n], &mut reply, stats) {
+                if let Some(msg) = dispatch_with(fs, &inbuf[..n], &mut reply, stats, continuity) {
                     send(&chan, msg);
                 }
             }
@@ -608,7 +740,7 @@ pub(super) fn process<'r, F: Filesystem + ?Sized>(
     reply: &'r mut ReplyBuf,
     stats: &SessionStats,
 ) -> Option<&'r [u8]> {
-    dispatch_one(fs, buf, reply, stats)
+    dispatch_with(fs, buf, reply, stats, Continuity::none())
 }
 
 /// Decodes one request exactly as read from `/dev/fuse`, calls `fs` and returns the reply to
@@ -619,6 +751,17 @@ pub fn dispatch_one<'r, F: Filesystem + ?Sized>(
     buf: &[u8],
     reply: &'r mut ReplyBuf,
     stats: &SessionStats,
+) -> Option<&'r [u8]> {
+    dispatch_with(fs, buf, reply, stats, Continuity::none())
+}
+
+/// [`dispatch_one`] for a server that names its file handles by `continuity`.
+pub fn dispatch_with<'r, F: Filesystem + ?Sized>(
+    fs: &F,
+    buf: &[u8],
+    reply: &'r mut ReplyBuf,
+    stats: &SessionStats,
+    continuity: &Continuity,
 ) -> Option<&'r [u8]> {
     reply.reset();
     let req = match Request::parse(buf) {
@@ -640,7 +783,13 @@ pub fn dispatch_one<'r, F: Filesystem + ?Sized>(
         pid: h.pid,
         opcode: h.opcode,
     };
-    match dispatch(fs, &ctx, req.op, reply, stats) {
+    let retry = (h.unique & RESEND_BIT != 0).then(|| Retry::of(&req.op));
+    let mut result = dispatch(fs, &ctx, req.op, reply, stats, continuity);
+    if let (Err(errno), Some(retry)) = (result, retry) {
+        reply.reset();
+        result = resent_fixup(fs, &ctx, retry, errno, reply, continuity);
+    }
+    match result {
         Ok(true) => Some(reply.finish(h.unique, 0)),
         Ok(false) => None,
         Err(errno) => {
@@ -666,11 +815,22 @@ fn dispatch<F: Filesystem + ?Sized>(
     op: Operation<'_>,
     reply: &mut ReplyBuf,
     stats: &SessionStats,
+    cont: &Continuity,
 ) -> Result<bool, i32> {
     let node = ctx.nodeid;
     use Operation as O;
     match op {
-        O::Init(_) => return Err(libc::EIO),
+        O::Init(init) => {
+            // Only a restarted server meets INIT here: the one its predecessor read and left
+            // unanswered, sent again. The answer is the same as then.
+            let passthrough = cont.late_init.ok_or(libc::EIO)?;
+            let config = SessionConfig {
+                threads: 1,
+                passthrough,
+                io_uring: IoUringMode::Off,
+            };
+            reply.push(&init_reply(&init, &config).0);
+        }
         O::Destroy => {
             fs.destroy();
         }
@@ -694,11 +854,13 @@ fn dispatch<F: Filesystem + ?Sized>(
             return Ok(false);
         }
         O::Getattr { fh } => {
-            let a = fs.getattr(ctx, node, fh)?;
+            let a = fs.getattr(ctx, node, cont.file_fh_opt(fh))?;
             reply.push(&attr_out(&a));
         }
         O::Setattr(arg) => {
-            let a = fs.setattr(ctx, node, &SetAttr::from_abi(&arg))?;
+            let mut set = SetAttr::from_abi(&arg);
+            set.fh = cont.file_fh_opt(set.fh);
+            let a = fs.setattr(ctx, node, &set)?;
             reply.push(&attr_out(&a));
         }
         O::Readlink => {
@@ -724,10 +886,12 @@ fn dispatch<F: Filesystem + ?Sized>(
         } => fs.rename(ctx, node, name, newdir, newname, flags)?,
         O::Link { oldnodeid, name } => reply.push(&fs.link(ctx, oldnodeid, node, name)?.to_abi()),
         O::Open { flags, open_flags } => {
-            reply.push(&fs.open(ctx, node, flags, open_flags)?.to_abi())
+            let mut opened = fs.open(ctx, node, flags, open_flags)?;
+            opened.fh = cont.tag(opened.fh);
+            reply.push(&opened.to_abi())
         }
         O::Create { arg, name } => {
-            let (entry, opened) = fs.create(
+            let (entry, mut opened) = fs.create(
                 ctx,
                 node,
                 name,
@@ -736,24 +900,32 @@ fn dispatch<F: Filesystem + ?Sized>(
                 arg.flags,
                 arg.open_flags,
             )?;
+            opened.fh = cont.tag(opened.fh);
             reply.push(&entry.to_abi());
             reply.push(&opened.to_abi());
         }
         O::Read(arg) => {
             let out = reply.spare(arg.size as usize);
-            let n = fs.read(ctx, node, arg.fh, arg.offset, out)?;
+            let n = fs.read(ctx, node, cont.file_fh(arg.fh), arg.offset, out)?;
             reply.commit(n);
         }
         O::Write { arg, data } => {
-            let n = fs.write(ctx, node, arg.fh, arg.offset, data, arg.write_flags)?;
+            let n = fs.write(
+                ctx,
+                node,
+                cont.file_fh(arg.fh),
+                arg.offset,
+                data,
+                arg.write_flags,
+            )?;
             reply.push(&abi::WriteOut {
                 size: n,
                 padding: 0,
             });
         }
-        O::Flush(arg) => fs.flush(ctx, node, arg.fh)?,
-        O::Release(arg) => fs.release(ctx, node, arg.fh, arg.flags)?,
-        O::Fsync { fh, datasync } => fs.fsync(ctx, node, fh, datasync)?,
+        O::Flush(arg) => fs.flush(ctx, node, cont.file_fh(arg.fh))?,
+        O::Release(arg) => fs.release(ctx, node, cont.file_fh(arg.fh), arg.flags)?,
+        O::Fsync { fh, datasync } => fs.fsync(ctx, node, cont.file_fh(fh), datasync)?,
         O::Statfs => reply.push(&fs.statfs(ctx, node)?),
         O::Setxattr { flags, name, value } => fs.setxattr(ctx, node, name, value, flags)?,
         O::Getxattr { size, name } => {
@@ -761,30 +933,46 @@ fn dispatch<F: Filesystem + ?Sized>(
         }
         O::Listxattr { size } => xattr_reply(reply, size, |out| fs.listxattr(ctx, node, out))?,
         O::Removexattr { name } => fs.removexattr(ctx, node, name)?,
-        O::Opendir { flags } => reply.push(&fs.opendir(ctx, node, flags)?.to_abi()),
+        O::Opendir { flags } => {
+            let mut opened = fs.opendir(ctx, node, flags)?;
+            opened.fh = cont.tag(opened.fh);
+            reply.push(&opened.to_abi())
+        }
         O::Readdir(arg) | O::Readdirplus(arg) => {
+            let fh = cont.dir_fh(fs, ctx, node, arg.fh)?;
             let plus = ctx.opcode == opcode::READDIRPLUS;
             let mut w = DirWriter::new(reply.spare(arg.size as usize), plus);
-            fs.readdir(ctx, node, arg.fh, arg.offset, &mut w)?;
+            fs.readdir(ctx, node, fh, arg.offset, &mut w)?;
             let n = w.len();
             reply.commit(n);
         }
-        O::Releasedir(arg) => fs.releasedir(ctx, node, arg.fh)?,
-        O::Fsyncdir { fh, datasync } => fs.fsyncdir(ctx, node, fh, datasync)?,
+        O::Releasedir(arg) => {
+            if let Some(fh) = cont.release_dir_fh(arg.fh) {
+                fs.releasedir(ctx, node, fh)?
+            }
+        }
+        O::Fsyncdir { fh, datasync } => fs.fsyncdir(ctx, node, cont.file_fh(fh), datasync)?,
         O::Access { mask } => fs.access(ctx, node, mask)?,
-        O::Fallocate(arg) => fs.fallocate(ctx, node, arg.fh, arg.offset, arg.length, arg.mode)?,
+        O::Fallocate(arg) => fs.fallocate(
+            ctx,
+            node,
+            cont.file_fh(arg.fh),
+            arg.offset,
+            arg.length,
+            arg.mode,
+        )?,
         O::Lseek(arg) => {
-            let offset = fs.lseek(ctx, node, arg.fh, arg.offset, arg.whence)?;
+            let offset = fs.lseek(ctx, node, cont.file_fh(arg.fh), arg.offset, arg.whence)?;
             reply.push(&abi::LseekOut { offset });
         }
         O::CopyFileRange(arg) => {
             let n = fs.copy_file_range(
                 ctx,
                 node,
-                arg.fh_in,
+                cont.file_fh(arg.fh_in),
                 arg.off_in,
                 arg.nodeid_out,
-                arg.fh_out,
+                cont.file_fh(arg.fh_out),
                 arg.off_out,
                 arg.len,
             )?;
@@ -795,6 +983,93 @@ fn dispatch<F: Filesystem + ?Sized>(
         }
         O::Unsupported(_) => return Err(libc::ENOSYS),
     }
+    Ok(true)
+}
+
+/// What answering a resent request needs if its first attempt was already applied.
+enum Retry {
+    /// MKDIR, MKNOD, SYMLINK, LINK: the name in the request's directory.
+    Made(Vec<u8>),
+    /// CREATE: the name, and how to open what is there now.
+    Created {
+        name: Vec<u8>,
+        flags: u32,
+        open_flags: u32,
+    },
+    /// UNLINK, RMDIR, RENAME: gone already.
+    Removed,
+    Other,
+}
+
+impl Retry {
+    fn of(op: &Operation<'_>) -> Retry {
+        use Operation as O;
+        match op {
+            O::Mkdir { name, .. }
+            | O::Mknod { name, .. }
+            | O::Symlink { name, .. }
+            | O::Link { name, .. } => Retry::Made(name.as_bytes().to_vec()),
+            O::Create { arg, name } => Retry::Created {
+                name: name.as_bytes().to_vec(),
+                flags: arg.flags,
+                open_flags: arg.open_flags,
+            },
+            O::Unlink { .. } | O::Rmdir { .. } | O::Rename { .. } => Retry::Removed,
+            _ => Retry::Other,
+        }
+    }
+}
+
+/// A resent request (the server that read it first died) may have been applied before: a
+/// name made then is EEXIST now, one removed or moved then is ENOENT now. Such an error is
+/// answered from what the lower tree shows now (the entry that is there; success), so the
+/// app sees its one call succeed. A name another process made or removed in that window is
+/// answered the same way: the price of not knowing what the dead server did.
+fn resent_fixup<F: Filesystem + ?Sized>(
+    fs: &F,
+    ctx: &Ctx,
+    retry: Retry,
+    errno: i32,
+    reply: &mut ReplyBuf,
+    cont: &Continuity,
+) -> Result<bool, i32> {
+    fn name(n: &[u8], errno: i32) -> Result<super::request::Name<'_>, i32> {
+        super::request::Name::new(n).ok_or(errno)
+    }
+    match (retry, errno) {
+        (Retry::Made(n), libc::EEXIST) => {
+            cont.adopt(ctx, &n);
+            let entry = fs.lookup(ctx, ctx.nodeid, name(&n, errno)?)?;
+            reply.push(&entry.to_abi());
+        }
+        // Without O_EXCL a CREATE of an existing name is an open of it, refused (EACCES) if
+        // the dead server made the file but did not get to tag its creator.
+        (
+            Retry::Created {
+                name: n,
+                flags,
+                open_flags,
+            },
+            libc::EEXIST | libc::EACCES,
+        ) => {
+            if !cont.adopt(ctx, &n) && errno == libc::EACCES {
+                return Err(errno);
+            }
+            let entry = fs.lookup(ctx, ctx.nodeid, name(&n, errno)?)?;
+            let flags = flags & !((libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC) as u32);
+            let mut opened = fs.open(ctx, entry.nodeid, flags, open_flags)?;
+            opened.fh = cont.tag(opened.fh);
+            reply.push(&entry.to_abi());
+            reply.push(&opened.to_abi());
+        }
+        (Retry::Removed, libc::ENOENT) => {}
+        _ => return Err(errno),
+    }
+    log::info!(
+        "resent request {} (opcode {}) answered from the lower tree as it is now",
+        ctx.unique,
+        ctx.opcode
+    );
     Ok(true)
 }
 

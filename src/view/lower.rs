@@ -39,6 +39,29 @@ impl Handle {
         true
     }
 
+    /// The handle as 24 bytes (type, length, bytes), for the restart state.
+    pub fn to_bytes(self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[0] = self.kind;
+        b[1] = self.len;
+        b[2..].copy_from_slice(&self.bytes);
+        b
+    }
+
+    /// The inverse of `to_bytes`; `None` for bytes no handle gives.
+    pub fn from_bytes(b: &[u8; 24]) -> Option<Handle> {
+        if b[1] as usize > HANDLE_MAX {
+            return None;
+        }
+        let mut bytes = [0u8; HANDLE_MAX];
+        bytes.copy_from_slice(&b[2..]);
+        Some(Handle {
+            kind: b[0],
+            len: b[1],
+            bytes,
+        })
+    }
+
     /// Whether `may_be_inode` is a real check for this handle's layout.
     pub fn carries_inode(&self) -> bool {
         self.kind == 1 && self.len == 8

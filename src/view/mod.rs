@@ -19,6 +19,7 @@ mod nodes;
 mod open_for_app;
 mod ops;
 mod privileges;
+mod recover;
 mod redaction;
 mod remove;
 mod rename;

@@ -7,12 +7,15 @@
 //! are allocated on first use, and a shard gives its memory back when the kernel forgets.
 
 use super::lower::Handle;
+use super::recover::{self, Record};
 use crate::fuse::abi::ROOT_ID;
 use crate::policy::{name_hash, names_match, Verdicts};
+use crate::state::StateMap;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::num::NonZeroI32;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 const SHARD_BITS: u32 = 6;
@@ -227,6 +230,20 @@ impl Node {
         }
     }
 
+    /// What the restart state keeps of this node.
+    fn record(&self) -> Record {
+        Record {
+            parent: self.parent,
+            ino: self.ino,
+            nlookup: self.nlookup,
+            backing: self.backing_id().unwrap_or(0),
+            kind: self.kind,
+            flags: self.flags & (CALLER_DEPENDENT | LINKED_NAME),
+            handle: self.handle,
+            name: Some(self.name.as_bytes().to_vec()),
+        }
+    }
+
     fn linked_name(&self) -> bool {
         self.flags & LINKED_NAME != 0
     }
@@ -406,6 +423,9 @@ pub struct NodeTable {
     /// (parent, folded name) -> nodes, kept in step by register, forget and renamed. Locked
     /// only after a node shard (never the other way round), and never held while one is taken.
     names: Box<[Mutex<NameShard>]>,
+    /// Where every node change is recorded for a server that takes over after this one
+    /// (`recover.rs`); `None` when nothing outlives this process.
+    journal: Option<Arc<StateMap>>,
 }
 
 fn shard_of_ino(ino: u64) -> usize {
@@ -453,6 +473,95 @@ impl NodeTable {
             names: (0..SHARDS)
                 .map(|_| Mutex::new(NameShard::default()))
                 .collect(),
+            journal: None,
+        }
+    }
+
+    /// Records every node change in `state` from now on (and every node known now).
+    pub fn attach_journal(&mut self, state: Arc<StateMap>) {
+        self.journal = Some(state);
+        self.each(|id, n| {
+            if let Some(j) = &self.journal {
+                recover::write(j, id, &n.record())
+            }
+        });
+    }
+
+    /// Called with the node's shard locked, after every change of what a record holds.
+    fn persist(&self, id: u64, node: &Node) {
+        if let Some(j) = &self.journal {
+            recover::write(j, id, &node.record());
+        }
+    }
+
+    fn unpersist(&self, id: u64) {
+        if let Some(j) = &self.journal {
+            recover::clear(j, id);
+        }
+    }
+
+    /// Fills an empty table with recorded nodes, at their ids. Returns `(id, parent, ino)` of
+    /// the nodes whose names were not recorded (see [`NodeTable::rename_restored`]).
+    pub fn restore(&self, records: Vec<(u64, Record)>) -> Vec<(u64, u64, u64)> {
+        let mut unnamed = Vec::new();
+        for (id, r) in records {
+            let Some((si, slot)) = split(id) else {
+                continue;
+            };
+            if si != shard_of_ino(r.ino) || r.parent == 0 {
+                continue;
+            }
+            let mut node = Node::new(r.parent, b"", r.handle, r.ino, u32::from(r.kind));
+            node.nlookup = r.nlookup;
+            node.flags = r.flags & (CALLER_DEPENDENT | LINKED_NAME);
+            node.set_backing_id(r.backing);
+            match &r.name {
+                Some(n) => node.name = NodeName::new(n),
+                None => unnamed.push((id, r.parent, r.ino)),
+            }
+            let mut shard = self.lock(si);
+            let slot_us = slot as usize;
+            while shard.chunks.len() * CHUNK <= slot_us {
+                shard.chunks.push(Box::new(std::array::from_fn(|_| None)));
+            }
+            if shard.len <= slot_us {
+                shard.len = slot_us + 1;
+            }
+            let linked = node.linked_name();
+            let name = node.name.as_bytes().to_vec();
+            shard.chunks[slot_us / CHUNK][slot_us % CHUNK] = Some(node);
+            shard.used += 1;
+            if linked {
+                shard.linked.entry(r.ino).or_default().push(slot);
+            } else {
+                shard.by_ino.insert(r.ino, slot);
+            }
+            drop(shard);
+            self.name_added(id, r.parent, &name);
+        }
+        for i in 0..SHARDS {
+            let mut shard = self.lock(i);
+            let len = shard.len;
+            let free: Vec<u32> = (0..len as u32)
+                .filter(|&s| matches!(shard.slot_mut(s as usize), Some(None)))
+                .collect();
+            shard.free.extend(free.into_iter().map(Reverse));
+        }
+        unnamed
+    }
+
+    /// Gives restored nodes the names found for them.
+    pub fn rename_restored(&self, found: &[(u64, Vec<u8>)]) {
+        for (id, name) in found {
+            let Some((si, slot)) = split(*id) else {
+                continue;
+            };
+            let mut shard = self.lock(si);
+            if let Some(node) = shard.get_mut(slot) {
+                let parent = node.parent;
+                self.move_node(*id, node, parent, name);
+                self.persist(*id, node);
+            }
         }
     }
 
@@ -493,7 +602,14 @@ impl NodeTable {
             return Some(f(&mut self.root.lock().unwrap_or_else(|e| e.into_inner())));
         }
         let (shard, slot) = split(id)?;
-        self.lock(shard).get_mut(slot).map(f)
+        let mut shard = self.lock(shard);
+        let node = shard.get_mut(slot)?;
+        let backing = node.backing;
+        let r = f(node);
+        if node.backing != backing {
+            self.persist(id, node);
+        }
+        Some(r)
     }
 
     /// Records one more kernel reference to the inode `ino` reached as `parent/name`, reusing
@@ -539,6 +655,7 @@ impl NodeTable {
                 node.nlookup += 1;
                 self.move_node(join(si, slot), node, parent, name);
                 node.set_caller_dependent(caller_dependent);
+                self.persist(join(si, slot), node);
                 return Registered {
                     nodeid: join(si, slot),
                     caller_dependent,
@@ -555,6 +672,9 @@ impl NodeTable {
             node.flags |= LINKED_NAME;
         }
         let slot = shard.allocate(node);
+        if let Some(node) = shard.get_mut(slot) {
+            self.persist(join(si, slot), node);
+        }
         if by_name {
             shard.linked.entry(ino).or_default().push(slot);
         } else {
@@ -578,9 +698,11 @@ impl NodeTable {
         let node = shard.get_mut(slot)?;
         node.nlookup = node.nlookup.saturating_sub(n);
         if node.nlookup > 0 {
+            self.persist(id, node);
             return None;
         }
         let node = shard.release(slot)?;
+        self.unpersist(id);
         self.name_removed(id, node.parent, node.name.as_bytes());
         if node.linked_name() {
             if let Some(slots) = shard.linked.get_mut(&node.ino) {
@@ -617,6 +739,7 @@ impl NodeTable {
             if let Some(node) = shard.get_mut(slot) {
                 if node.is_named(from.0, from.1) {
                     self.move_node(join(si, slot), node, to.0, to.1);
+                    self.persist(join(si, slot), node);
                 }
             }
         }
@@ -654,7 +777,12 @@ impl NodeTable {
                 .unwrap_or_else(|e| e.into_inner())
                 .take_backing_id(),
         );
-        self.each(|_, n| ids.extend(n.take_backing_id()));
+        self.each(|id, n| {
+            if let Some(b) = n.take_backing_id() {
+                ids.push(b);
+                self.persist(id, n);
+            }
+        });
         ids
     }
 
@@ -1280,6 +1408,73 @@ mod tests {
             t.register(found(ROOT_ID, b"x", handle(1), ino, 1), ino % 1000 == 0);
         }
         assert_eq!(t.caller_dependent_entries().len(), 5);
+    }
+
+    #[test]
+    fn a_new_table_takes_over_the_recorded_nodes_at_their_ids() {
+        let state = Arc::new(StateMap::map(crate::state::create().unwrap()).unwrap());
+        let mut t = table();
+        t.attach_journal(state.clone());
+        let dir = t
+            .register(
+                Found {
+                    kind: libc::S_IFDIR,
+                    ..found(ROOT_ID, b"DCIM", handle(1), 10, 1)
+                },
+                true,
+            )
+            .nodeid;
+        let a = t
+            .register(found(dir, b"a.jpg", handle(2), 11, 1), false)
+            .nodeid;
+        t.register(found(dir, b"a.jpg", handle(2), 11, 1), false);
+        let long: &'static [u8] = b"a-name-longer-than-a-record-holds-0123456789.jpg";
+        let l = t.register(found(dir, long, handle(3), 12, 1), false).nodeid;
+        let gone = t
+            .register(found(dir, b"gone", handle(4), 13, 1), false)
+            .nodeid;
+        let x = t
+            .register(found(ROOT_ID, b"x", handle(5), 14, 2), false)
+            .nodeid;
+        let y = t.register(found(dir, b"y", handle(5), 14, 2), false).nodeid;
+        t.with(a, |n| n.set_backing_id(7));
+        t.renamed(11, (dir, b"a.jpg"), (ROOT_ID, b"b.jpg"));
+        assert!(t.forget(gone, 1).is_some());
+
+        let fresh = table();
+        let unnamed = fresh.restore(recover::read_all(&state, ROOT_ID + 1));
+        assert_eq!(unnamed, vec![(l, dir, 12)]);
+        fresh.rename_restored(&[(l, long.to_vec())]);
+        assert_eq!(fresh.count(), 5);
+        let node = |id| fresh.with(id, |n| (n.parent, n.name.as_bytes().to_vec(), n.nlookup));
+        assert_eq!(node(a), Some((ROOT_ID, b"b.jpg".to_vec(), 2)));
+        assert_eq!(node(l), Some((dir, long.to_vec(), 1)));
+        assert_eq!(node(gone), None);
+        assert_eq!(fresh.with(a, |n| n.backing_id()), Some(Some(7)));
+        assert_eq!(fresh.with(dir, |n| n.caller_dependent()), Some(true));
+        // The indexes are rebuilt: the same lookups find the same ids.
+        assert_eq!(
+            fresh
+                .register(found(ROOT_ID, b"b.jpg", handle(2), 11, 1), false)
+                .nodeid,
+            a
+        );
+        assert_eq!(
+            fresh
+                .register(found(dir, b"y", handle(5), 14, 2), false)
+                .nodeid,
+            y
+        );
+        assert_ne!(y, x);
+        assert_eq!(fresh.children_named(ROOT_ID, b"dcim"), vec![dir]);
+        // A new node takes a free slot, never a restored one.
+        let new = fresh
+            .register(found(dir, b"new", handle(6), 15, 1), false)
+            .nodeid;
+        assert!(![dir, a, l, x, y].contains(&new));
+        // A FORGET of more than is held is harmless.
+        assert!(fresh.forget(l, 100).is_some());
+        assert!(fresh.forget(l, 1).is_none());
     }
 
     #[test]

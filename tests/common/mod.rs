@@ -123,6 +123,9 @@ pub struct MountOptions {
     /// over io_uring.
     pub io_uring: String,
     pub extra: Vec<String>,
+    /// Run under the supervisor (the daemon's default); the suites run one process
+    /// (`--no-supervise`) so that `pid()` is the serving process.
+    pub supervise: bool,
 }
 
 /// The transport the suites use unless a test asks for one.
@@ -139,6 +142,7 @@ impl Default for MountOptions {
             cache_timeout: None,
             io_uring: default_io_uring(),
             extra: vec![],
+            supervise: false,
         }
     }
 }
@@ -194,6 +198,9 @@ impl Mount {
             std::fs::write(&p, text).unwrap();
             cmd.arg("--policy").arg(&p);
             self.policy_file = Some(p);
+        }
+        if !self.options.supervise {
+            cmd.arg("--no-supervise");
         }
         cmd.args(&self.options.extra);
         let log = std::fs::File::create(&self.log).unwrap();

@@ -1,0 +1,296 @@
+//! Node records in the restart state (`crate::state`): what a new server needs to serve the
+//! node ids the kernel holds, written by the node table as nodes change and read back when a
+//! server starts on a session another one served.
+//!
+//! One 96-byte record per node id: its handle, parent, inode number, type, lookup count,
+//! backing id and name (up to 40 bytes; a longer name is found again by listing the parent
+//! for the inode number). Lookup counts may be high after a crash (a lookup answered by no
+//! one, a FORGET read by the dead server): such nodes stay until unmount, never go early.
+
+use super::lower::Handle;
+use super::StorageView;
+use crate::state::StateMap;
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+
+pub const RECORD: usize = 96;
+const NAME_MAX: usize = 40;
+const NAME_ELSEWHERE: u8 = u8::MAX;
+
+const EMPTY: u32 = 0;
+const LIVE: u32 = 1;
+/// Being rewritten when its server died: fields may mix two versions.
+const WRITING: u32 = 2;
+
+/// A node as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub parent: u64,
+    pub ino: u64,
+    pub nlookup: u64,
+    pub backing: i32,
+    pub kind: u16,
+    pub flags: u8,
+    pub handle: Handle,
+    /// `None`: longer than a record holds (or torn); found again from the parent.
+    pub name: Option<Vec<u8>>,
+}
+
+/// Writes `r` as record `id`.
+pub fn write(map: &StateMap, id: u64, r: &Record) {
+    let Some(p) = map.record(id, RECORD) else {
+        return;
+    };
+    let mut b = [0u8; RECORD];
+    b[0..4].copy_from_slice(&WRITING.to_le_bytes());
+    b[4..8].copy_from_slice(&(r.nlookup.min(u32::MAX as u64) as u32).to_le_bytes());
+    b[8..16].copy_from_slice(&r.parent.to_le_bytes());
+    b[16..24].copy_from_slice(&r.ino.to_le_bytes());
+    b[24..28].copy_from_slice(&r.backing.to_le_bytes());
+    b[28..30].copy_from_slice(&r.kind.to_le_bytes());
+    b[30] = r.flags;
+    b[32..56].copy_from_slice(&r.handle.to_bytes());
+    match &r.name {
+        Some(n) if n.len() <= NAME_MAX => {
+            b[31] = n.len() as u8;
+            b[56..56 + n.len()].copy_from_slice(n);
+        }
+        _ => b[31] = NAME_ELSEWHERE,
+    }
+    // SAFETY: p points at RECORD bytes of the shared mapping, written only under the shard
+    // lock of this id. The state word goes first as WRITING and last as LIVE, so a record cut
+    // short by a crash is known as such.
+    unsafe {
+        std::ptr::copy_nonoverlapping(b.as_ptr(), p, RECORD);
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        std::ptr::copy_nonoverlapping(LIVE.to_le_bytes().as_ptr(), p, 4);
+    }
+}
+
+/// Marks record `id` empty (the kernel forgot the node).
+pub fn clear(map: &StateMap, id: u64) {
+    if let Some(p) = map.existing(id, RECORD) {
+        // SAFETY: as in `write`; only the state word changes.
+        unsafe { std::ptr::copy_nonoverlapping(EMPTY.to_le_bytes().as_ptr(), p as *mut u8, 4) };
+    }
+}
+
+/// Every recorded node, `(id, record)`, ids below `first_id` skipped (the root is rebuilt).
+pub fn read_all(map: &StateMap, first_id: u64) -> Vec<(u64, Record)> {
+    let mut out = Vec::new();
+    for id in first_id..map.high_water() {
+        let Some(p) = map.existing(id, RECORD) else {
+            break;
+        };
+        let mut b = [0u8; RECORD];
+        // SAFETY: p points at RECORD bytes of the mapping; no server writes it now.
+        unsafe { std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), RECORD) };
+        if let Some(r) = decode(&b) {
+            out.push((id, r));
+        }
+    }
+    out
+}
+
+fn decode(b: &[u8; RECORD]) -> Option<Record> {
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(x)
+    };
+    let state = u32_at(0);
+    if state != LIVE && state != WRITING {
+        return None;
+    }
+    let mut hb = [0u8; 24];
+    hb.copy_from_slice(&b[32..56]);
+    let handle = Handle::from_bytes(&hb)?;
+    let len = b[31];
+    let name =
+        (state == LIVE && (len as usize) <= NAME_MAX).then(|| b[56..56 + len as usize].to_vec());
+    Some(Record {
+        parent: u64_at(8),
+        ino: u64_at(16),
+        // A torn record may carry an older count: never let it fall below what the kernel
+        // may hold (one more keeps the node until unmount at worst).
+        nlookup: u64::from(u32_at(4)).max(1) + u64::from(state == WRITING),
+        backing: u32_at(24) as i32,
+        kind: u16::from_le_bytes([b[28], b[29]]),
+        flags: b[30],
+        handle,
+        name,
+    })
+}
+
+impl StorageView {
+    /// Takes over the node ids an earlier server recorded in `state`, and records this
+    /// server's from now on. Call before the session starts. Returns how many nodes came back.
+    pub fn resume_nodes(&mut self, state: std::sync::Arc<StateMap>) -> usize {
+        let records = read_all(&state, crate::fuse::abi::ROOT_ID + 1);
+        let unnamed = self.nodes.restore(records);
+        let count = self.nodes.count();
+        if !unnamed.is_empty() {
+            let found = self.names_from_parents(&unnamed);
+            self.nodes.rename_restored(&found);
+            log::info!(
+                "{} of {} long names found again in their directories",
+                found.len(),
+                unnamed.len()
+            );
+        }
+        self.nodes.attach_journal(state);
+        count
+    }
+
+    /// For a resent CREATE or MKDIR by `uid` of `parent/name`: the server that first ran it
+    /// may have made the name and died before tagging its creator, so that the app would be
+    /// refused its own new file. Tags it if it is an app's, has no creator, is empty, was
+    /// born in the last `RECENT` and the app may make that name. Returns whether it did.
+    pub fn adopt_new(&self, uid: u32, parent: u64, name: &[u8]) -> bool {
+        const RECENT: std::time::Duration = std::time::Duration::from_secs(10);
+        if self.class(uid) != crate::policy::CallerClass::App {
+            return false;
+        }
+        let Ok(dir) = self.dir_fd(parent) else {
+            return false;
+        };
+        let Ok(cname) = super::lower::cname(name) else {
+            return false;
+        };
+        let Ok(fd) = super::lower::open_at(dir.as_fd(), &cname, libc::O_PATH, 0) else {
+            return false;
+        };
+        let Some((kind, size, born)) = statx_birth(fd.as_fd()) else {
+            return false;
+        };
+        let op = match kind {
+            libc::S_IFREG if size == 0 => crate::policy::Op::Create,
+            libc::S_IFDIR => crate::policy::Op::Mkdir,
+            _ => return false,
+        };
+        let recent = std::time::SystemTime::now()
+            .duration_since(born)
+            .is_ok_and(|age| age < RECENT);
+        if !recent {
+            return false;
+        }
+        match super::access::read_owner_at(dir.as_fd(), name) {
+            Ok(None) => {}
+            // Already the caller's (its first attempt finished after all).
+            Ok(Some(tag)) if *tag == *self.policy.snapshot().owner_tag(uid) => return true,
+            _ => return false,
+        }
+        if self.check_new(uid, op, parent, name).is_err() {
+            return false;
+        }
+        // Tags are written through a real open (O_PATH fds take no xattrs); O_NONBLOCK in
+        // case the name was swapped for a fifo meanwhile.
+        let flags = if op == crate::policy::Op::Mkdir {
+            libc::O_RDONLY | libc::O_DIRECTORY
+        } else {
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY
+        };
+        let Ok(fd) = super::lower::open_at(dir.as_fd(), &cname, flags, 0) else {
+            return false;
+        };
+        self.record_creator(uid, fd.as_fd());
+        log::info!(
+            "resent request: tagged {:?} made by the previous server as uid {uid}'s",
+            String::from_utf8_lossy(name)
+        );
+        true
+    }
+
+    /// Names of `(id, parent, ino)` nodes, by listing each parent once.
+    fn names_from_parents(&self, unnamed: &[(u64, u64, u64)]) -> Vec<(u64, Vec<u8>)> {
+        let mut by_parent: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+        for &(id, parent, ino) in unnamed {
+            by_parent.entry(parent).or_default().push((id, ino));
+        }
+        let mut out = Vec::new();
+        for (parent, wanted) in by_parent {
+            let Ok(fd) = self.open_node(parent, libc::O_RDONLY | libc::O_DIRECTORY) else {
+                continue;
+            };
+            let mut stream = super::dirstream::DirStream::new(fd);
+            let mut left: HashMap<u64, Vec<u64>> = HashMap::new();
+            for (id, ino) in wanted {
+                left.entry(ino).or_default().push(id);
+            }
+            while let Ok(Some(e)) = stream.peek() {
+                if let Some(ids) = left.remove(&e.ino) {
+                    let name = e.name.to_vec();
+                    out.extend(ids.into_iter().map(|id| (id, name.clone())));
+                }
+                stream.advance();
+                if left.is_empty() {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Type, size and birth time of an open file.
+fn statx_birth(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u32, u64, std::time::SystemTime)> {
+    use std::os::fd::AsRawFd;
+    let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: statx writes a whole struct statx on success; the path is an empty C string.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_TYPE | libc::STATX_SIZE | libc::STATX_BTIME,
+            stx.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: statx succeeded.
+    let stx = unsafe { stx.assume_init() };
+    if stx.stx_mask & libc::STATX_BTIME == 0 {
+        return None;
+    }
+    let born = std::time::UNIX_EPOCH
+        + std::time::Duration::new(
+            u64::try_from(stx.stx_btime.tv_sec).ok()?,
+            stx.stx_btime.tv_nsec,
+        );
+    Some((u32::from(stx.stx_mode) & libc::S_IFMT, stx.stx_size, born))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &[u8]) -> Record {
+        Record {
+            parent: 1,
+            ino: 77,
+            nlookup: 3,
+            backing: 5,
+            kind: libc::S_IFREG as u16,
+            flags: 1,
+            handle: super::super::lower::tests_support::fake_handle(9),
+            name: Some(name.to_vec()),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_long_names_are_found_elsewhere() {
+        let map = StateMap::map(crate::state::create().unwrap()).unwrap();
+        write(&map, 70, &record(b"IMG_0001.jpg"));
+        write(&map, 71, &record(&[b'x'; 41]));
+        write(&map, 72, &record(b"gone"));
+        clear(&map, 72);
+        let all = read_all(&map, 2);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], (70, record(b"IMG_0001.jpg")));
+        assert_eq!(all[1].1.name, None);
+        assert_eq!(all[1].1.nlookup, 3);
+    }
+}
