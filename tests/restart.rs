@@ -684,3 +684,74 @@ fn a_new_server_takes_over_known_nodes_and_passthrough_files_without_a_lookup() 
         "{log}"
     );
 }
+
+/// A redacted reader's open file outlives its server: the new server never saw that open, and
+/// must still give zeros where the photo has location, never the original bytes.
+#[test]
+fn a_redacted_open_stays_redacted_across_a_restart() {
+    if !can_mount() {
+        return;
+    }
+    const READER: u32 = 10057; // read_images, no access_media_location
+    let m = Mount::new(MountOptions {
+        supervise: true,
+        io_uring: "off".into(),
+        policy: Some(
+            "[[app]]\nuid = 10057\npackages = [\"com.a\"]\npermissions = [\"read_images\"]\n"
+                .into(),
+        ),
+        ..Default::default()
+    });
+    let photo = common::media::gps_jpeg_bytes(64 * 1024);
+    std::fs::create_dir_all(m.lower_path("DCIM")).unwrap();
+    std::fs::write(m.lower_path("DCIM/gps.jpg"), &photo).unwrap();
+    let flags = common::TempDir::new("restart-redacted");
+    // SAFETY: chmod of our own scratch dir, so that the app process can leave a mark in it.
+    unsafe { libc::chmod(c(flags.path().to_str().unwrap()).as_ptr(), 0o777) };
+    let (ready, go) = (flags.path().join("ready"), flags.path().join("go"));
+    let path = m.path("DCIM/gps.jpg");
+    let len = photo.len();
+    let reader = {
+        let (ready, go) = (ready.clone(), go.clone());
+        std::thread::spawn(move || {
+            as_uid(READER, || {
+                let fd = common::sys::open(&path, libc::O_RDONLY, 0)?;
+                let pread = |fd: i32| -> Vec<u8> {
+                    let mut buf = vec![0u8; len];
+                    // SAFETY: reads at most len bytes into buf.
+                    let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), len, 0) };
+                    buf.truncate(n.max(0) as usize);
+                    buf
+                };
+                let before = pread(fd);
+                std::fs::write(&ready, b"").map_err(|_| -1)?;
+                while !go.exists() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let after = pread(fd);
+                common::sys::close(fd);
+                Ok([before, after].concat())
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the reader never read");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let old = server_of(m.pid()).expect("a serving process");
+    // SAFETY: SIGKILL to the serving child of our own supervisor.
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    wait_for_new_server(m.pid(), old);
+    std::fs::write(&go, b"").unwrap();
+    let both = reader.join().unwrap().expect("the reader's calls");
+    let (before, after) = both.split_at(both.len() / 2);
+    assert_eq!(before.len(), len);
+    assert!(before != &photo[..], "the first server served the location");
+    assert!(
+        after == before,
+        "after the restart the open read {} differing bytes (the original: {})",
+        after.iter().zip(before).filter(|(a, b)| a != b).count(),
+        after == &photo[..]
+    );
+}

@@ -511,7 +511,7 @@ impl StorageView {
 
 pub(super) fn read(
     view: &StorageView,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     node: u64,
     fh: u64,
     offset: u64,
@@ -530,14 +530,22 @@ pub(super) fn read(
     if n < 0 {
         return Err(errno(&std::io::Error::last_os_error()));
     }
-    if let IoFd::Shared(file) = &fd {
-        if let OpenFile::Userspace {
-            fd: lower_fd,
-            redact: Some(redact),
-            ..
-        } = &**file
-        {
-            view.redact_read(redact, lower_fd.as_fd(), offset, &mut out[..n as usize])?;
+    match &fd {
+        IoFd::Shared(file) => {
+            if let OpenFile::Userspace {
+                fd: lower_fd,
+                redact: Some(redact),
+                ..
+            } = &**file
+            {
+                view.redact_read(redact, lower_fd.as_fd(), offset, &mut out[..n as usize])?;
+            }
+        }
+        // A handle of no open file of ours: one a previous server opened (a restart). What
+        // that open was is gone, so the reader is judged again, and gets zeros where the file
+        // has location if its read is redacted.
+        IoFd::Own(own) => {
+            view.redact_unknown_open(ctx.uid, node, own.as_fd(), offset, &mut out[..n as usize])?
         }
     }
     view.stats.bytes_read.fetch_add(n as u64, Relaxed);

@@ -205,6 +205,32 @@ impl StorageView {
         }
     }
 
+    /// Zeroes the location in `buf` (read at `offset` through `fd`) if `uid`'s read of `node`
+    /// is redacted: for reads through a handle whose open this server never saw.
+    pub(super) fn redact_unknown_open(
+        &self,
+        uid: u32,
+        node: u64,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let decision = self.check(
+            uid,
+            crate::policy::Op::Read,
+            super::access::Subject::Node(node),
+        )?;
+        if decision != crate::policy::Decision::AllowRedacted {
+            return Ok(());
+        }
+        let located = self.locate(node, Some(fd))?;
+        let zeroed = crate::redact::zero_ranges(buf, offset, &located.ranges);
+        if zeroed > 0 {
+            self.redaction.stats.zeroed(zeroed);
+        }
+        Ok(())
+    }
+
     /// A read-only, sealed in-memory copy of the file behind `fd` with its location zeroed,
     /// for a redacted reader outside the mount (`open_for_app`): the same bytes a redacted
     /// FUSE read gives. The copy is retried if the file changes while it is made.
