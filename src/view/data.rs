@@ -678,7 +678,7 @@ pub(super) fn lseek(
 #[allow(clippy::too_many_arguments)] // the FUSE request has that many fields
 pub(super) fn copy_file_range(
     view: &StorageView,
-    _ctx: &Ctx,
+    ctx: &Ctx,
     node_in: u64,
     fh_in: u64,
     off_in: u64,
@@ -688,7 +688,10 @@ pub(super) fn copy_file_range(
     len: u64,
 ) -> Result<u64> {
     let fin = view.io_fd(node_in, fh_in, libc::O_RDONLY)?;
-    if fin.is_redacted() {
+    // A handle this server never opened (a previous server's) is judged again.
+    let stale_redacted = matches!(fin, IoFd::Own(_))
+        && view.check(ctx.uid, Op::Read, Subject::Node(node_in))? == Decision::AllowRedacted;
+    if fin.is_redacted() || stale_redacted {
         // The lower copy would carry the original bytes: EOPNOTSUPP makes the kernel copy
         // through reads of this open (splice), which are redacted. (Not ENOSYS: that would
         // turn copy_file_range off for the whole mount.)
