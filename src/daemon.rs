@@ -11,10 +11,10 @@ use crate::state::StateMap;
 pub use crate::view::Denial;
 pub use crate::view::FileEvent;
 pub use crate::view::OPEN_FOR_APP_FLAGS;
-use crate::view::{StorageView, ViewConfig, ViewError, XattrMode};
+use crate::view::{DenialLog, StorageView, ViewConfig, ViewError, XattrMode};
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -287,6 +287,21 @@ impl Daemon {
         options: Options,
     ) -> Result<Daemon, DaemonError> {
         require_root()?;
+        let view = Self::new_view(lower, &options)?;
+        Self::resume_view(session, workers, state, epoch, view, lower, &options)
+    }
+
+    /// [`Daemon::resume`] with a view already made (an in-process restart shares the old
+    /// server's policy and listener queues with it).
+    fn resume_view(
+        session: OwnedFd,
+        workers: Vec<OwnedFd>,
+        state: OwnedFd,
+        epoch: u16,
+        mut view: StorageView,
+        lower: &Path,
+        options: &Options,
+    ) -> Result<Daemon, DaemonError> {
         let chan = Channel::from_fd(session).map_err(DaemonError::BadFd)?;
         let workers = workers
             .into_iter()
@@ -294,7 +309,6 @@ impl Daemon {
             .collect::<io::Result<Vec<_>>>()
             .map_err(DaemonError::BadFd)?;
         let state = Arc::new(StateMap::map(state).map_err(DaemonError::State)?);
-        let mut view = Self::new_view(lower, &options)?;
         let started = std::time::Instant::now();
         let restored = view.resume_nodes(state.clone());
         let saved = state.negotiated().and_then(|b| Negotiated::from_bytes(&b));
@@ -375,12 +389,12 @@ impl Daemon {
 
     /// The denial queue, for a face that hands denials to a listener.
     pub fn denials(&self) -> DenialFeed {
-        DenialFeed(self.view.clone())
+        DenialFeed(self.view.denials.clone())
     }
 
     /// The file-event queue, for a face that hands events to a listener or a stream.
     pub fn events(&self) -> EventFeed {
-        EventFeed(self.view.clone())
+        EventFeed(self.view.events.clone())
     }
 
     pub fn mountpoint(&self) -> Option<&Path> {
@@ -554,18 +568,18 @@ impl Daemon {
 /// off the request path. Keeps the storage view alive, not the session: after the daemon
 /// stops, `next_batch` returns at once with what is left.
 #[derive(Clone)]
-pub struct DenialFeed(Arc<StorageView>);
+pub struct DenialFeed(Arc<DenialLog>);
 
 impl DenialFeed {
     /// Starts or stops queueing denials. Stopping discards what is queued and wakes a thread
     /// waiting in [`DenialFeed::next_batch`].
     pub fn set_listening(&self, on: bool) {
-        self.0.denials.set_listening(on);
+        self.0.set_listening(on);
     }
 
     /// Waits up to `timeout` for denials and returns every one queued (possibly none).
     pub fn next_batch(&self, timeout: Duration) -> Vec<Denial> {
-        self.0.denials.drain(timeout)
+        self.0.drain(timeout)
     }
 }
 
@@ -573,23 +587,89 @@ impl DenialFeed {
 /// them in batches, off the request path. When it falls behind, events are dropped and counted
 /// (`dropped`, also in [`Stats::events_dropped`]): the consumer should then rescan.
 #[derive(Clone)]
-pub struct EventFeed(Arc<StorageView>);
+pub struct EventFeed(Arc<crate::view::EventFeed>);
 
 impl EventFeed {
     /// Starts or stops queueing events; stopping discards what is queued.
     pub fn set_listening(&self, on: bool) {
-        self.0.events.set_listening(on);
+        self.0.set_listening(on);
     }
 
     /// Waits up to `timeout` for events and returns every one queued (possibly none), in the
     /// order they happened.
     pub fn next_batch(&self, timeout: Duration) -> Vec<FileEvent> {
-        self.0.events.drain(timeout)
+        self.0.drain(timeout)
     }
 
     /// Events dropped so far because the queue was full.
     pub fn dropped(&self) -> u64 {
-        self.0.events.dropped()
+        self.0.dropped()
+    }
+}
+
+/// A FUSE session held across servers inside one process: the Java service's side of crash
+/// survival (the command line's is the supervisor). It keeps the session fd, one clone per
+/// worker and the restart state, so that a server can be stopped and a new one started on the
+/// same session (`Daemon::resume`) while apps keep their open files, directories and cwds. The
+/// new server takes over the nodes, the policy (with every grant pushed to the old one) and
+/// the listener queues.
+pub struct HeldSession {
+    session: Channel,
+    workers: Vec<Channel>,
+    state: OwnedFd,
+    epoch: u16,
+}
+
+impl HeldSession {
+    /// Holds the mounted session `fd` with `threads` worker clones.
+    pub fn new(fd: OwnedFd, threads: usize) -> Result<HeldSession, DaemonError> {
+        require_root()?;
+        let session = Channel::from_fd(fd).map_err(DaemonError::BadFd)?;
+        let workers = (0..threads.max(1))
+            .map(|_| session.clone_session())
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(DaemonError::BadFd)?;
+        let state = crate::state::create().map_err(DaemonError::State)?;
+        Ok(HeldSession {
+            session,
+            workers,
+            state,
+            epoch: 0,
+        })
+    }
+
+    /// Starts the next server on the session. With `previous` (stopped for a handoff first),
+    /// the new one keeps its policy and its listener queues.
+    pub fn serve(
+        &mut self,
+        lower: &Path,
+        options: &Options,
+        previous: Option<&Daemon>,
+    ) -> Result<Daemon, DaemonError> {
+        let dup =
+            |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map_err(DaemonError::BadFd);
+        let session = dup(self.session.as_fd())?;
+        let workers = self
+            .workers
+            .iter()
+            .map(|w| dup(w.as_fd()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let state = dup(self.state.as_fd())?;
+        let mut options = options.clone();
+        if let Some(previous) = previous {
+            options.policy = previous.view.policy().snapshot().table().clone();
+        }
+        let mut view = Daemon::new_view(lower, &options)?;
+        if let Some(previous) = previous {
+            view.share_feeds_with(&previous.view);
+        }
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+        Daemon::resume_view(session, workers, state, self.epoch, view, lower, &options)
+    }
+
+    /// How many servers this session has had.
+    pub fn servers(&self) -> u16 {
+        self.epoch
     }
 }
 

@@ -17,7 +17,7 @@ pub mod state;
 pub mod supervisor;
 pub mod view;
 
-pub use daemon::{Daemon, DaemonError, EventFeed, FileEvent, Options, Stats};
+pub use daemon::{Daemon, DaemonError, EventFeed, FileEvent, HeldSession, Options, Stats};
 
 /// The crate version, and the git revision it was built from (`unknown` when built outside a
 /// git checkout, or by Soong, which runs no build.rs): for `fusegated --version` and the log.

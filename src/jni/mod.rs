@@ -32,8 +32,9 @@ use jni::{JNIEnv, JavaVM, NativeMethod};
 use natives::{
     native_attach, native_close, native_dropped_events, native_grant, native_grant_all,
     native_invalidate, native_is_running, native_mount, native_open_for_app,
-    native_passthrough_active, native_remove_app, native_revoke, native_revoke_all, native_set_app,
-    native_set_apps, native_set_denial_listener, native_set_event_listener, native_stats,
+    native_passthrough_active, native_remove_app, native_restart, native_revoke, native_revoke_all,
+    native_set_app, native_set_apps, native_set_denial_listener, native_set_event_listener,
+    native_stats,
 };
 use std::ffi::c_void;
 use std::panic::catch_unwind;
@@ -76,6 +77,7 @@ fn natives() -> Vec<NativeMethod> {
             native_attach as *mut c_void,
         ),
         native("nativeClose", "(J)V", native_close as *mut c_void),
+        native("nativeRestart", "(J)V", native_restart as *mut c_void),
         native(
             "nativeSetApp",
             "(JI[Ljava/lang/String;I)V",

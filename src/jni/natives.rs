@@ -10,8 +10,8 @@ use super::class_cache::cache;
 use super::errors::{errno_error, run, Error, Result};
 use super::events::set_event_listener;
 use super::listener::set_denial_listener;
-use super::registry::{close, register, with_daemon};
-use crate::daemon::Daemon;
+use super::registry::{close, register, register_held, restart, with_daemon, Held};
+use crate::daemon::{Daemon, HeldSession};
 use crate::policy::App;
 use jni::objects::{JClass, JIntArray, JObject, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong, jobject, jvalue, JNI_FALSE, JNI_TRUE};
@@ -70,15 +70,37 @@ pub(super) extern "system" fn native_attach<'l>(
         }
         // SAFETY: `dup` is a new descriptor that nothing else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(dup) };
-        let daemon = Daemon::attach(owned, Path::new(&lower_root), options)?;
+        // Held here, so that `restart` can start another server on the same session.
+        let mut session = HeldSession::new(owned, options.threads)?;
+        let lower = std::path::PathBuf::from(&lower_root);
+        let daemon = session.serve(&lower, &options, None)?;
+        log::info!(
+            "serving {} on an attached /dev/fuse session",
+            lower.display()
+        );
         // SAFETY: the caller handed the fd over; the session runs on our duplicate.
         unsafe { libc::close(fuse_fd) };
-        Ok(register(daemon))
+        Ok(register_held(
+            daemon,
+            Some(Held {
+                session,
+                lower,
+                options,
+            }),
+        ))
     })
 }
 
 pub(super) extern "system" fn native_close<'l>(mut env: JNIEnv<'l>, _class: JClass<'l>, id: jlong) {
     run(&mut env, (), |_| close(id))
+}
+
+pub(super) extern "system" fn native_restart<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    id: jlong,
+) {
+    run(&mut env, (), |_| restart(id))
 }
 
 pub(super) extern "system" fn native_set_app<'l>(

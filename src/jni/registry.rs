@@ -4,10 +4,11 @@
 
 use super::errors::{Error, Result};
 use super::listener::{Slot, DISPATCHING_FOR};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, HeldSession, Options};
 use crate::daemon::{DenialFeed, EventFeed};
 use jni::sys::jlong;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -25,6 +26,8 @@ pub(super) struct Instance {
     /// the daemon out under the write lock, so it waits for calls in flight, and every later
     /// call finds `None` (IllegalStateException).
     pub(super) daemon: RwLock<Option<Daemon>>,
+    /// For an attached session: what starts its next server (`FuseGate.restart`).
+    held: Mutex<Option<Held>>,
     /// The denial dispatcher.
     pub(super) listener: Slot<DenialFeed>,
     /// The file-event dispatcher.
@@ -56,16 +59,50 @@ pub(super) fn with_daemon<T>(id: jlong, f: impl FnOnce(&Daemon) -> Result<T>) ->
     }
 }
 
+/// The session an attached instance holds, and how its servers are made.
+pub(super) struct Held {
+    pub session: HeldSession,
+    pub lower: PathBuf,
+    pub options: Options,
+}
+
 pub(super) fn register(daemon: Daemon) -> jlong {
+    register_held(daemon, None)
+}
+
+pub(super) fn register_held(daemon: Daemon, held: Option<Held>) -> jlong {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let inst = Arc::new(Instance {
         daemon: RwLock::new(Some(daemon)),
+        held: Mutex::new(held),
         listener: Mutex::new(None),
         event_listener: Mutex::new(None),
         closing: Mutex::new(()),
     });
     lock(&REGISTRY).insert(id, inst);
     id
+}
+
+/// Replaces the server of an attached session with a new one on the same session: the old one
+/// finishes the requests in hand and stops without unmounting; the new one takes over its
+/// nodes, policy and listener queues, and has the kernel resend what was left unanswered.
+pub(super) fn restart(id: jlong) -> Result<()> {
+    let inst = instance(id)?;
+    let _closing = lock(&inst.closing);
+    let mut held = lock(&inst.held);
+    let Some(held) = held.as_mut() else {
+        return Err(Error::IllegalState(
+            "only a session handed over with FuseGate.attach can be restarted".into(),
+        ));
+    };
+    let mut slot = inst.daemon.write().unwrap_or_else(|e| e.into_inner());
+    let Some(old) = slot.as_mut() else {
+        return Err(Error::IllegalState("this FuseGate is closed".into()));
+    };
+    old.stop_for_handoff();
+    let new = held.session.serve(&held.lower, &held.options, Some(old))?;
+    *slot = Some(new);
+    Ok(())
 }
 
 /// Stops the daemon of handle `id` and removes the id; does nothing if it is closed already.

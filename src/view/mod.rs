@@ -132,8 +132,10 @@ pub struct StorageView {
     pub stats: ViewStats,
     /// Location ranges by file version, and the redaction counters.
     redaction: Redaction,
-    pub denials: DenialLog,
-    pub events: EventFeed,
+    /// Shared (not owned) so that a server started after this one on the same session (an
+    /// in-process restart) keeps feeding the listeners of this one.
+    pub denials: Arc<DenialLog>,
+    pub events: Arc<EventFeed>,
 }
 
 impl StorageView {
@@ -174,9 +176,16 @@ impl StorageView {
             path_epoch: AtomicU64::new(0),
             stats: ViewStats::default(),
             redaction: Redaction::default(),
-            denials: DenialLog::default(),
-            events: events::new_feed(),
+            denials: Arc::new(DenialLog::default()),
+            events: Arc::new(events::new_feed()),
         })
+    }
+
+    /// Queues denials and file events into `previous`'s queues: a server that takes over from
+    /// `previous` in the same process keeps its listeners fed.
+    pub fn share_feeds_with(&mut self, previous: &StorageView) {
+        self.denials = Arc::clone(&previous.denials);
+        self.events = Arc::clone(&previous.events);
     }
 
     /// Whether opens are being answered with FOPEN_PASSTHROUGH.

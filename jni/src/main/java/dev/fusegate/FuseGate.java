@@ -310,6 +310,20 @@ public final class FuseGate implements AutoCloseable {
         nativeClose(handle);
     }
 
+    /**
+     * Replaces the native server of a session handed over with {@link #attach} by a new one on
+     * the same session, without unmounting: the old server finishes the requests it holds, the
+     * new one takes over every file, directory and cwd apps hold on the mount, the policy with
+     * every app and grant pushed so far, and the listeners; the kernel resends what the old one
+     * left unanswered. Apps see a short stall, no error. Use it to recover a server in a bad
+     * state (its statistics start again from zero).
+     *
+     * @throws IllegalStateException if closed, or if this gate was made by {@link #mount}
+     */
+    public void restart() {
+        nativeRestart(handle);
+    }
+
     @Override
     public String toString() {
         return "FuseGate{" + handle + (mounted ? ", mounted" : ", attached")
@@ -460,6 +474,7 @@ public final class FuseGate implements AutoCloseable {
     static native long nativeAttach(int fuseFd, String lowerRoot, int threads,
             boolean passthrough, long cacheTimeoutMillis) throws IOException;
     static native void nativeClose(long handle);
+    static native void nativeRestart(long handle);
     static native void nativeSetApp(long handle, int uid, String[] packages, int permissions);
     static native void nativeRemoveApp(long handle, int uid);
     static native void nativeGrant(long handle, int uid, String path, int access);

@@ -627,6 +627,31 @@ final class FuseGateTest {
             f.gate.setApp(APP_A, new String[] {PKG_A}, FuseGate.READ_IMAGES);
             checkEq("OK:image-bytes", readAs(APP_A, f.at(IMAGE)), "setApp on an attached daemon");
             check(f.gate.stats().getRequests() > 0, "counted");
+
+            // Restart on the fd the gate holds: an open file, the policy pushed from Java and
+            // the listener all carry over; apps see no error.
+            List<String> created = Collections.synchronizedList(new ArrayList<>());
+            f.gate.setEventListener(new FileEventListener() {
+                @Override
+                public void created(String path, int uid) {
+                    created.add(path);
+                }
+            });
+            try (FileInputStream held = new FileInputStream(f.at("Download/hello.txt").toFile())) {
+                checkEq('h', (char) held.read(), "first byte before the restarts");
+                f.gate.restart();
+                f.gate.restart();
+                checkEq("ello", new String(held.readAllBytes(), StandardCharsets.UTF_8),
+                        "the open file reads on across two restarts");
+            }
+            checkEq("OK:image-bytes", readAs(APP_A, f.at(IMAGE)), "the pushed policy survived");
+            checkEq("OK", writeAs(APP_A, f.at("Download/after-restart.txt"), "x"), "apps create");
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (!created.contains("Download/after-restart.txt") && System.nanoTime() < deadline) {
+                Thread.sleep(10);
+            }
+            check(created.contains("Download/after-restart.txt"),
+                    "the listener hears the new server: " + created);
             f.gate.close();
             check(isMounted(f.mnt), "attach() does not unmount: that is the platform's job");
             checkEq(0, run(0, "umount", "-l", f.mnt.toString()).exit, "platform unmounts");
@@ -641,6 +666,8 @@ final class FuseGateTest {
         try (Fixture f = standardTree("panic").mount()) {
             expectThrows(IllegalStateException.class, "internal error", FuseGate::nativePanicForTesting);
             checkEq("OK:hello", readAs(0, f.at("Download/hello.txt")), "serving after a panic");
+            // A gate that mounted holds no session to restart on (attach() gives one).
+            expectThrows(IllegalStateException.class, "only a session handed over", f.gate::restart);
             f.gate.setApp(APP_A, new String[] {PKG_A}, 0);
         }
     }
