@@ -415,21 +415,29 @@ fusegate_nodes() { # target -> the "nodes N" of a SIGUSR1 stats line, or -
     grep "stats:" "$WORK/$t.log" | tail -1 | sed -n 's/.*; nodes \([0-9]*\);.*/\1/p'
 }
 
+# The process that serves a target: fusegated's supervisor (the pid we started) runs its server
+# as its one child; other daemons serve in the pid we started.
+server_pid() {
+    local p=${PID[$1]} c
+    c=$(awk '{print $1}' "/proc/$p/task/$p/children" 2>/dev/null || true)
+    echo "${c:-$p}"
+}
+
 memory() { # target -> rows "mem_<what> value" for the resident-memory table
     local t=$1 r=${MNT[$1]} d
     drop 2; sleep 1
-    echo "rss_start $("$MB" rss "${PID[$t]}")"
+    echo "rss_start $("$MB" rss "$(server_pid "$t")")"
     for d in $(seq 0 $((MEM_DIRS - 1))); do "$MB" statall "$r/mem/d$d" "$MEM_PER_DIR" >/dev/null; done
-    echo "rss_looked_up $("$MB" rss "${PID[$t]}")"
+    echo "rss_looked_up $("$MB" rss "$(server_pid "$t")")"
     echo "nodes_looked_up $(fusegate_nodes "$t")"
     drop 2; sleep 2
-    echo "rss_forgotten $("$MB" rss "${PID[$t]}")"
+    echo "rss_forgotten $("$MB" rss "$(server_pid "$t")")"
     echo "nodes_forgotten $(fusegate_nodes "$t")"
 }
 
 RES=$WORK/results.tsv      # round workload target value
 : > "$RES"
-for t in "${DAEMONS[@]}"; do printf "0\tmem_rss_fresh\t%s\t%s\n" "$t" "$("$MB" rss "${PID[$t]}")" >> "$RES"; done
+for t in "${DAEMONS[@]}"; do printf "0\tmem_rss_fresh\t%s\t%s\n" "$t" "$("$MB" rss "$(server_pid "$t")")" >> "$RES"; done
 log "$MODE mode: $ROUNDS round(s) x ${#WORKLOADS[@]} workloads x ${#TARGETS[@]} targets, interleaved"
 for round in $(seq 1 "$ROUNDS"); do
     # Rotate the target order each round so that no target always runs first or last.
