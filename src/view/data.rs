@@ -5,7 +5,7 @@ use super::access::Subject;
 use super::creds::{AsWriter, Creds};
 use super::events::{text as events_text, FileEvent};
 use super::files::{FileTable, OpenFile};
-use super::lower::{self, cvt, errno, io, proc_path, Result};
+use super::lower::{self, cvt, errno, io, Result};
 use super::remove::Existing;
 use super::StorageView;
 use crate::fuse::abi::{self, fopen};
@@ -91,15 +91,7 @@ impl StorageView {
         // EBUSY) long after the app closed. A given fd (CREATE's, a checked open's) is
         // reopened as O_PATH through its magic link: the same inode, not the name again.
         let path_fd = match fd {
-            Some(fd) => {
-                let path = proc_path(fd.as_raw_fd());
-                // SAFETY: path is NUL-terminated; the magic link reopens the inode behind fd.
-                let raw = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-                io(cvt(raw).map(|raw| {
-                    // SAFETY: a new fd nobody else owns.
-                    unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) }
-                }))?
-            }
+            Some(fd) => io(lower::reopen(fd, libc::O_PATH))?,
             None => self.open_node(node, libc::O_PATH)?,
         };
         // Registered as the writer: passthrough writes keep these credentials.
@@ -341,17 +333,8 @@ impl StorageView {
         let parent = self.nodes.with(node, |n| n.parent).ok_or(libc::ENOENT)?;
         self.posix_may_reach(creds, parent)?;
         let path_fd = self.open_node(node, libc::O_PATH)?;
-        let path = proc_path(path_fd.as_raw_fd());
         let _as = self.act_as(Some(creds))?;
-        // The magic link is itself a symlink: O_NOFOLLOW (the app's, already honoured by the
-        // kernel's lookup of the last name) would make this reopen fail with ELOOP.
-        let flags = (flags & !libc::O_NOFOLLOW) | libc::O_CLOEXEC | libc::O_NOCTTY;
-        // SAFETY: path is NUL-terminated; the magic link reopens the inode behind path_fd.
-        let fd = unsafe { libc::open(path.as_ptr(), flags) };
-        io(cvt(fd).map(|fd| {
-            // SAFETY: a new fd nobody else owns.
-            unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
-        }))
+        io(lower::reopen(path_fd.as_fd(), flags | libc::O_NOCTTY))
     }
 }
 

@@ -4,11 +4,11 @@ use super::access::Subject;
 use super::dirstream::DirStream;
 use super::files::OpenFile;
 use super::lookup::dtype_of_mode;
-use super::lower::{self, cvt, io, proc_path, Result};
+use super::lower::{self, cvt, io, Result};
 use super::StorageView;
 use crate::fuse::{Ctx, DirWriter, Opened};
 use crate::policy::Op;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 
 pub(super) fn opendir(view: &StorageView, ctx: &Ctx, node: u64, _flags: u32) -> Result<Opened> {
     view.check(ctx.uid, Op::ListDir, Subject::Node(node))?;
@@ -19,14 +19,8 @@ pub(super) fn opendir(view: &StorageView, ctx: &Ctx, node: u64, _flags: u32) -> 
             let parent = view.nodes.with(node, |n| n.parent).ok_or(libc::ENOENT)?;
             view.posix_may_reach(&creds, parent)?;
             let path_fd = view.open_node(node, libc::O_PATH)?;
-            let path = proc_path(path_fd.as_raw_fd());
             let _as = view.act_as(Some(&creds))?;
-            // SAFETY: path is NUL-terminated; the result is a new fd nobody else owns.
-            let fd = io(cvt(unsafe {
-                libc::open(path.as_ptr(), flags | libc::O_CLOEXEC)
-            }))?;
-            // SAFETY: as above.
-            unsafe { OwnedFd::from_raw_fd(fd) }
+            io(lower::reopen(path_fd.as_fd(), flags))?
         }
         None => view.open_node(node, flags)?,
     };

@@ -112,7 +112,7 @@ pub fn is_dir_mode(mode: u32) -> bool {
     mode & libc::S_IFMT == libc::S_IFDIR
 }
 
-fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+pub fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     let fd = cvt(fd)?;
     // SAFETY: fd was just returned by the kernel as a new descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -312,6 +312,18 @@ impl DirFlags for std::fs::OpenOptions {
 
 pub fn dup_fd(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     fd.try_clone_to_owned()
+}
+
+/// Opens the inode behind `fd` anew with `flags` (plus `O_CLOEXEC`) through its
+/// `/proc/self/fd` magic link: the same inode, not its name again, e.g. an `O_PATH` fd of a
+/// file made readable, or a file reopened as the thread's current (fs) credentials. The magic
+/// link is itself a symlink, so `O_NOFOLLOW` (a caller's, honoured already when its name was
+/// looked up) is dropped: it would make every reopen fail with ELOOP.
+pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> io::Result<OwnedFd> {
+    let path = proc_path(fd.as_raw_fd());
+    let flags = (flags & !libc::O_NOFOLLOW) | libc::O_CLOEXEC;
+    // SAFETY: path is NUL-terminated; open returns a new fd or -1.
+    owned(unsafe { libc::open(path.as_ptr(), flags) })
 }
 
 /// `/proc/self/fd/N`: lets path-only calls (chmod, xattrs, utimes) act on an `O_PATH` fd

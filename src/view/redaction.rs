@@ -13,6 +13,7 @@ use crate::redact::{
     find_location_ranges, FileVersion, RangeCache, Ranges, RedactSnapshot, RedactStats,
 };
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
 /// Largest file `open_for_app` hands a redacted reader, as a sealed copy in memory: a photo or
@@ -241,7 +242,7 @@ impl StorageView {
                 return Err(libc::EFBIG);
             }
             let located = self.ranges_of(version, || fd.try_clone_to_owned())?;
-            let mem = memfd()?;
+            let mem = std::fs::File::from(memfd()?);
             let mut buf = vec![0u8; 1 << 20];
             let mut offset = 0u64;
             let mut zeroed = 0usize;
@@ -251,7 +252,7 @@ impl StorageView {
                     break;
                 }
                 zeroed += crate::redact::zero_ranges(&mut buf[..n], offset, &located.ranges);
-                write_all_at(mem.as_fd(), offset, &buf[..n])?;
+                io(mem.write_all_at(&buf[..n], offset))?;
                 offset += n as u64;
             }
             if version_of(&io(lower::stat_fd(fd))?) != version {
@@ -260,7 +261,7 @@ impl StorageView {
             if zeroed > 0 {
                 self.redaction.stats.zeroed(zeroed);
             }
-            return sealed_read_only(mem);
+            return sealed_read_only(mem.into());
         }
         Err(libc::EAGAIN)
     }
@@ -268,41 +269,11 @@ impl StorageView {
 
 /// An anonymous in-memory file that can be sealed.
 fn memfd() -> Result<OwnedFd> {
-    // SAFETY: a NUL-terminated name and flags; a new fd nobody else owns on success.
-    let fd = unsafe {
-        libc::memfd_create(
-            c"fusegate-redacted".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        )
-    };
-    io(lower::cvt(fd).map(|fd| {
-        // SAFETY: a new fd nobody else owns.
-        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: a NUL-terminated name and flags; a new fd or -1.
+    io(lower::owned(unsafe {
+        libc::memfd_create(c"fusegate-redacted".as_ptr(), flags)
     }))
-}
-
-fn write_all_at(fd: BorrowedFd<'_>, mut offset: u64, mut data: &[u8]) -> Result<()> {
-    while !data.is_empty() {
-        // SAFETY: pwrite reads data.len() bytes from data; fd is open for the call.
-        let n = unsafe {
-            libc::pwrite(
-                fd.as_raw_fd(),
-                data.as_ptr().cast(),
-                data.len(),
-                offset as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(lower::errno(&e));
-        }
-        data = &data[n as usize..];
-        offset += n as u64;
-    }
-    Ok(())
 }
 
 /// Seals `mem` against every change and hands out a read-only fd of it: the holder can neither
@@ -313,13 +284,7 @@ fn sealed_read_only(mem: OwnedFd) -> Result<OwnedFd> {
     io(lower::cvt(unsafe {
         libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, seals)
     }))?;
-    let path = lower::proc_path(mem.as_raw_fd());
-    // SAFETY: path is NUL-terminated; the magic link reopens the memfd read-only.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    io(lower::cvt(fd).map(|fd| {
-        // SAFETY: a new fd nobody else owns.
-        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
-    }))
+    io(lower::reopen(mem.as_fd(), libc::O_RDONLY))
 }
 
 #[cfg(test)]
