@@ -187,24 +187,7 @@ impl Daemon {
     pub fn mount(mountpoint: &Path, lower: &Path, options: Options) -> Result<Daemon, DaemonError> {
         require_root()?;
         let view = Self::make_view(lower, &options)?;
-        match mount::inspect(mountpoint)? {
-            MountpointState::Free => {}
-            MountpointState::Mounted => {
-                return Err(MountError::AlreadyMounted(mountpoint.display().to_string()).into())
-            }
-            MountpointState::DeadFuse => {
-                log::warn!(
-                    "{} is a dead FUSE mount (its daemon died); detaching it",
-                    mountpoint.display()
-                );
-                mount::detach(mountpoint).map_err(|source| MountError::Inspect {
-                    path: mountpoint.display().to_string(),
-                    source,
-                })?;
-            }
-        }
-        let chan = open_fuse()?;
-        mount::mount(mountpoint, chan.raw_fd(), "fusegate", "fusegate")?;
+        let chan = Self::mount_session(mountpoint)?;
         match Self::serve(chan, view, &options) {
             Ok(mut d) => {
                 log::info!("serving {} on {}", lower.display(), mountpoint.display());

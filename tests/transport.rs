@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    can_mount, daemon_bin, force_unmount, is_mounted, wait_timeout, Mount, MountOptions, TempDir,
-    UnmountOnDrop,
+    can_mount, daemon_bin, force_unmount, is_mounted, platform_mount, wait_timeout, Mount,
+    MountOptions, TempDir, UnmountOnDrop,
 };
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
@@ -284,25 +284,7 @@ fn stopping_an_attached_io_uring_session_returns_promptly() {
     let mnt = TempDir::new("mnt");
     std::fs::write(lower.path().join("f"), b"x").unwrap();
     // Play the platform: open /dev/fuse, mount it, hand the fd over.
-    // SAFETY: plain open of the device; the fd is handed to the daemon below.
-    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    assert!(fd >= 0);
-    let target = std::ffi::CString::new(mnt.path().to_str().unwrap()).unwrap();
-    let opts = std::ffi::CString::new(format!(
-        "fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other"
-    ))
-    .unwrap();
-    // SAFETY: NUL-terminated strings that live across the call.
-    let r = unsafe {
-        libc::mount(
-            c"platform".as_ptr(),
-            target.as_ptr(),
-            c"fuse.platform".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            opts.as_ptr().cast(),
-        )
-    };
-    assert_eq!(r, 0, "mount: {}", std::io::Error::last_os_error());
+    let fd = platform_mount(mnt.path(), libc::O_CLOEXEC);
     let _unmount = UnmountOnDrop(mnt.path().to_path_buf());
     // SAFETY: fd is ours and nothing else uses it.
     let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };

@@ -112,6 +112,31 @@ pub fn force_unmount(path: &Path) {
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
+/// Plays the platform (vold): opens /dev/fuse (with `flags`) and mounts a FUSE session of it
+/// on `mnt`, returning the fd that a daemon is then handed.
+pub fn platform_mount(mnt: &Path, flags: i32) -> i32 {
+    // SAFETY: plain open of the device; the caller owns the fd.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | flags) };
+    assert!(fd >= 0);
+    let target = std::ffi::CString::new(mnt.to_str().unwrap()).unwrap();
+    let opts = std::ffi::CString::new(format!(
+        "fd={fd},rootmode=40000,user_id=0,group_id=0,allow_other"
+    ))
+    .unwrap();
+    // SAFETY: NUL-terminated strings that live across the call.
+    let r = unsafe {
+        libc::mount(
+            c"platform".as_ptr(),
+            target.as_ptr(),
+            c"fuse.platform".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            opts.as_ptr().cast(),
+        )
+    };
+    assert_eq!(r, 0, "mount: {}", std::io::Error::last_os_error());
+    fd
+}
+
 #[derive(Clone, Debug)]
 pub struct MountOptions {
     pub passthrough: bool,
