@@ -709,7 +709,9 @@ fn a_redacted_open_stays_redacted_across_a_restart() {
     // SAFETY: chmod of our own scratch dir, so that the app process can leave a mark in it.
     unsafe { libc::chmod(c(flags.path().to_str().unwrap()).as_ptr(), 0o777) };
     let (ready, go) = (flags.path().join("ready"), flags.path().join("go"));
+    std::fs::create_dir_all(m.lower_path("Download")).unwrap();
     let path = m.path("DCIM/gps.jpg");
+    let copy = m.path("Download/copy.jpg");
     let len = photo.len();
     let reader = {
         let (ready, go) = (ready.clone(), go.clone());
@@ -725,12 +727,33 @@ fn a_redacted_open_stays_redacted_across_a_restart() {
                 };
                 let before = pread(fd);
                 std::fs::write(&ready, b"").map_err(|_| -1)?;
+                // Bounded: if the test fails first, this process must not wait forever.
+                let deadline = Instant::now() + Duration::from_secs(60);
                 while !go.exists() {
+                    if Instant::now() > deadline {
+                        return Err(libc::ETIMEDOUT);
+                    }
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 let after = pread(fd);
+                // copy_file_range from the same handle into the app's own file: the new
+                // server must not copy the original bytes below the app's redacted reads.
+                let out =
+                    common::sys::open(&copy, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o644)?;
+                let (mut off_in, mut off_out) = (0i64, 0i64);
+                while (off_in as usize) < len {
+                    // SAFETY: two open fds and offsets in locals.
+                    let n = unsafe {
+                        libc::copy_file_range(fd, &mut off_in, out, &mut off_out, len, 0)
+                    };
+                    if n <= 0 {
+                        break;
+                    }
+                }
+                common::sys::close(out);
                 common::sys::close(fd);
-                Ok([before, after].concat())
+                let copied = common::sys::read_file(&copy)?;
+                Ok([before, after, copied].concat())
             })
         })
     };
@@ -744,14 +767,25 @@ fn a_redacted_open_stays_redacted_across_a_restart() {
     unsafe { libc::kill(old as i32, libc::SIGKILL) };
     wait_for_new_server(m.pid(), old);
     std::fs::write(&go, b"").unwrap();
-    let both = reader.join().unwrap().expect("the reader's calls");
-    let (before, after) = both.split_at(both.len() / 2);
-    assert_eq!(before.len(), len);
+    let all = reader.join().unwrap().expect("the reader's calls");
+    assert_eq!(
+        all.len(),
+        3 * len,
+        "two reads and a copy of {len} bytes each"
+    );
+    let (before, rest) = all.split_at(len);
+    let (after, copied) = rest.split_at(len);
     assert!(before != &photo[..], "the first server served the location");
     assert!(
         after == before,
         "after the restart the open read {} differing bytes (the original: {})",
         after.iter().zip(before).filter(|(a, b)| a != b).count(),
         after == &photo[..]
+    );
+    assert!(
+        copied == before,
+        "copy_file_range after the restart copied {} differing bytes (the original: {})",
+        copied.iter().zip(before).filter(|(a, b)| a != b).count(),
+        copied == &photo[..]
     );
 }
