@@ -649,11 +649,6 @@ impl HeldSession {
         self.epoch = self.epoch.wrapping_add(1).max(1);
         Daemon::resume_view(session, workers, state, self.epoch, view, lower, &options)
     }
-
-    /// How many servers this session has had.
-    pub fn servers(&self) -> u16 {
-        self.epoch
-    }
 }
 
 impl Drop for Daemon {
