@@ -88,11 +88,14 @@ impl StorageView {
         // The kernel keeps the registered file for as long as the id lives, and reopens it
         // with the daemon's credentials at each passthrough open, so it must be O_PATH: a
         // kept write-mode file would hold the lower mount writable (`remount,ro` fails with
-        // EBUSY) long after the app closed. A given fd (CREATE's, a checked open's) is
-        // reopened as O_PATH through its magic link: the same inode, not the name again.
-        let path_fd = match fd {
-            Some(fd) => io(lower::reopen(fd, libc::O_PATH))?,
-            None => self.open_node(node, libc::O_PATH)?,
+        // EBUSY) long after the app closed. It is opened by the node's handle, which names
+        // the inode (and its generation), not by name: half the cost of reopening a given fd
+        // (CREATE's, a checked open's) through its /proc magic link, which is the fallback
+        // when the handle no longer opens (the file was deleted meanwhile).
+        let path_fd = match (self.open_node(node, libc::O_PATH), fd) {
+            (Ok(path_fd), _) => path_fd,
+            (Err(_), Some(fd)) => io(lower::reopen(fd, libc::O_PATH))?,
+            (Err(e), None) => return Err(e),
         };
         // Registered as the writer: passthrough writes keep these credentials.
         let id = {
@@ -295,6 +298,12 @@ impl StorageView {
                 }
             }
         }
+        // Only regular files are read, written, synced or truncated through a node: opening
+        // anything else for I/O could block the worker for good (a fifo waits for its peer)
+        // or act on a device. The kernel never asks that of a special file; a bad request can.
+        if flags & libc::O_PATH == 0 && self.node_kind(node)? != libc::S_IFREG {
+            return Err(libc::EINVAL);
+        }
         Ok(IoFd::Own(self.open_node(node, flags)?))
     }
 
@@ -345,8 +354,12 @@ pub(super) fn open(
     flags: u32,
     open_flags: u32,
 ) -> Result<Opened> {
-    if view.node_kind(node)? == libc::S_IFDIR {
-        return Err(libc::EISDIR);
+    match view.node_kind(node)? {
+        libc::S_IFREG => {}
+        libc::S_IFDIR => return Err(libc::EISDIR),
+        // The kernel opens special files and follows symlinks itself, never through OPEN;
+        // serving one could block the worker (a fifo waits for its peer).
+        _ => return Err(libc::EINVAL),
     }
     let f = flags as i32;
     let acc = f & libc::O_ACCMODE;
