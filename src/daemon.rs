@@ -114,6 +114,8 @@ pub struct Stats {
     pub userspace_refused: u64,
     pub backing_registered: u64,
     pub backing_released: u64,
+    /// Directory entries whose lower inodes were read ahead of READDIRPLUS listings.
+    pub prefetched_entries: u64,
     pub nodes: u64,
     pub open_files: u64,
 }
@@ -124,7 +126,8 @@ impl fmt::Display for Stats {
             f,
             "requests {} (errors {}, malformed {}, interrupts {}); opens: passthrough {}, userspace {} ({} redacted); \
              userspace bytes: read {}, written {}; redaction: {} bytes zeroed, finder {} runs in {} us ({} conservative, {} failed), \
-             range cache {} hits / {} misses; denials {}; backing ids {} registered / {} released; nodes {}; open files {}",
+             range cache {} hits / {} misses; denials {}; backing ids {} registered / {} released; \
+             listing prefetch {} entries; nodes {}; open files {}",
             self.requests,
             self.errors,
             self.malformed,
@@ -144,6 +147,7 @@ impl fmt::Display for Stats {
             self.denials,
             self.backing_registered,
             self.backing_released,
+            self.prefetched_entries,
             self.nodes,
             self.open_files
         )?;
@@ -507,6 +511,7 @@ impl Daemon {
             userspace_refused: v.userspace_refused.load(Relaxed),
             backing_registered: v.backing_registered.load(Relaxed),
             backing_released: v.backing_released.load(Relaxed),
+            prefetched_entries: self.view.prefetched_entries(),
             nodes: self.view.node_count() as u64,
             open_files: self.view.open_files() as u64,
             ..Stats::default()

@@ -609,3 +609,113 @@ fn no_xattrs_by_default_and_the_kernel_stops_asking() {
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
+
+/// Names in a directory listed through libc's readdir, `rewind_after` entries in (then from
+/// the start again, to the end).
+fn list_with_rewind(dir: &Path, rewind_after: usize) -> Vec<Vec<u8>> {
+    let cdir = c(dir);
+    // SAFETY: cdir is NUL-terminated; the DIR is closed below.
+    let d = unsafe { libc::opendir(cdir.as_ptr()) };
+    assert!(!d.is_null(), "opendir {dir:?}: {}", err());
+    let mut names = Vec::new();
+    let mut rewound = false;
+    loop {
+        // SAFETY: d is an open DIR; the entry is valid until the next readdir on it.
+        let e = unsafe { libc::readdir(d) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: d_name of a returned entry is NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr((*e).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+        if !rewound && names.len() == rewind_after {
+            rewound = true;
+            names.clear();
+            // SAFETY: d is an open DIR.
+            unsafe { libc::rewinddir(d) };
+        }
+    }
+    // SAFETY: d is an open DIR, closed once.
+    unsafe { libc::closedir(d) };
+    names
+}
+
+/// A listing far longer than the prefetch reads ahead (READDIRPLUS chunks, with the lower
+/// inodes read ahead by the prefetch thread) gives every entry once, with its own attributes,
+/// also after a rewind, and while entries it has not reached yet are removed.
+#[test]
+fn long_listings_with_prefetch_are_complete_and_exact() {
+    if !can_mount() {
+        return;
+    }
+    const FILES: usize = 3000;
+    let mut m = Mount::new(MountOptions::default());
+    std::fs::create_dir(m.lower_path("big")).unwrap();
+    for i in 0..FILES {
+        std::fs::write(m.lower_path(&format!("big/f{i}")), vec![b'x'; i % 97]).unwrap();
+    }
+    let size_of = |name: &[u8]| -> usize {
+        let i: usize = std::str::from_utf8(&name[1..]).unwrap().parse().unwrap();
+        i % 97
+    };
+
+    // A first listing with a stat of every entry (what `ls -l` does), rewound on the way.
+    let names = list_with_rewind(&m.path("big"), 700);
+    let unique: std::collections::BTreeSet<_> = names.iter().cloned().collect();
+    assert_eq!(names.len(), FILES, "every entry once");
+    assert_eq!(unique.len(), FILES);
+    for name in &names {
+        let p = m.path("big").join(std::ffi::OsStr::from_bytes(name));
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!(md.len() as usize, size_of(name), "{p:?}");
+    }
+
+    // Entries removed behind the listing's back, ahead of where it is: the others all come.
+    std::fs::create_dir(m.lower_path("big2")).unwrap();
+    for i in 0..FILES {
+        std::fs::write(m.lower_path(&format!("big2/f{i}")), vec![b'y'; i % 97]).unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut removed = std::collections::BTreeSet::new();
+    for (n, e) in std::fs::read_dir(m.path("big2")).unwrap().enumerate() {
+        let e = e.unwrap();
+        let name = e.file_name().as_bytes().to_vec();
+        if n == 100 {
+            for i in (0..FILES).step_by(3) {
+                let victim = format!("f{i}").into_bytes();
+                if !seen.contains(&victim) && victim != name {
+                    std::fs::remove_file(m.path("big2").join(format!("f{i}"))).unwrap();
+                    removed.insert(victim);
+                }
+            }
+        }
+        match e.metadata() {
+            Ok(md) => assert_eq!(md.len() as usize, size_of(&name), "{name:?}"),
+            Err(e) => assert!(removed.contains(&name), "{name:?}: {e}"),
+        }
+        assert!(seen.insert(name), "an entry came twice");
+    }
+    for i in 0..FILES {
+        let name = format!("f{i}").into_bytes();
+        assert!(
+            seen.contains(&name) || removed.contains(&name),
+            "f{i} was never listed"
+        );
+    }
+
+    assert!(m.stop().success());
+    let log = m.log_text();
+    let stats = log
+        .lines()
+        .find(|l| l.contains("final stats"))
+        .unwrap_or_else(|| panic!("no final stats line:\n{log}"));
+    let prefetched: u64 = stats
+        .split("listing prefetch ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no prefetch count: {stats}"));
+    assert!(prefetched > 0, "the listings were read ahead: {stats}");
+}

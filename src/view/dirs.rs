@@ -5,6 +5,7 @@ use super::dirstream::DirStream;
 use super::files::OpenFile;
 use super::lookup::dtype_of_mode;
 use super::lower::{self, cvt, io, Result};
+use super::prefetch::ListingAhead;
 use super::StorageView;
 use crate::fuse::{Ctx, DirWriter, Opened};
 use crate::policy::Op;
@@ -27,6 +28,7 @@ pub(super) fn opendir(view: &StorageView, ctx: &Ctx, node: u64, _flags: u32) -> 
     let fh = view.files.insert(OpenFile::Dir {
         node,
         stream: std::sync::Mutex::new(DirStream::new(fd)),
+        ahead: std::sync::Mutex::new(ListingAhead::default()),
     });
     // Never FOPEN_CACHE_DIR: listings are filtered per caller.
     Ok(Opened {
@@ -48,6 +50,7 @@ pub(super) fn readdir(
     let OpenFile::Dir {
         node: dnode,
         stream,
+        ahead,
     } = &*file
     else {
         return Err(libc::EBADF);
@@ -56,11 +59,20 @@ pub(super) fn readdir(
         return Err(libc::EBADF);
     }
     let mut stream = stream.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ahead = ahead.lock().unwrap_or_else(|e| e.into_inner());
+    if stream.position() != offset {
+        ahead.moved();
+    }
     io(stream.seek(offset))?;
     let parent_facts = view.dir_facts(node)?;
     let dirfd = io(lower::dup_fd(stream.fd().as_fd()))?;
     let judged = view.judged(ctx.uid);
     let plus = out.is_plus();
+    if plus {
+        // Each entry will cost a lower lookup: have the inodes ahead of us read meanwhile.
+        view.prefetch
+            .ahead_of(stream.fd().as_fd(), offset, &mut ahead);
+    }
     while let Some(e) = io(stream.peek())? {
         let (ino, next, name) = (e.ino, e.next_offset, e.name.to_vec());
         let mut dtype = e.dtype as u32;
@@ -76,6 +88,7 @@ pub(super) fn readdir(
                 Ok(st) => dtype = dtype_of_mode(st.st_mode),
                 Err(_) => {
                     stream.advance();
+                    ahead.served_one();
                     continue;
                 }
             }
@@ -83,6 +96,7 @@ pub(super) fn readdir(
         let is_dir = dtype == libc::DT_DIR as u32;
         if judged && !view.listed_in(ctx.uid, &parent_facts, dirfd.as_fd(), &name, is_dir)? {
             stream.advance();
+            ahead.served_one();
             continue;
         }
         if !out.fits(&name) {
@@ -96,6 +110,7 @@ pub(super) fn readdir(
                 }
                 Err(_) => {
                     stream.advance();
+                    ahead.served_one();
                     continue;
                 }
             }
@@ -103,6 +118,7 @@ pub(super) fn readdir(
             out.push(ino, next, dtype, &name, None);
         }
         stream.advance();
+        ahead.served_one();
     }
     Ok(())
 }

@@ -90,6 +90,11 @@ impl DirStream {
         }
     }
 
+    /// The cookie the stream continues from.
+    pub fn position(&self) -> u64 {
+        self.next_offset
+    }
+
     pub fn fd(&self) -> &OwnedFd {
         &self.fd
     }

@@ -29,6 +29,8 @@ pub enum OpenFile {
     Dir {
         node: u64,
         stream: Mutex<DirStream>,
+        /// Where the listing's READDIRPLUS prefetch stands (locked after `stream`).
+        ahead: Mutex<super::prefetch::ListingAhead>,
     },
 }
 

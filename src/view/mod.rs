@@ -18,6 +18,7 @@ mod lower;
 mod nodes;
 mod open_for_app;
 mod ops;
+mod prefetch;
 mod privileges;
 mod recover;
 mod redaction;
@@ -132,6 +133,8 @@ pub struct StorageView {
     pub stats: ViewStats,
     /// Location ranges by file version, and the redaction counters.
     redaction: Redaction,
+    /// Reads lower inodes ahead of READDIRPLUS listings.
+    prefetch: prefetch::Prefetch,
     /// Shared (not owned) so that a server started after this one on the same session (an
     /// in-process restart) keeps feeding the listeners of this one.
     pub denials: Arc<DenialLog>,
@@ -176,6 +179,7 @@ impl StorageView {
             path_epoch: AtomicU64::new(0),
             stats: ViewStats::default(),
             redaction: Redaction::default(),
+            prefetch: prefetch::Prefetch::default(),
             denials: Arc::new(DenialLog::default()),
             events: Arc::new(events::new_feed()),
         })
@@ -373,6 +377,11 @@ impl StorageView {
         }
         let fd = io(self.lower.open_handle(&handle, libc::O_PATH))?;
         Ok(self.dir_fds.insert(id, fd))
+    }
+
+    /// Directory entries whose lower inodes were read ahead of READDIRPLUS listings.
+    pub fn prefetched_entries(&self) -> u64 {
+        self.prefetch.counts.entries.load(Relaxed)
     }
 
     pub(crate) fn node_kind(&self, id: u64) -> Result<u32> {
