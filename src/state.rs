@@ -158,6 +158,39 @@ impl StateMap {
         Some(unsafe { self.base.add(off) })
     }
 
+    /// Gives back the memory of records `from` up to the high-water mark (whole pages freed,
+    /// a partial one zeroed: only records at or past `from` are touched). Their next write
+    /// maps fresh zeroed pages.
+    pub fn release_from(&self, from: u64, size: usize) -> io::Result<()> {
+        let hw = self.high_water();
+        if from >= hw {
+            return Ok(());
+        }
+        let bound = |i: u64| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| i.checked_mul(size)?.checked_add(HEADER))
+                .map_or(self.len, |off| off.min(self.len))
+        };
+        let (start, end) = (bound(from), bound(hw));
+        if start >= end {
+            return Ok(());
+        }
+        // SAFETY: fallocate on the state fd we hold, inside its size (KEEP_SIZE).
+        let r = unsafe {
+            libc::fallocate(
+                self._fd.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                start as libc::off_t,
+                (end - start) as libc::off_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// One past the highest record index ever handed out.
     pub fn high_water(&self) -> u64 {
         self.word64(OFF_HIGH_WATER).load(Ordering::Relaxed)
@@ -210,5 +243,27 @@ mod tests {
         assert_eq!(unsafe { *b.existing(100, 96).unwrap() }, 42);
         assert!(b.existing(101, 96).is_none());
         assert!(b.record(u64::MAX / 2, 96).is_none());
+    }
+
+    #[test]
+    fn released_records_give_their_memory_back_and_read_as_empty() {
+        let fd = create().unwrap();
+        let probe = fd.try_clone().unwrap();
+        let blocks = || nix::sys::stat::fstat(probe.as_raw_fd()).unwrap().st_blocks;
+        let m = StateMap::map(fd).unwrap();
+        for i in 0..20_000u64 {
+            // SAFETY: each record is 96 bytes inside the mapping.
+            unsafe { *m.record(i, 96).unwrap() = 1 };
+        }
+        let full = blocks();
+        assert!(full >= (20_000 * 96 / 512) as i64, "{full} blocks");
+        m.release_from(10, 96).unwrap();
+        assert!(blocks() < full / 100, "{} blocks left of {full}", blocks());
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(*m.record(9, 96).unwrap(), 1, "below the cut: kept");
+            assert_eq!(*m.record(10, 96).unwrap(), 0);
+            assert_eq!(*m.record(19_999, 96).unwrap(), 0);
+        }
     }
 }

@@ -500,6 +500,36 @@ impl NodeTable {
         }
     }
 
+    /// Gives back the restart state's memory above the highest node id in use (after the
+    /// kernel forgot many nodes; called with the allocator trim).
+    pub fn release_journal_tail(&self) {
+        let Some(j) = &self.journal else {
+            return;
+        };
+        let cut = (0..SHARDS)
+            .map(|si| match self.lock(si).len {
+                0 => 0,
+                len => join(si, (len - 1) as u32) + 1,
+            })
+            .max()
+            .unwrap_or(0);
+        if let Err(e) = j.release_from(cut, recover::RECORD) {
+            log::debug!("restart state: cannot give back records past {cut}: {e}");
+            return;
+        }
+        // A node registered past the cut meanwhile may have lost its record: write it again.
+        for si in 0..SHARDS {
+            let mut shard = self.lock(si);
+            let first = (cut >> SHARD_BITS).saturating_sub(1) as usize;
+            for slot in first..shard.len {
+                let id = join(si, slot as u32);
+                if let Some(node) = shard.get_mut(slot as u32).filter(|_| id >= cut) {
+                    recover::write(j, id, &node.record());
+                }
+            }
+        }
+    }
+
     /// Fills an empty table with recorded nodes, at their ids. Returns `(id, parent, ino)` of
     /// the nodes whose names were not recorded (see [`NodeTable::rename_restored`]).
     pub fn restore(&self, records: Vec<(u64, Record)>) -> Vec<(u64, u64, u64)> {
@@ -1408,6 +1438,47 @@ mod tests {
             t.register(found(ROOT_ID, b"x", handle(1), ino, 1), ino % 1000 == 0);
         }
         assert_eq!(t.caller_dependent_entries().len(), 5);
+    }
+
+    #[test]
+    fn forgotten_nodes_give_their_restart_records_back_and_survivors_keep_theirs() {
+        let fd = crate::state::create().unwrap();
+        let probe = fd.try_clone().unwrap();
+        let blocks = || {
+            nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&probe))
+                .unwrap()
+                .st_blocks
+        };
+        let state = Arc::new(StateMap::map(fd).unwrap());
+        let mut t = table();
+        t.attach_journal(state.clone());
+        let keep = t
+            .register(found(ROOT_ID, b"keep", handle(1), 1, 1), false)
+            .nodeid;
+        let ids: Vec<u64> = (2..20_002u64)
+            .map(|ino| {
+                t.register(
+                    found(ROOT_ID, b"f", handle((ino % 250) as u8), ino, 1),
+                    false,
+                )
+                .nodeid
+            })
+            .collect();
+        let full = blocks();
+        for id in ids {
+            t.forget(id, 1);
+        }
+        t.release_journal_tail();
+        assert!(blocks() < full / 20, "{} of {full} blocks left", blocks());
+        let again = t
+            .register(found(ROOT_ID, b"new", handle(9), 99_999, 1), false)
+            .nodeid;
+        let fresh = table();
+        fresh.restore(recover::read_all(&state, ROOT_ID + 1));
+        assert_eq!(fresh.count(), 2);
+        let name = |id| fresh.with(id, |n| n.name.as_bytes().to_vec());
+        assert_eq!(name(keep), Some(b"keep".to_vec()));
+        assert_eq!(name(again), Some(b"new".to_vec()));
     }
 
     #[test]
