@@ -158,31 +158,41 @@ impl StateMap {
         Some(unsafe { self.base.add(off) })
     }
 
-    /// Gives back the memory of records `from` up to the high-water mark (whole pages freed,
-    /// a partial one zeroed: only records at or past `from` are touched). Their next write
-    /// maps fresh zeroed pages.
-    pub fn release_from(&self, from: u64, size: usize) -> io::Result<()> {
-        let hw = self.high_water();
-        if from >= hw {
-            return Ok(());
-        }
-        let bound = |i: u64| {
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| i.checked_mul(size)?.checked_add(HEADER))
-                .map_or(self.len, |off| off.min(self.len))
+    /// Reads the file at `off` into `buf` through the fd, not the mapping: reading a hole
+    /// through a shared mapping would allocate the page this is meant to find empty.
+    pub fn read_at(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+        let off = i64::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: pread into a buffer of buf.len() bytes from the fd we hold.
+        let n = unsafe {
+            libc::pread(
+                self._fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                off,
+            )
         };
-        let (start, end) = (bound(from), bound(hw));
-        if start >= end {
-            return Ok(());
+        if n < 0 {
+            return Err(io::Error::last_os_error());
         }
-        // SAFETY: fallocate on the state fd we hold, inside its size (KEEP_SIZE).
+        if (n as usize) < buf.len() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
+
+    /// Frees the memory of `len` bytes at `off`; they read as zeros afterwards and take fresh
+    /// pages when written again.
+    pub fn punch(&self, off: usize, len: usize) -> io::Result<()> {
+        if off < HEADER || off.checked_add(len).map_or(true, |end| end > self.len) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: fallocate on the state fd we hold, inside its size (KEEP_SIZE), past the header.
         let r = unsafe {
             libc::fallocate(
                 self._fd.as_raw_fd(),
                 libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                start as libc::off_t,
-                (end - start) as libc::off_t,
+                off as libc::off_t,
+                len as libc::off_t,
             )
         };
         if r < 0 {
@@ -246,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn released_records_give_their_memory_back_and_read_as_empty() {
+    fn punched_pages_give_their_memory_back_and_read_as_zeros() {
         let fd = create().unwrap();
         let probe = fd.try_clone().unwrap();
         let blocks = || nix::sys::stat::fstat(probe.as_raw_fd()).unwrap().st_blocks;
@@ -257,13 +267,15 @@ mod tests {
         }
         let full = blocks();
         assert!(full >= (20_000 * 96 / 512) as i64, "{full} blocks");
-        m.release_from(10, 96).unwrap();
-        assert!(blocks() < full / 100, "{} blocks left of {full}", blocks());
+        m.punch(HEADER + 4096, 20_000 * 96).unwrap();
+        let left = blocks();
+        assert!(left < full / 50, "{left} blocks left of {full}");
+        let mut b = [9u8; 4];
+        m.read_at(HEADER + 4096, &mut b).unwrap();
+        assert_eq!(b, [0; 4]);
+        assert_eq!(blocks(), left, "reading through the fd allocates nothing");
         // SAFETY: as above.
-        unsafe {
-            assert_eq!(*m.record(9, 96).unwrap(), 1, "below the cut: kept");
-            assert_eq!(*m.record(10, 96).unwrap(), 0);
-            assert_eq!(*m.record(19_999, 96).unwrap(), 0);
-        }
+        unsafe { assert_eq!(*m.record(0, 96).unwrap(), 1, "before the hole: kept") };
+        assert!(m.punch(0, 4096).is_err(), "the header is never punched");
     }
 }

@@ -253,7 +253,7 @@ impl StorageView {
         const TRIM_EVERY: u64 = 16 * 1024;
         if self.forgotten_since_trim.fetch_add(1, Relaxed) + 1 >= TRIM_EVERY {
             self.forgotten_since_trim.store(0, Relaxed);
-            self.nodes.release_journal_tail();
+            self.nodes.release_journal_pages();
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             // SAFETY: malloc_trim only walks the allocator's own free lists.
             unsafe {

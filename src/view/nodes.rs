@@ -500,30 +500,25 @@ impl NodeTable {
         }
     }
 
-    /// Gives back the restart state's memory above the highest node id in use (after the
-    /// kernel forgot many nodes; called with the allocator trim).
-    pub fn release_journal_tail(&self) {
+    /// Gives back the restart state's pages whose nodes the kernel all forgot (called with
+    /// the allocator trim).
+    pub fn release_journal_pages(&self) {
         let Some(j) = &self.journal else {
             return;
         };
-        let cut = (0..SHARDS)
-            .map(|si| match self.lock(si).len {
-                0 => 0,
-                len => join(si, (len - 1) as u32) + 1,
-            })
-            .max()
-            .unwrap_or(0);
-        if let Err(e) = j.release_from(cut, recover::RECORD) {
-            log::debug!("restart state: cannot give back records past {cut}: {e}");
+        // The scan reads every record: worth it only once most of them are empty.
+        if self.count() as u64 * 2 > j.high_water() {
             return;
         }
-        // A node registered past the cut meanwhile may have lost its record: write it again.
-        for si in 0..SHARDS {
-            let mut shard = self.lock(si);
-            let first = (cut >> SHARD_BITS).saturating_sub(1) as usize;
-            for slot in first..shard.len {
-                let id = join(si, slot as u32);
-                if let Some(node) = shard.get_mut(slot as u32).filter(|_| id >= cut) {
+        // A node registered into a freed page meanwhile may have lost its record: write the
+        // live nodes of those pages again, each under its shard's lock.
+        for range in recover::release_empty(j) {
+            for id in range {
+                let Some((si, slot)) = split(id) else {
+                    continue;
+                };
+                let mut shard = self.lock(si);
+                if let Some(node) = shard.get_mut(slot) {
                     recover::write(j, id, &node.record());
                 }
             }
@@ -1468,7 +1463,7 @@ mod tests {
         for id in ids {
             t.forget(id, 1);
         }
-        t.release_journal_tail();
+        t.release_journal_pages();
         assert!(blocks() < full / 20, "{} of {full} blocks left", blocks());
         let again = t
             .register(found(ROOT_ID, b"new", handle(9), 99_999, 1), false)

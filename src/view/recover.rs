@@ -9,7 +9,7 @@
 
 use super::lower::Handle;
 use super::StorageView;
-use crate::state::StateMap;
+use crate::state::{StateMap, HEADER};
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 
@@ -75,19 +75,69 @@ pub fn clear(map: &StateMap, id: u64) {
     }
 }
 
+/// Frees the pages of the state file that hold only empty records (the kernel forgot their
+/// nodes), reading the records through the fd. Returns the id ranges freed: a node written
+/// into one while this ran lost its record, so the caller writes their live nodes again.
+pub fn release_empty(map: &StateMap) -> Vec<std::ops::Range<u64>> {
+    const PAGE: usize = 4096;
+    let end = HEADER + map.high_water() as usize * RECORD;
+    let mut page = vec![0u8; PAGE + 2 * RECORD];
+    let mut freed: Vec<std::ops::Range<u64>> = Vec::new();
+    // Pages from the first one wholly past the header; a record straddling two pages keeps both.
+    let mut at = HEADER.next_multiple_of(PAGE);
+    while at + PAGE <= end {
+        let first = ((at - HEADER) / RECORD) as u64;
+        let last = ((at + PAGE - 1 - HEADER) / RECORD) as u64;
+        let from = HEADER + first as usize * RECORD;
+        let span = (last - first + 1) as usize * RECORD;
+        if map.read_at(from, &mut page[..span]).is_err() {
+            break;
+        }
+        let all_empty = page[..span]
+            .chunks_exact(RECORD)
+            .all(|r| u32::from_le_bytes([r[0], r[1], r[2], r[3]]) == EMPTY);
+        // An all-zero page is a hole already (or was never written): nothing to free.
+        let zero = page[..span].iter().all(|&b| b == 0);
+        if all_empty && !zero && map.punch(at, PAGE).is_ok() {
+            match freed.last_mut() {
+                Some(r) if r.end >= first => r.end = last + 1,
+                _ => freed.push(first..last + 1),
+            }
+        }
+        at += PAGE;
+    }
+    freed
+}
+
 /// Every recorded node, `(id, record)`, ids below `first_id` skipped (the root is rebuilt).
 pub fn read_all(map: &StateMap, first_id: u64) -> Vec<(u64, Record)> {
+    // Read through the fd, a batch of records at a time: touching the pages freed by
+    // `release_empty` through the shared mapping would allocate them all again.
+    const BATCH: u64 = 256;
     let mut out = Vec::new();
-    for id in first_id..map.high_water() {
-        let Some(p) = map.existing(id, RECORD) else {
+    let mut buf = vec![0u8; BATCH as usize * RECORD];
+    let end = map.high_water();
+    let mut id = first_id;
+    while id < end {
+        let n = (end - id).min(BATCH);
+        let bytes = &mut buf[..n as usize * RECORD];
+        let Some(off) = usize::try_from(id)
+            .ok()
+            .and_then(|i| i.checked_mul(RECORD)?.checked_add(HEADER))
+        else {
             break;
         };
-        let mut b = [0u8; RECORD];
-        // SAFETY: p points at RECORD bytes of the mapping; no server writes it now.
-        unsafe { std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), RECORD) };
-        if let Some(r) = decode(&b) {
-            out.push((id, r));
+        if map.read_at(off, bytes).is_err() {
+            break;
         }
+        for (k, chunk) in bytes.chunks_exact(RECORD).enumerate() {
+            let mut b = [0u8; RECORD];
+            b.copy_from_slice(chunk);
+            if let Some(r) = decode(&b) {
+                out.push((id + k as u64, r));
+            }
+        }
+        id += n;
     }
     out
 }
