@@ -789,3 +789,69 @@ fn a_redacted_open_stays_redacted_across_a_restart() {
         copied == &photo[..]
     );
 }
+
+/// The server's shared memory (the restart records in the state memfd), in KiB.
+fn shmem_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssShmem:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records of nodes the kernel forgot give their memory back, the nodes still held keep
+/// theirs, and a new server reads them without faulting the freed pages back in.
+#[test]
+fn forgotten_nodes_give_their_restart_records_back() {
+    if !can_mount() {
+        return;
+    }
+    // More forgets than one allocator-trim period (16,384), few enough for the arm64 guest.
+    const FILES: usize = 17_500;
+    const KEPT: usize = 50;
+    let m = supervised();
+    std::fs::create_dir(m.lower_path("d")).unwrap();
+    for i in 0..FILES {
+        std::fs::write(m.lower_path(&format!("d/f{i}")), i.to_string()).unwrap();
+    }
+    for i in 0..FILES {
+        std::fs::symlink_metadata(m.path(&format!("d/f{i}"))).unwrap();
+    }
+    let server = server_of(m.pid()).unwrap();
+    let full = shmem_kib(server);
+    assert!(full >= (FILES * 96 / 1024) as u64, "{full} KiB of records");
+    // Unlinking through the mount makes the kernel forget each node (more than one
+    // allocator-trim period of forgets).
+    for i in KEPT..FILES {
+        std::fs::remove_file(m.path(&format!("d/f{i}"))).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shmem_kib(server) > full / 4 {
+        assert!(
+            Instant::now() < deadline,
+            "records still hold {} of {full} KiB",
+            shmem_kib(server)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill with the pid of the supervisor's child.
+    unsafe { libc::kill(server as i32, libc::SIGKILL) };
+    let (next, _) = wait_for_new_server(m.pid(), server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.log_text().contains("INIT already done, skipped") {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for i in 0..KEPT {
+        assert_eq!(
+            std::fs::read_to_string(m.path(&format!("d/f{i}"))).unwrap(),
+            i.to_string()
+        );
+    }
+    assert!(
+        shmem_kib(next) < full / 4,
+        "the new server mapped {} of {full} KiB",
+        shmem_kib(next)
+    );
+}
