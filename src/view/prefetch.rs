@@ -13,7 +13,7 @@ use super::lower;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// How far ahead of the entries a listing has served the inodes are read (entries).
 const AHEAD: u64 = 1024;
@@ -60,7 +60,7 @@ struct Job {
 #[derive(Default)]
 pub struct Prefetch {
     /// Dropping it (with the view) ends the thread.
-    queue: OnceLock<Option<Mutex<SyncSender<Job>>>>,
+    queue: OnceLock<Option<SyncSender<Job>>>,
     pub counts: Arc<PrefetchCounts>,
 }
 
@@ -97,23 +97,16 @@ impl Prefetch {
             skip: start - ahead.served,
             count: end - start,
         };
-        let sent = queue
-            .lock()
-            .map_err(|_| ())
-            .and_then(|q| match q.try_send(job) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(()),
-            });
-        match sent {
+        match queue.try_send(job) {
             Ok(()) => ahead.asked_until = end,
-            Err(()) => {
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.counts.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
     /// The job queue, with its thread started on first use (`None` if it cannot start).
-    fn queue(&self) -> Option<&Mutex<SyncSender<Job>>> {
+    fn queue(&self) -> Option<&SyncSender<Job>> {
         self.queue
             .get_or_init(|| {
                 let (tx, rx) = sync_channel::<Job>(QUEUE);
@@ -127,7 +120,7 @@ impl Prefetch {
                         }
                     });
                 match spawned {
-                    Ok(_) => Some(Mutex::new(tx)),
+                    Ok(_) => Some(tx),
                     Err(e) => {
                         log::warn!("no READDIRPLUS prefetch: cannot start its thread: {e}");
                         None
