@@ -589,12 +589,7 @@ fn no_xattrs_by_default_and_the_kernel_stops_asking() {
         assert_eq!(set, -1);
         assert_eq!(errno(), libc::EOPNOTSUPP);
     }
-    assert!(m.stop().success());
-    let log = m.log_text();
-    let stats = log
-        .lines()
-        .find(|l| l.contains("final stats"))
-        .unwrap_or_else(|| panic!("no final stats line:\n{log}"));
+    let stats = stop_for_final_stats(&mut m);
     let count = |op: &str| -> u64 {
         stats
             .split_whitespace()
@@ -604,6 +599,16 @@ fn no_xattrs_by_default_and_the_kernel_stops_asking() {
     for op in ["getxattr", "listxattr", "setxattr"] {
         assert_eq!(count(op), 1, "{op} round trips after 100 calls: {stats}");
     }
+}
+
+/// Stops the daemon and returns the stats line it logs on the way out.
+fn stop_for_final_stats(m: &mut Mount) -> String {
+    assert!(m.stop().success());
+    let log = m.log_text();
+    log.lines()
+        .find(|l| l.contains("final stats"))
+        .unwrap_or_else(|| panic!("no final stats line:\n{log}"))
+        .to_string()
 }
 
 fn errno() -> i32 {
@@ -705,12 +710,7 @@ fn long_listings_with_prefetch_are_complete_and_exact() {
         );
     }
 
-    assert!(m.stop().success());
-    let log = m.log_text();
-    let stats = log
-        .lines()
-        .find(|l| l.contains("final stats"))
-        .unwrap_or_else(|| panic!("no final stats line:\n{log}"));
+    let stats = stop_for_final_stats(&mut m);
     let prefetched: u64 = stats
         .split("listing prefetch ")
         .nth(1)
