@@ -141,15 +141,18 @@ impl StateMap {
         self.word32(OFF_NEGOTIATED_SET).store(1, Ordering::Release);
     }
 
-    /// Record `i` of `size` bytes, or `None` past the end of the file.
-    pub fn record(&self, i: u64, size: usize) -> Option<*mut u8> {
+    /// Where record `i` of `size` bytes starts in the file, or `None` past its end.
+    pub fn record_offset(&self, i: u64, size: usize) -> Option<usize> {
         let off = usize::try_from(i)
             .ok()?
             .checked_mul(size)?
             .checked_add(HEADER)?;
-        if off.checked_add(size)? > self.len {
-            return None;
-        }
+        (off.checked_add(size)? <= self.len).then_some(off)
+    }
+
+    /// Record `i` of `size` bytes, or `None` past the end of the file.
+    pub fn record(&self, i: u64, size: usize) -> Option<*mut u8> {
+        let off = self.record_offset(i, size)?;
         let hw = self.word64(OFF_HIGH_WATER);
         if hw.load(Ordering::Relaxed) <= i {
             hw.fetch_max(i + 1, Ordering::Relaxed);

@@ -80,7 +80,13 @@ pub fn clear(map: &StateMap, id: u64) {
 /// into one while this ran lost its record, so the caller writes their live nodes again.
 pub fn release_empty(map: &StateMap) -> Vec<std::ops::Range<u64>> {
     const PAGE: usize = 4096;
-    let end = HEADER + map.high_water() as usize * RECORD;
+    let Some(end) = map
+        .high_water()
+        .checked_sub(1)
+        .and_then(|last| map.record_offset(last, RECORD).map(|off| off + RECORD))
+    else {
+        return Vec::new();
+    };
     let mut page = vec![0u8; PAGE + 2 * RECORD];
     let mut freed: Vec<std::ops::Range<u64>> = Vec::new();
     // Pages from the first one wholly past the header; a record straddling two pages keeps both.
@@ -88,14 +94,16 @@ pub fn release_empty(map: &StateMap) -> Vec<std::ops::Range<u64>> {
     while at + PAGE <= end {
         let first = ((at - HEADER) / RECORD) as u64;
         let last = ((at + PAGE - 1 - HEADER) / RECORD) as u64;
-        let from = HEADER + first as usize * RECORD;
+        let Some(from) = map.record_offset(first, RECORD) else {
+            break;
+        };
         let span = (last - first + 1) as usize * RECORD;
         if map.read_at(from, &mut page[..span]).is_err() {
             break;
         }
         let all_empty = page[..span]
             .chunks_exact(RECORD)
-            .all(|r| u32::from_le_bytes([r[0], r[1], r[2], r[3]]) == EMPTY);
+            .all(|r| state_of(r) == EMPTY);
         // An all-zero page is a hole already (or was never written): nothing to free.
         let zero = page[..span].iter().all(|&b| b == 0);
         if all_empty && !zero && map.punch(at, PAGE).is_ok() {
@@ -121,10 +129,7 @@ pub fn read_all(map: &StateMap, first_id: u64) -> Vec<(u64, Record)> {
     while id < end {
         let n = (end - id).min(BATCH);
         let bytes = &mut buf[..n as usize * RECORD];
-        let Some(off) = usize::try_from(id)
-            .ok()
-            .and_then(|i| i.checked_mul(RECORD)?.checked_add(HEADER))
-        else {
+        let Some(off) = map.record_offset(id, RECORD) else {
             break;
         };
         if map.read_at(off, bytes).is_err() {
@@ -142,6 +147,11 @@ pub fn read_all(map: &StateMap, first_id: u64) -> Vec<(u64, Record)> {
     out
 }
 
+/// A record's state word (EMPTY, LIVE or WRITING).
+fn state_of(record: &[u8]) -> u32 {
+    u32::from_le_bytes([record[0], record[1], record[2], record[3]])
+}
+
 fn decode(b: &[u8; RECORD]) -> Option<Record> {
     let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let u64_at = |i: usize| {
@@ -149,7 +159,7 @@ fn decode(b: &[u8; RECORD]) -> Option<Record> {
         x.copy_from_slice(&b[i..i + 8]);
         u64::from_le_bytes(x)
     };
-    let state = u32_at(0);
+    let state = state_of(b);
     if state != LIVE && state != WRITING {
         return None;
     }
