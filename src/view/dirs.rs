@@ -71,7 +71,7 @@ pub(super) fn readdir(
     if plus {
         // Each entry will cost a lower lookup: have the inodes ahead of us read meanwhile.
         view.prefetch
-            .ahead_of(stream.fd().as_fd(), offset, &mut ahead);
+            .ahead_of(stream.fd().as_fd(), offset, stream.consumed(), &mut ahead);
     }
     while let Some(e) = io(stream.peek())? {
         let (ino, next, name) = (e.ino, e.next_offset, e.name.to_vec());
@@ -88,7 +88,6 @@ pub(super) fn readdir(
                 Ok(st) => dtype = dtype_of_mode(st.st_mode),
                 Err(_) => {
                     stream.advance();
-                    ahead.served_one();
                     continue;
                 }
             }
@@ -96,7 +95,6 @@ pub(super) fn readdir(
         let is_dir = dtype == libc::DT_DIR as u32;
         if judged && !view.listed_in(ctx.uid, &parent_facts, dirfd.as_fd(), &name, is_dir)? {
             stream.advance();
-            ahead.served_one();
             continue;
         }
         if !out.fits(&name) {
@@ -110,7 +108,6 @@ pub(super) fn readdir(
                 }
                 Err(_) => {
                     stream.advance();
-                    ahead.served_one();
                     continue;
                 }
             }
@@ -118,7 +115,6 @@ pub(super) fn readdir(
             out.push(ino, next, dtype, &name, None);
         }
         stream.advance();
-        ahead.served_one();
     }
     Ok(())
 }

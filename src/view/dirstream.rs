@@ -14,6 +14,8 @@ pub struct DirStream {
     end: usize,
     /// The offset the next entry in `buf[pos..]` continues from (what the kernel sends back).
     next_offset: u64,
+    /// Entries consumed since the stream was opened or moved by a seek.
+    consumed: u64,
 }
 
 /// One entry, borrowed from the stream's buffer.
@@ -34,6 +36,7 @@ impl DirStream {
             pos: 0,
             end: 0,
             next_offset: 0,
+            consumed: 0,
         }
     }
 
@@ -51,6 +54,7 @@ impl DirStream {
         self.pos = 0;
         self.end = 0;
         self.next_offset = offset;
+        self.consumed = 0;
         Ok(())
     }
 
@@ -85,6 +89,7 @@ impl DirStream {
             let reclen = u16::from_ne_bytes([rest[16], rest[17]]) as usize;
             self.next_offset = e.next_offset;
             self.pos += reclen.max(1);
+            self.consumed += 1;
         } else {
             self.pos = self.end;
         }
@@ -93,6 +98,11 @@ impl DirStream {
     /// The cookie the stream continues from.
     pub fn position(&self) -> u64 {
         self.next_offset
+    }
+
+    /// Entries consumed (`.` and `..` included) since it was opened or moved by a seek.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
     }
 
     pub fn fd(&self) -> &OwnedFd {

@@ -25,21 +25,15 @@ const FIRST_CHUNK: u64 = 32;
 /// Jobs waiting; each holds one directory fd, so this also bounds the fds prefetch holds.
 const QUEUE: usize = 2;
 
-/// Where one listing is, and how far its prefetch was asked to go (kept with its stream).
+/// How far the prefetch of one listing was asked to go (kept with its stream).
 #[derive(Debug, Default)]
 pub struct ListingAhead {
-    /// Entries the listing has served since it was opened or last moved by a seek.
-    served: u64,
-    /// The entry count the prefetch was asked to reach.
+    /// The count of the listing's entries (as its stream counts them) the prefetch was asked
+    /// to reach.
     asked_until: u64,
 }
 
 impl ListingAhead {
-    /// The listing served one more entry.
-    pub fn served_one(&mut self) {
-        self.served += 1;
-    }
-
     /// The listing was moved somewhere else: what was read ahead says nothing about it.
     pub fn moved(&mut self) {
         *self = ListingAhead::default();
@@ -51,7 +45,8 @@ struct Job {
     dir: OwnedFd,
     /// The listing's position (a getdents cookie) when the job was made.
     from: u64,
-    /// Entries past `from` the worker will reach on its own before the prefetch could help.
+    /// Entries past `from` (`.` and `..` included) the worker will reach on its own before the
+    /// prefetch could help.
     skip: u64,
     /// Entries to stat after those.
     count: u64,
@@ -74,14 +69,14 @@ pub struct PrefetchCounts {
 
 impl Prefetch {
     /// Called by a READDIRPLUS before it serves entries from `from` (the cookie the listing
-    /// is at): queues the next stretch to read ahead when the listing is close to the end of
-    /// what was asked before. `dir` is the listing's fd.
-    pub fn ahead_of(&self, dir: BorrowedFd<'_>, from: u64, ahead: &mut ListingAhead) {
-        if ahead.served + LOW_WATER < ahead.asked_until {
+    /// is at, after `served` entries): queues the next stretch to read ahead when the listing
+    /// is close to the end of what was asked before. `dir` is the listing's fd.
+    pub fn ahead_of(&self, dir: BorrowedFd<'_>, from: u64, served: u64, ahead: &mut ListingAhead) {
+        if served + LOW_WATER < ahead.asked_until {
             return;
         }
-        let start = ahead.asked_until.max(ahead.served + FIRST_CHUNK);
-        let end = ahead.served + AHEAD;
+        let start = ahead.asked_until.max(served + FIRST_CHUNK);
+        let end = served + AHEAD;
         if start >= end {
             return;
         }
@@ -94,7 +89,7 @@ impl Prefetch {
         let job = Job {
             dir,
             from,
-            skip: start - ahead.served,
+            skip: start - served,
             count: end - start,
         };
         match queue.try_send(job) {
@@ -131,27 +126,24 @@ impl Prefetch {
     }
 }
 
-/// Stats the job's entries; returns how many it stat'ed.
+/// Stats the job's entries (counted as the listing's stream counts them, `.` and `..`
+/// included, which are not stat'ed); returns how many it stat'ed.
 fn run(job: Job) -> u64 {
     let mut stream = DirStream::new(job.dir);
     if stream.seek(job.from).is_err() {
         return 0;
     }
-    let (mut seen, mut warmed) = (0u64, 0u64);
-    while warmed < job.count {
+    let mut warmed = 0u64;
+    while stream.consumed() < job.skip + job.count {
         let name = match stream.peek() {
-            Ok(Some(e)) if e.name == b"." || e.name == b".." => None,
-            Ok(Some(e)) => Some(e.name.to_vec()),
+            Ok(Some(e)) => e.name.to_vec(),
             _ => break,
         };
-        if let Some(name) = name {
-            if seen >= job.skip {
-                if let Ok(c) = lower::cname(&name) {
-                    let _ = lower::stat_at(stream.fd().as_fd(), &c);
-                }
-                warmed += 1;
+        if stream.consumed() >= job.skip && name != b"." && name != b".." {
+            if let Ok(c) = lower::cname(&name) {
+                let _ = lower::stat_at(stream.fd().as_fd(), &c);
             }
-            seen += 1;
+            warmed += 1;
         }
         stream.advance();
     }
@@ -199,9 +191,20 @@ mod tests {
             skip,
             count,
         };
-        assert_eq!(run(job(0, 10)), 10);
-        assert_eq!(run(job(45, 10)), 5, "only 5 entries are left past 45");
-        assert_eq!(run(job(60, 10)), 0);
+        // 52 entries with `.` and `..`, which are counted but not stat'ed.
+        let first = run(job(0, 10));
+        assert!((8..=10).contains(&first), "{first}");
+        assert_eq!(
+            first + run(job(10, 100)),
+            50,
+            "two stretches cover all once"
+        );
+        assert_eq!(
+            run(job(0, 45)) + run(job(45, 10)),
+            50,
+            "a stretch past 45 stats only the 7 entries left there"
+        );
+        assert_eq!(run(job(52, 10)), 0);
         std::fs::remove_dir_all(d).unwrap();
     }
 
@@ -210,29 +213,24 @@ mod tests {
         let prefetch = Prefetch::default();
         let (d, f) = dir_with(3000);
         let mut ahead = ListingAhead::default();
-        prefetch.ahead_of(f.as_fd(), 0, &mut ahead);
+        prefetch.ahead_of(f.as_fd(), 0, 0, &mut ahead);
         assert_eq!(ahead.asked_until, AHEAD);
-        for _ in 0..100 {
-            ahead.served_one();
-        }
-        prefetch.ahead_of(f.as_fd(), 0, &mut ahead);
+        prefetch.ahead_of(f.as_fd(), 0, 100, &mut ahead);
         assert_eq!(ahead.asked_until, AHEAD, "far from the end of the stretch");
-        for _ in 0..500 {
-            ahead.served_one();
-        }
-        prefetch.ahead_of(f.as_fd(), 0, &mut ahead);
+        prefetch.ahead_of(f.as_fd(), 0, 600, &mut ahead);
         assert_eq!(ahead.asked_until, 600 + AHEAD);
         ahead.moved();
-        assert_eq!((ahead.served, ahead.asked_until), (0, 0));
+        assert_eq!(ahead.asked_until, 0);
         // The thread works through what was queued (or the queue was full and a job dropped).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let counts = &prefetch.counts;
-        while counts.entries.load(Ordering::Relaxed) < AHEAD - FIRST_CHUNK
-            && std::time::Instant::now() < deadline
+        // The first job's stretch, less `.` and `..` if they fall in it.
+        let first = AHEAD - FIRST_CHUNK - 2;
+        while counts.entries.load(Ordering::Relaxed) < first && std::time::Instant::now() < deadline
         {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        assert!(counts.entries.load(Ordering::Relaxed) >= AHEAD - FIRST_CHUNK);
+        assert!(counts.entries.load(Ordering::Relaxed) >= first);
         std::fs::remove_dir_all(d).unwrap();
     }
 }
