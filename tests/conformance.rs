@@ -647,6 +647,41 @@ fn list_with_rewind(dir: &Path, rewind_after: usize) -> Vec<Vec<u8>> {
     names
 }
 
+/// A plain listing (names only, as `ls` or `find -name` read it) looks up only the few
+/// entries of the READDIRPLUS reply that starts it: the kernel asks for the rest with READDIR
+/// until the caller looks entries up, so a long first PLUS reply would cost a lower lookup
+/// and a kernel inode per entry that nobody asked about.
+#[test]
+fn a_plain_listing_looks_up_only_its_first_entries() {
+    if !can_mount() {
+        return;
+    }
+    const FILES: usize = 3000;
+    let mut m = Mount::new(MountOptions::default());
+    std::fs::create_dir(m.lower_path("plain")).unwrap();
+    for i in 0..FILES {
+        std::fs::write(m.lower_path(&format!("plain/f{i}")), b"").unwrap();
+    }
+    let names = list_with_rewind(&m.path("plain"), usize::MAX);
+    assert_eq!(names.len(), FILES, "every entry once");
+
+    let stats = stop_for_final_stats(&mut m);
+    let nodes: u64 = stats
+        .split("; nodes ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no node count: {stats}"));
+    assert!(
+        nodes <= 40,
+        "a plain listing of {FILES} entries made {nodes} nodes: {stats}"
+    );
+    assert!(
+        stats.contains("listing prefetch 0 entries"),
+        "a plain listing read inodes ahead: {stats}"
+    );
+}
+
 /// A listing far longer than the prefetch reads ahead (READDIRPLUS chunks, with the lower
 /// inodes read ahead by the prefetch thread) gives every entry once, with its own attributes,
 /// also after a rewind, and while entries it has not reached yet are removed.

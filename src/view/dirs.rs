@@ -38,6 +38,9 @@ pub(super) fn opendir(view: &StorageView, ctx: &Ctx, node: u64, _flags: u32) -> 
     })
 }
 
+/// Entries (besides `.` and `..`) in the READDIRPLUS reply at a listing's start.
+const FIRST_PLUS_ENTRIES: usize = 32;
+
 pub(super) fn readdir(
     view: &StorageView,
     ctx: &Ctx,
@@ -68,7 +71,17 @@ pub(super) fn readdir(
     let dirfd = io(lower::dup_fd(stream.fd().as_fd()))?;
     let judged = view.judged(ctx.uid);
     let plus = out.is_plus();
-    if plus {
+    // The kernel asks for a listing's start with READDIRPLUS whatever the caller does next; it
+    // keeps asking PLUS only once the caller has looked entries up (`ls -l`, `find`). A short
+    // first reply keeps a plain `ls` from paying a lower lookup and a kernel inode per entry,
+    // and costs `ls -l` one more round trip.
+    let plus_at_start = plus && offset == 0;
+    let mut plus_left = if plus_at_start {
+        FIRST_PLUS_ENTRIES
+    } else {
+        usize::MAX
+    };
+    if plus && !plus_at_start {
         // Each entry will cost a lower lookup: have the inodes ahead of us read meanwhile.
         view.prefetch
             .ahead_of(stream.fd().as_fd(), offset, stream.consumed(), &mut ahead);
@@ -97,10 +110,11 @@ pub(super) fn readdir(
             stream.advance();
             continue;
         }
-        if !out.fits(&name) {
+        if !out.fits(&name) || plus_left == 0 {
             break;
         }
         if plus {
+            plus_left -= 1;
             // READDIRPLUS entries count as lookups; one that vanished is skipped.
             match view.lookup_in(0, node, dirfd.as_fd(), &name, &parent_facts) {
                 Ok(entry) => {

@@ -68,7 +68,8 @@ pub struct PrefetchCounts {
 }
 
 impl Prefetch {
-    /// Called by a READDIRPLUS before it serves entries from `from` (the cookie the listing
+    /// Called by a READDIRPLUS past the listing's start (which `dirs::readdir` answers short,
+    /// without prefetch) before it serves entries from `from` (the cookie the listing
     /// is at, after `served` entries): queues the next stretch to read ahead when the listing
     /// is close to the end of what was asked before. `dir` is the listing's fd.
     pub fn ahead_of(&self, dir: BorrowedFd<'_>, from: u64, served: u64, ahead: &mut ListingAhead) {
