@@ -131,46 +131,119 @@ pub const WRITER_ID: u32 = 65534;
 /// changing the fsuid away from 0 clears the effective file-system capabilities, which are
 /// raised again from the permitted set. The kernel keeps these credentials for passthrough
 /// writes when a backing file is registered under them.
+///
+/// It runs around every userspace write and backing registration, so it costs five system
+/// calls: two to switch, one to check, one `capset` of a set read once per thread, and the
+/// restoring `setfsuid(0)` (which raises the file-system capabilities again by itself) with
+/// its `setfsgid`.
 pub struct AsWriter {
-    saved: Option<(u32, u32)>,
+    saved_gid: Option<u32>,
+}
+
+/// `capget`/`capset`'s header and data (`linux/capability.h`, version 3: two 32-bit words).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+thread_local! {
+    /// This thread's capabilities with every permitted one effective, read on first use.
+    /// The worker's permitted set only ever shrinks, at start; a `capset` refused after a
+    /// change reads it again.
+    static RAISED: std::cell::Cell<Option<[CapData; 2]>> = const { std::cell::Cell::new(None) };
+}
+
+fn caps_raised() -> io::Result<[CapData; 2]> {
+    if let Some(raised) = RAISED.get() {
+        return Ok(raised);
+    }
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two CapData (version 3) into `data` and reads the header.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for d in &mut data {
+        d.effective = d.permitted;
+    }
+    RAISED.set(Some(data));
+    Ok(data)
+}
+
+fn raise_caps() -> io::Result<()> {
+    let set = |data: &[CapData; 2]| {
+        let mut header = CapHeader {
+            version: CAP_VERSION_3,
+            pid: 0,
+        };
+        // SAFETY: capset reads the header and two CapData; it changes only this thread.
+        unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) == 0 }
+    };
+    if set(&caps_raised()?) {
+        return Ok(());
+    }
+    RAISED.set(None);
+    if set(&caps_raised()?) {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 impl AsWriter {
     pub fn new() -> io::Result<AsWriter> {
-        // SAFETY: an invalid id changes nothing and reports the current one.
-        let (fsuid, fsgid) = unsafe { (libc::setfsuid(u32::MAX), libc::setfsgid(u32::MAX)) };
-        let (fsuid, fsgid) = (fsuid as u32, fsgid as u32);
-        if fsuid != 0 {
-            // Already not root (acting for a POSIX caller, or an unprivileged daemon).
-            return Ok(AsWriter { saved: None });
+        // SAFETY: setfsgid/setfsuid change only this thread's fs ids and report the previous
+        // ones; the switch is checked below.
+        let (old_gid, old_uid) = unsafe {
+            (
+                libc::setfsgid(WRITER_ID) as u32,
+                libc::setfsuid(WRITER_ID) as u32,
+            )
+        };
+        if old_uid != 0 {
+            // Already not root (acting for a POSIX caller, or an unprivileged daemon): write
+            // as that, unchanged.
+            // SAFETY: as above, back to the previous ids.
+            unsafe {
+                libc::setfsuid(old_uid);
+                libc::setfsgid(old_gid);
+            }
+            return Ok(AsWriter { saved_gid: None });
         }
         let guard = AsWriter {
-            saved: Some((fsuid, fsgid)),
+            saved_gid: Some(old_gid),
         };
-        // SAFETY: setfsgid/setfsuid change only this thread's fs ids; verified below.
-        unsafe {
-            libc::setfsgid(WRITER_ID);
-            libc::setfsuid(WRITER_ID);
-        }
-        // SAFETY: as above; -1 changes nothing.
-        let now = unsafe { libc::setfsuid(u32::MAX) } as u32;
-        if now != WRITER_ID {
+        // SAFETY: an invalid id changes nothing and reports the current one.
+        if unsafe { libc::setfsuid(u32::MAX) } as u32 != WRITER_ID {
             return Err(io::Error::from_raw_os_error(libc::EPERM));
         }
-        let permitted = caps::read(None, caps::CapSet::Permitted).map_err(io::Error::other)?;
-        caps::set(None, caps::CapSet::Effective, &permitted).map_err(io::Error::other)?;
+        raise_caps()?;
         Ok(guard)
     }
 }
 
 impl Drop for AsWriter {
     fn drop(&mut self) {
-        if let Some((fsuid, fsgid)) = self.saved {
-            // SAFETY: back to this thread's previous fs ids (0: the file-system capabilities
-            // are raised from the permitted set again, and they already are).
+        if let Some(gid) = self.saved_gid {
+            // SAFETY: back to fsuid 0 (the file-system capabilities are raised from the
+            // permitted set again, and they already are) and the previous fsgid.
             unsafe {
-                libc::setfsuid(fsuid);
-                libc::setfsgid(fsgid);
+                libc::setfsuid(0);
+                libc::setfsgid(gid);
             }
         }
     }
@@ -187,6 +260,38 @@ mod tests {
         st.st_uid = uid;
         st.st_gid = gid;
         st
+    }
+
+    /// Needs root (CI runs as root): the switch to the writer ids and back, on a thread of
+    /// its own (fs ids are per thread), with the file-system capabilities effective all along.
+    #[test]
+    fn as_writer_switches_ids_keeps_capabilities_and_restores() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs the unit tests as root"
+            );
+            return;
+        }
+        std::thread::spawn(|| {
+            let effective = || caps::read(None, caps::CapSet::Effective).unwrap();
+            let before = effective();
+            for _ in 0..3 {
+                let w = AsWriter::new().unwrap();
+                // SAFETY: an invalid id changes nothing and reports the current one.
+                let (uid, gid) = unsafe { (libc::setfsuid(u32::MAX), libc::setfsgid(u32::MAX)) };
+                assert_eq!((uid as u32, gid as u32), (WRITER_ID, WRITER_ID));
+                assert!(effective().contains(&caps::Capability::CAP_DAC_OVERRIDE));
+                drop(w);
+                // SAFETY: as above.
+                let (uid, gid) = unsafe { (libc::setfsuid(u32::MAX), libc::setfsgid(u32::MAX)) };
+                assert_eq!((uid, gid), (0, 0));
+                assert_eq!(effective(), before);
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

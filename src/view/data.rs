@@ -135,7 +135,8 @@ impl StorageView {
 
     /// Answers an allowed open of `node`: passthrough when the file carries no location,
     /// else a userspace fd (zeroing the location for a redacted reader). `fd` is an
-    /// already-open lower fd (from CREATE, or a checked open), reused instead of reopening.
+    /// already-open lower fd (from CREATE, or a checked open), reused instead of reopening;
+    /// `st` its attributes if the caller has just read them.
     pub(super) fn finish_open(
         &self,
         uid: u32,
@@ -143,6 +144,7 @@ impl StorageView {
         flags: u32,
         decision: Decision,
         fd: Option<OwnedFd>,
+        st: Option<&libc::stat>,
     ) -> Result<Opened> {
         let redacted = decision == Decision::AllowRedacted;
         let writes =
@@ -153,7 +155,7 @@ impl StorageView {
             self.forget_location(node);
         }
         // Decided by the file version's content, the same for every caller.
-        let located = match self.locate(node, fd.as_ref().map(|f| f.as_fd())) {
+        let located = match self.locate(node, fd.as_ref().map(|f| f.as_fd()), st) {
             Ok(l) => Some(l),
             // Unknown location: never the original bytes to a redacted reader.
             Err(e) if redacted => return Err(e),
@@ -386,7 +388,7 @@ pub(super) fn open(
             kill_suidgid(fd.as_raw_fd())?;
         }
     }
-    view.finish_open(ctx.uid, node, flags, decision, fd)
+    view.finish_open(ctx.uid, node, flags, decision, fd, None)
 }
 
 #[allow(clippy::too_many_arguments)] // the FUSE request has that many fields
@@ -409,10 +411,18 @@ pub(super) fn create(
     // Then (without O_EXCL) this is an open of that file, decided like any other open, unless
     // the caller may not even see it: then it is judged as a creation, so that the answer
     // never tells whether a hidden name exists.
-    let existing = match view.existing_child(ctx.uid, dir.as_fd(), name) {
-        Ok(child) if view.may_see(ctx.uid, parent, name, &child)? => Some(child),
-        Ok(_) | Err(libc::ENOENT) => None,
-        Err(e) => return Err(e),
+    // An exclusive create the rules allow needs no look first: the lower create answers
+    // EEXIST for an existing name, visible or hidden, as the look would have led to.
+    let allowed_new = flags as i32 & libc::O_EXCL != 0
+        && view.check_new(ctx.uid, Op::Create, parent, name).is_ok();
+    let existing = if allowed_new {
+        None
+    } else {
+        match view.existing_child(ctx.uid, dir.as_fd(), name) {
+            Ok(child) if view.may_see(ctx.uid, parent, name, &child)? => Some(child),
+            Ok(_) | Err(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        }
     };
     let (fd, created, decision) = match existing {
         Some(_) if flags as i32 & libc::O_EXCL != 0 => return Err(libc::EEXIST),
@@ -440,7 +450,9 @@ pub(super) fn create(
             (fd, false, decision)
         }
         None => {
-            view.check_new(ctx.uid, Op::Create, parent, name)?;
+            if !allowed_new {
+                view.check_new(ctx.uid, Op::Create, parent, name)?;
+            }
             let fd = {
                 let _as = view.act_as(creds.as_ref())?;
                 io(lower::open_at(
@@ -475,7 +487,7 @@ pub(super) fn create(
         &st,
         policy::caller_dependent(&facts.target()),
     )?;
-    match view.finish_open(ctx.uid, entry.nodeid, flags, decision, Some(fd)) {
+    match view.finish_open(ctx.uid, entry.nodeid, flags, decision, Some(fd), Some(&st)) {
         Ok(opened) => Ok((entry, opened)),
         Err(e) => {
             // The kernel never saw this entry: undo its lookup count.

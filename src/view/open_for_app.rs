@@ -114,7 +114,7 @@ impl StorageView {
             // As a FUSE read of a redacted open: the location zeroed (a sealed copy), and no
             // write, which would store zeros the reader was shown. An unknown location is an
             // error, never the original.
-            if self.locate(node, Some(fd.as_fd()))?.has_location() {
+            if self.locate(node, Some(fd.as_fd()), None)?.has_location() {
                 if wants_write {
                     return Err(libc::EACCES);
                 }

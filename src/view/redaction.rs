@@ -68,6 +68,13 @@ impl RedactedView {
 }
 
 /// The version `st` describes.
+/// Where the finder reads a file version: an fd at hand, or the node's file, opened for it.
+#[derive(Clone, Copy)]
+enum ReadFrom<'a> {
+    Fd(BorrowedFd<'a>),
+    Node(u64),
+}
+
 fn version_of(st: &libc::stat) -> FileVersion {
     let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
     FileVersion {
@@ -109,10 +116,16 @@ impl StorageView {
     /// The location of `node`'s current version. `fd` is a readable lower fd of it if the open
     /// already has one; otherwise the file is only stat'ed, and opened when its version is not
     /// cached. A read failure is EIO and is not cached.
-    pub(super) fn locate(&self, node: u64, fd: Option<BorrowedFd<'_>>) -> Result<Located> {
-        let st = match fd {
-            Some(fd) => io(lower::stat_fd(fd))?,
-            None => self.stat_node(node)?,
+    pub(super) fn locate(
+        &self,
+        node: u64,
+        fd: Option<BorrowedFd<'_>>,
+        st: Option<&libc::stat>,
+    ) -> Result<Located> {
+        let st = match (st, fd) {
+            (Some(st), _) => *st,
+            (None, Some(fd)) => io(lower::stat_fd(fd))?,
+            (None, None) => self.stat_node(node)?,
         };
         let version = version_of(&st);
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -121,12 +134,11 @@ impl StorageView {
                 ranges: Arc::new(Ranges::default()),
             });
         }
-        self.ranges_of(version, || match fd {
-            Some(fd) => fd.try_clone_to_owned(),
-            None => self
-                .open_node(node, libc::O_RDONLY)
-                .map_err(std::io::Error::from_raw_os_error),
-        })
+        let from = match fd {
+            Some(fd) => ReadFrom::Fd(fd),
+            None => ReadFrom::Node(node),
+        };
+        self.ranges_of(version, from)
     }
 
     /// The lower file's attributes: by name in its parent's cached directory fd (one system
@@ -148,18 +160,23 @@ impl StorageView {
         io(lower::stat_fd(fd.as_fd()))
     }
 
-    /// The ranges of `version`, cached or found by reading the fd `open` gives.
-    fn ranges_of(
-        &self,
-        version: FileVersion,
-        open: impl FnOnce() -> std::io::Result<OwnedFd>,
-    ) -> Result<Located> {
+    /// The ranges of `version`, cached or found by reading it from `from`.
+    fn ranges_of(&self, version: FileVersion, from: ReadFrom<'_>) -> Result<Located> {
         let r = &self.redaction;
         let ranges = r
             .cache
             .get_or_find(version, &r.stats, || {
-                let fd = open()?;
-                find_location_ranges(version.size, |off, buf| pread(fd.as_fd(), off, buf))
+                let opened;
+                let fd = match from {
+                    ReadFrom::Fd(fd) => fd,
+                    ReadFrom::Node(node) => {
+                        opened = self
+                            .open_node(node, libc::O_RDONLY)
+                            .map_err(std::io::Error::from_raw_os_error)?;
+                        opened.as_fd()
+                    }
+                };
+                find_location_ranges(version.size, |off, buf| pread(fd, off, buf))
             })
             .map_err(|e| {
                 log::warn!("inode {}: location unknown: {e}", version.ino);
@@ -177,7 +194,7 @@ impl StorageView {
         let version = version_of(&io(lower::stat_fd(fd))?);
         let mut held = view.located.lock().unwrap_or_else(|p| p.into_inner());
         if held.version != version {
-            *held = self.ranges_of(version, || fd.try_clone_to_owned())?;
+            *held = self.ranges_of(version, ReadFrom::Fd(fd))?;
         }
         Ok(Arc::clone(&held.ranges))
     }
@@ -224,7 +241,7 @@ impl StorageView {
         if decision != crate::policy::Decision::AllowRedacted {
             return Ok(());
         }
-        let located = self.locate(node, Some(fd))?;
+        let located = self.locate(node, Some(fd), None)?;
         let zeroed = crate::redact::zero_ranges(buf, offset, &located.ranges);
         if zeroed > 0 {
             self.redaction.stats.zeroed(zeroed);
@@ -241,7 +258,7 @@ impl StorageView {
             if version.size > REDACTED_COPY_MAX {
                 return Err(libc::EFBIG);
             }
-            let located = self.ranges_of(version, || fd.try_clone_to_owned())?;
+            let located = self.ranges_of(version, ReadFrom::Fd(fd))?;
             let mem = std::fs::File::from(memfd()?);
             let mut buf = vec![0u8; 1 << 20];
             let mut offset = 0u64;
