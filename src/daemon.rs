@@ -344,6 +344,7 @@ impl Daemon {
         if let Some(mut session) = self.session.take() {
             session.stop();
             session.join();
+            self.view.finish_giving_back();
             self.view.denials.wake();
             self.view.events.wake();
         }
@@ -538,6 +539,7 @@ impl Daemon {
         if let Some(mut session) = self.session.take() {
             session.stop();
             session.join();
+            self.view.finish_giving_back();
             self.view.release_backing();
             self.view.denials.wake();
             self.view.events.wake();

@@ -47,7 +47,7 @@ use redaction::Redaction;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -114,7 +114,8 @@ pub enum ViewError {
 
 pub struct StorageView {
     lower: Lower,
-    nodes: NodeTable,
+    /// Shared with the thread that gives memory back (`forgotten`).
+    nodes: Arc<NodeTable>,
     files: FileTable,
     dir_fds: DirFds,
     policy: Arc<Policy>,
@@ -127,6 +128,8 @@ pub struct StorageView {
     owner_warned: AtomicBool,
     /// Nodes forgotten since the allocator was last asked to give memory back.
     forgotten_since_trim: AtomicU64,
+    /// The thread giving memory back, if one was started (at most one runs).
+    giving_back: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Bumped whenever paths change under known nodes (a directory moved, a `.nomedia` came
     /// or went): cached decisions carry it and are void once it moves on.
     path_epoch: AtomicU64,
@@ -166,7 +169,7 @@ impl StorageView {
         root.nlookup = 1;
         Ok(StorageView {
             lower,
-            nodes: NodeTable::new(root),
+            nodes: Arc::new(NodeTable::new(root)),
             files: FileTable::default(),
             dir_fds: DirFds::new(dirfds::CAPACITY),
             policy,
@@ -176,6 +179,7 @@ impl StorageView {
             umask: process_umask(),
             owner_warned: AtomicBool::new(false),
             forgotten_since_trim: AtomicU64::new(0),
+            giving_back: Mutex::new(None),
             path_epoch: AtomicU64::new(0),
             stats: ViewStats::default(),
             redaction: Redaction::default(),
@@ -246,19 +250,49 @@ impl StorageView {
         let _ = self.kernel.set(kernel);
     }
 
-    /// Counts a forgotten node; after many, asks the allocator to return freed memory to the
-    /// system (the kernel forgets in bulk under memory pressure, which is exactly when it
-    /// matters). glibc keeps freed heap otherwise; musl's allocator returns it by itself.
+    /// Counts a forgotten node; after many, gives memory back to the system (the kernel
+    /// forgets in bulk under memory pressure, which is exactly when it matters): the restart
+    /// state's pages of forgotten nodes, and the allocator's free heap (glibc keeps it
+    /// otherwise; musl's allocator returns it by itself). On a thread of its own: the scan of
+    /// the restart state reads every record (96 MB at a million nodes) and the trim walks the
+    /// whole heap, milliseconds that no request should wait for.
     fn forgotten(&self) {
         const TRIM_EVERY: u64 = 16 * 1024;
-        if self.forgotten_since_trim.fetch_add(1, Relaxed) + 1 >= TRIM_EVERY {
-            self.forgotten_since_trim.store(0, Relaxed);
-            self.nodes.release_journal_pages();
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            // SAFETY: malloc_trim only walks the allocator's own free lists.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+        if self.forgotten_since_trim.fetch_add(1, Relaxed) + 1 < TRIM_EVERY {
+            return;
+        }
+        self.forgotten_since_trim.store(0, Relaxed);
+        let mut running = self.giving_back.lock().unwrap_or_else(|e| e.into_inner());
+        if running.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let nodes = Arc::clone(&self.nodes);
+        let started = std::thread::Builder::new()
+            .name("fusegate-giveback".into())
+            .spawn(move || {
+                nodes.release_journal_pages();
+                #[cfg(all(target_os = "linux", target_env = "gnu"))]
+                // SAFETY: malloc_trim only walks the allocator's own free lists.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            });
+        match started {
+            Ok(t) => *running = Some(t),
+            Err(e) => log::warn!("giving memory back: no thread ({e})"),
+        }
+    }
+
+    /// Waits for memory being given back (at shutdown, so that a server leaving its session
+    /// to the next one never leaves a restart record half rewritten).
+    pub fn finish_giving_back(&self) {
+        let running = self
+            .giving_back
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = running {
+            let _ = t.join();
         }
     }
 

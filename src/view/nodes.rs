@@ -15,8 +15,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::num::NonZeroI32;
-use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::{Arc, OnceLock};
 
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
@@ -425,7 +425,7 @@ pub struct NodeTable {
     names: Box<[Mutex<NameShard>]>,
     /// Where every node change is recorded for a server that takes over after this one
     /// (`recover.rs`); `None` when nothing outlives this process.
-    journal: Option<Arc<StateMap>>,
+    journal: OnceLock<Arc<StateMap>>,
 }
 
 fn shard_of_ino(ino: u64) -> usize {
@@ -473,15 +473,18 @@ impl NodeTable {
             names: (0..SHARDS)
                 .map(|_| Mutex::new(NameShard::default()))
                 .collect(),
-            journal: None,
+            journal: OnceLock::new(),
         }
     }
 
     /// Records every node change in `state` from now on (and every node known now).
-    pub fn attach_journal(&mut self, state: Arc<StateMap>) {
-        self.journal = Some(state);
+    pub fn attach_journal(&self, state: Arc<StateMap>) {
+        if self.journal.set(state).is_err() {
+            log::error!("the node table already records into a restart state");
+            return;
+        }
         self.each(|id, n| {
-            if let Some(j) = &self.journal {
+            if let Some(j) = self.journal.get() {
                 recover::write(j, id, &n.record())
             }
         });
@@ -489,13 +492,13 @@ impl NodeTable {
 
     /// Called with the node's shard locked, after every change of what a record holds.
     fn persist(&self, id: u64, node: &Node) {
-        if let Some(j) = &self.journal {
+        if let Some(j) = self.journal.get() {
             recover::write(j, id, &node.record());
         }
     }
 
     fn unpersist(&self, id: u64) {
-        if let Some(j) = &self.journal {
+        if let Some(j) = self.journal.get() {
             recover::clear(j, id);
         }
     }
@@ -503,7 +506,7 @@ impl NodeTable {
     /// Gives back the restart state's pages whose nodes the kernel all forgot (called with
     /// the allocator trim).
     pub fn release_journal_pages(&self) {
-        let Some(j) = &self.journal else {
+        let Some(j) = self.journal.get() else {
             return;
         };
         // The scan reads every record: worth it only once most of them are empty.
@@ -1445,7 +1448,7 @@ mod tests {
                 .st_blocks
         };
         let state = Arc::new(StateMap::map(fd).unwrap());
-        let mut t = table();
+        let t = table();
         t.attach_journal(state.clone());
         let keep = t
             .register(found(ROOT_ID, b"keep", handle(1), 1, 1), false)
@@ -1479,7 +1482,7 @@ mod tests {
     #[test]
     fn a_new_table_takes_over_the_recorded_nodes_at_their_ids() {
         let state = Arc::new(StateMap::map(crate::state::create().unwrap()).unwrap());
-        let mut t = table();
+        let t = table();
         t.attach_journal(state.clone());
         let dir = t
             .register(
