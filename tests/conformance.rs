@@ -656,7 +656,7 @@ fn a_plain_listing_looks_up_only_its_first_entries() {
     if !can_mount() {
         return;
     }
-    const FILES: usize = 3000;
+    const FILES: usize = 1000;
     let mut m = Mount::new(MountOptions::default());
     std::fs::create_dir(m.lower_path("plain")).unwrap();
     for i in 0..FILES {
