@@ -611,6 +611,25 @@ fn stop_for_final_stats(m: &mut Mount) -> String {
         .to_string()
 }
 
+/// The number a stats line gives after `label` (e.g. `"; nodes "`).
+fn stats_count(stats: &str, label: &str) -> u64 {
+    stats
+        .split(label)
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in {stats}"))
+}
+
+/// Makes the lower directory `dir` with `files` files `f0`, `f1`, ..., file `i` holding
+/// `contents(i)`.
+fn lower_dir_of(m: &Mount, dir: &str, files: usize, contents: impl Fn(usize) -> Vec<u8>) {
+    std::fs::create_dir(m.lower_path(dir)).unwrap();
+    for i in 0..files {
+        std::fs::write(m.lower_path(&format!("{dir}/f{i}")), contents(i)).unwrap();
+    }
+}
+
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
@@ -658,20 +677,12 @@ fn a_plain_listing_looks_up_only_its_first_entries() {
     }
     const FILES: usize = 1000;
     let mut m = Mount::new(MountOptions::default());
-    std::fs::create_dir(m.lower_path("plain")).unwrap();
-    for i in 0..FILES {
-        std::fs::write(m.lower_path(&format!("plain/f{i}")), b"").unwrap();
-    }
+    lower_dir_of(&m, "plain", FILES, |_| Vec::new());
     let names = list_with_rewind(&m.path("plain"), usize::MAX);
     assert_eq!(names.len(), FILES, "every entry once");
 
     let stats = stop_for_final_stats(&mut m);
-    let nodes: u64 = stats
-        .split("; nodes ")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no node count: {stats}"));
+    let nodes = stats_count(&stats, "; nodes ");
     assert!(
         nodes <= 40,
         "a plain listing of {FILES} entries made {nodes} nodes: {stats}"
@@ -692,10 +703,7 @@ fn long_listings_with_prefetch_are_complete_and_exact() {
     }
     const FILES: usize = 3000;
     let mut m = Mount::new(MountOptions::default());
-    std::fs::create_dir(m.lower_path("big")).unwrap();
-    for i in 0..FILES {
-        std::fs::write(m.lower_path(&format!("big/f{i}")), vec![b'x'; i % 97]).unwrap();
-    }
+    lower_dir_of(&m, "big", FILES, |i| vec![b'x'; i % 97]);
     let size_of = |name: &[u8]| -> usize {
         let i: usize = std::str::from_utf8(&name[1..]).unwrap().parse().unwrap();
         i % 97
@@ -713,10 +721,7 @@ fn long_listings_with_prefetch_are_complete_and_exact() {
     }
 
     // Entries removed behind the listing's back, ahead of where it is: the others all come.
-    std::fs::create_dir(m.lower_path("big2")).unwrap();
-    for i in 0..FILES {
-        std::fs::write(m.lower_path(&format!("big2/f{i}")), vec![b'y'; i % 97]).unwrap();
-    }
+    lower_dir_of(&m, "big2", FILES, |i| vec![b'y'; i % 97]);
     let mut seen = std::collections::BTreeSet::new();
     let mut removed = std::collections::BTreeSet::new();
     for (n, e) in std::fs::read_dir(m.path("big2")).unwrap().enumerate() {
@@ -746,11 +751,6 @@ fn long_listings_with_prefetch_are_complete_and_exact() {
     }
 
     let stats = stop_for_final_stats(&mut m);
-    let prefetched: u64 = stats
-        .split("listing prefetch ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no prefetch count: {stats}"));
+    let prefetched = stats_count(&stats, "listing prefetch ");
     assert!(prefetched > 0, "the listings were read ahead: {stats}");
 }

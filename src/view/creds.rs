@@ -164,14 +164,21 @@ thread_local! {
     static RAISED: std::cell::Cell<Option<[CapData; 2]>> = const { std::cell::Cell::new(None) };
 }
 
+impl CapHeader {
+    /// This thread, in the version-3 layout.
+    fn this_thread() -> CapHeader {
+        CapHeader {
+            version: CAP_VERSION_3,
+            pid: 0,
+        }
+    }
+}
+
 fn caps_raised() -> io::Result<[CapData; 2]> {
     if let Some(raised) = RAISED.get() {
         return Ok(raised);
     }
-    let mut header = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
+    let mut header = CapHeader::this_thread();
     let mut data = [CapData::default(); 2];
     // SAFETY: capget writes two CapData (version 3) into `data` and reads the header.
     if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
@@ -186,10 +193,7 @@ fn caps_raised() -> io::Result<[CapData; 2]> {
 
 fn raise_caps() -> io::Result<()> {
     let set = |data: &[CapData; 2]| {
-        let mut header = CapHeader {
-            version: CAP_VERSION_3,
-            pid: 0,
-        };
+        let mut header = CapHeader::this_thread();
         // SAFETY: capset reads the header and two CapData; it changes only this thread.
         unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) == 0 }
     };
