@@ -503,6 +503,20 @@ impl NodeTable {
         }
     }
 
+    /// After how many forgets memory is given back: an eighth of the most nodes ever
+    /// recorded, so that the scan of the records (one read per record ever written) costs at
+    /// most eight record reads per forget, and a small table gives back as soon as a big one
+    /// does in proportion. Without restart state only the allocator trim runs, whose cost
+    /// does not depend on the nodes.
+    pub fn give_back_period(&self) -> u64 {
+        const LEAST: u64 = 1024;
+        const MOST: u64 = 16 * 1024;
+        match self.journal.get() {
+            Some(j) => (j.high_water() / 8).clamp(LEAST, MOST),
+            None => MOST,
+        }
+    }
+
     /// Gives back the restart state's pages whose nodes the kernel all forgot (called with
     /// the allocator trim).
     pub fn release_journal_pages(&self) {
@@ -1436,6 +1450,41 @@ mod tests {
             t.register(found(ROOT_ID, b"x", handle(1), ino, 1), ino % 1000 == 0);
         }
         assert_eq!(t.caller_dependent_entries().len(), 5);
+    }
+
+    #[test]
+    fn memory_is_given_back_every_eighth_of_the_most_recorded_nodes() {
+        let t = table();
+        assert_eq!(
+            t.give_back_period(),
+            16 * 1024,
+            "no restart state: trim only"
+        );
+        t.attach_journal(Arc::new(
+            StateMap::map(crate::state::create().unwrap()).unwrap(),
+        ));
+        let mut ino = 2u64;
+        // Record indexes follow node ids, which leave a few gaps between shards.
+        for (nodes, period) in [
+            (100, 1024..=1024),
+            (16_000, 2000..=2100),
+            (200_000, 16384..=16384),
+        ] {
+            while t.count() < nodes {
+                let name = format!("f{ino}");
+                let f = found(ROOT_ID, b"f", handle((ino % 250) as u8), ino, 1);
+                t.register(
+                    Found {
+                        name: name.as_bytes(),
+                        ..f
+                    },
+                    false,
+                );
+                ino += 1;
+            }
+            let p = t.give_back_period();
+            assert!(period.contains(&p), "{p} after {nodes} nodes recorded");
+        }
     }
 
     #[test]
