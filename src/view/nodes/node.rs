@@ -1,0 +1,249 @@
+//! One node: what the table knows of a lower inode the kernel holds under one name, kept
+//! small (a node per inode the kernel holds, millions on a phone): the name inline when
+//! short, and the facts only app callers need allocated on first use.
+
+use super::super::lower::Handle;
+use super::super::recover::Record;
+use crate::policy::Verdicts;
+use std::num::NonZeroI32;
+
+/// Who created a file or directory through the mount, read lazily from the lower xattr.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OwnerFact {
+    #[default]
+    Unknown,
+    None,
+    Tag(Box<[u8]>),
+}
+
+/// Whether a directory holds a `.nomedia` file, checked lazily.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Nomedia {
+    #[default]
+    Unknown,
+    No,
+    Yes,
+}
+
+/// Every decision about a node for one caller, valid while `stamp` (the policy generation and
+/// the view's path epoch) is current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedVerdicts {
+    pub uid: u32,
+    pub stamp: u64,
+    pub verdicts: Verdicts,
+}
+
+/// Callers remembered per node: enough that two apps alternating on a file, or one app's
+/// getattr-then-open, never evict each other.
+const DECISIONS: usize = 4;
+
+/// What only app callers need: allocated on first use, so nodes that only root and system
+/// services touch stay small.
+#[derive(Debug, Default)]
+pub(super) struct AppFacts {
+    owner: OwnerFact,
+    decisions: [Option<CachedVerdicts>; DECISIONS],
+    /// The slot the next new caller takes (round robin).
+    next: u8,
+}
+
+/// A name, inline when short (most are), on the heap otherwise.
+#[derive(Clone, PartialEq, Eq)]
+pub enum NodeName {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<[u8]>),
+}
+
+impl NodeName {
+    pub fn new(name: &[u8]) -> Self {
+        if name.len() <= 22 {
+            let mut bytes = [0u8; 22];
+            bytes[..name.len()].copy_from_slice(name);
+            NodeName::Inline {
+                len: name.len() as u8,
+                bytes,
+            }
+        } else {
+            NodeName::Heap(name.into())
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            NodeName::Inline { len, bytes } => &bytes[..*len as usize],
+            NodeName::Heap(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+pub(super) const CALLER_DEPENDENT: u8 = 1 << 0;
+const NOMEDIA_KNOWN: u8 = 1 << 1;
+const NOMEDIA_YES: u8 = 1 << 2;
+/// One name of a multiply-linked file: found by (inode, parent, name), never by inode alone.
+pub(super) const LINKED_NAME: u8 = 1 << 3;
+
+#[derive(Debug)]
+pub struct Node {
+    pub parent: u64,
+    pub ino: u64,
+    pub name: NodeName,
+    pub handle: Handle,
+    pub(super) app: Option<Box<AppFacts>>,
+    /// The passthrough backing id registered for this inode, shared by all its opens.
+    pub(super) backing: Option<NonZeroI32>,
+    pub nlookup: u64,
+    /// Opens currently answered with FOPEN_PASSTHROUGH / in userspace.
+    pub passthrough_opens: u32,
+    pub userspace_opens: u32,
+    /// `st_mode & S_IFMT` (which fits 16 bits).
+    pub(super) kind: u16,
+    pub(super) flags: u8,
+}
+
+impl Node {
+    pub fn new(parent: u64, name: &[u8], handle: Handle, ino: u64, kind: u32) -> Self {
+        Node {
+            parent,
+            ino,
+            name: NodeName::new(name),
+            handle,
+            app: None,
+            backing: None,
+            nlookup: 0,
+            passthrough_opens: 0,
+            userspace_opens: 0,
+            kind: kind as u16,
+            flags: 0,
+        }
+    }
+
+    /// `st_mode & S_IFMT`.
+    pub fn kind(&self) -> u32 {
+        self.kind as u32
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind() == libc::S_IFDIR
+    }
+
+    pub fn backing_id(&self) -> Option<i32> {
+        self.backing.map(NonZeroI32::get)
+    }
+
+    /// Records the inode's backing id (ids from the kernel are positive).
+    pub fn set_backing_id(&mut self, id: i32) {
+        self.backing = NonZeroI32::new(id);
+    }
+
+    pub fn take_backing_id(&mut self) -> Option<i32> {
+        self.backing.take().map(NonZeroI32::get)
+    }
+
+    /// The kernel must not cache this entry: the answer depends on the caller.
+    pub fn caller_dependent(&self) -> bool {
+        self.flags & CALLER_DEPENDENT != 0
+    }
+
+    pub(super) fn set_caller_dependent(&mut self, on: bool) {
+        self.flags = (self.flags & !CALLER_DEPENDENT) | if on { CALLER_DEPENDENT } else { 0 };
+    }
+
+    pub fn nomedia(&self) -> Nomedia {
+        match (
+            self.flags & NOMEDIA_KNOWN != 0,
+            self.flags & NOMEDIA_YES != 0,
+        ) {
+            (false, _) => Nomedia::Unknown,
+            (true, false) => Nomedia::No,
+            (true, true) => Nomedia::Yes,
+        }
+    }
+
+    pub fn set_nomedia(&mut self, fact: Nomedia) {
+        self.flags &= !(NOMEDIA_KNOWN | NOMEDIA_YES);
+        self.flags |= match fact {
+            Nomedia::Unknown => 0,
+            Nomedia::No => NOMEDIA_KNOWN,
+            Nomedia::Yes => NOMEDIA_KNOWN | NOMEDIA_YES,
+        };
+    }
+
+    pub fn owner(&self) -> OwnerFact {
+        self.app
+            .as_ref()
+            .map(|a| a.owner.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn set_owner(&mut self, fact: OwnerFact) {
+        self.app.get_or_insert_with(Default::default).owner = fact;
+    }
+
+    /// The cached verdicts for `uid`, if still valid under `stamp`.
+    pub fn verdicts(&self, uid: u32, stamp: u64) -> Option<Verdicts> {
+        let app = self.app.as_ref()?;
+        app.decisions
+            .iter()
+            .flatten()
+            .find(|c| c.uid == uid && c.stamp == stamp)
+            .map(|c| c.verdicts)
+    }
+
+    pub fn set_verdicts(&mut self, entry: CachedVerdicts) {
+        let app = self.app.get_or_insert_with(Default::default);
+        let slot = app
+            .decisions
+            .iter()
+            .position(|c| c.map_or(true, |c| c.uid == entry.uid || c.stamp != entry.stamp))
+            .unwrap_or_else(|| {
+                let slot = app.next as usize % DECISIONS;
+                app.next = app.next.wrapping_add(1);
+                slot
+            });
+        app.decisions[slot] = Some(entry);
+    }
+
+    pub fn clear_verdicts(&mut self) {
+        if let Some(app) = &mut self.app {
+            app.decisions = Default::default();
+        }
+    }
+
+    /// What the restart state keeps of this node.
+    pub(super) fn record(&self) -> Record {
+        Record {
+            parent: self.parent,
+            ino: self.ino,
+            nlookup: self.nlookup,
+            backing: self.backing_id().unwrap_or(0),
+            kind: self.kind,
+            flags: self.flags & (CALLER_DEPENDENT | LINKED_NAME),
+            handle: self.handle,
+            name: Some(self.name.as_bytes().to_vec()),
+        }
+    }
+
+    pub(super) fn linked_name(&self) -> bool {
+        self.flags & LINKED_NAME != 0
+    }
+
+    pub(super) fn is_named(&self, parent: u64, name: &[u8]) -> bool {
+        self.parent == parent && self.name.as_bytes() == name
+    }
+
+    /// The node now lives at `parent/name` (a rename).
+    pub(super) fn moved_to(&mut self, parent: u64, name: &[u8]) {
+        if !self.is_named(parent, name) {
+            self.parent = parent;
+            self.name = NodeName::new(name);
+            self.clear_verdicts();
+        }
+    }
+}
