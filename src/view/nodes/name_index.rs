@@ -3,11 +3,11 @@
 
 use super::{CHUNK, SHARDS};
 use crate::policy::name_hash;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// Hashes a key that is already a hash: one multiply, so that the map's bucket and tag bits
-/// both see well-mixed bits.
+/// Hashes a key that is already a hash, or a node id: one multiply per 32 bits, so that the
+/// map's bucket and tag bits both see well-mixed bits.
 #[derive(Default)]
 struct KeyHasher(u64);
 
@@ -19,6 +19,10 @@ impl Hasher for KeyHasher {
     }
     fn write_u32(&mut self, n: u32) {
         self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.write_u32(n as u32);
+        self.write_u32((n >> 32) as u32);
     }
     fn finish(&self) -> u64 {
         self.0
@@ -43,8 +47,10 @@ pub(super) struct NameShard {
     /// The first node of each key, as a 32-bit node id.
     first: HashMap<u32, u32, KeyBuild>,
     /// Further nodes of a key (case variants, hash collisions, a reused inode number's old
-    /// node) and ids too large for 32 bits: rare.
-    more: HashMap<u32, Vec<u64>, KeyBuild>,
+    /// node) and ids too large for 32 bits: rare, but a set, so that the many old nodes of a
+    /// name re-created while they are still open (an app can hold one per fd) each leave in
+    /// constant time, not in a walk of all the others.
+    more: HashMap<u32, HashSet<u64, KeyBuild>, KeyBuild>,
 }
 
 impl NameShard {
@@ -55,16 +61,18 @@ impl NameShard {
                 return;
             }
         }
-        self.more.entry(key).or_default().push(id);
+        self.more.entry(key).or_default().insert(id);
     }
 
     pub(super) fn remove(&mut self, key: u32, id: u64) {
         if self.first.get(&key).is_some_and(|&f| u64::from(f) == id) {
             self.first.remove(&key);
         } else if let Some(ids) = self.more.get_mut(&key) {
-            ids.retain(|&i| i != id);
+            ids.remove(&id);
             if ids.is_empty() {
                 self.more.remove(&key);
+            } else if ids.capacity() > 4 * ids.len() + CHUNK {
+                ids.shrink_to_fit();
             }
         }
         if self.first.capacity() > 4 * self.first.len() + CHUNK {
@@ -75,9 +83,10 @@ impl NameShard {
     /// Heap bytes the shard's tables hold, by capacity (a hashbrown bucket is its entry and
     /// one control byte).
     pub(super) fn heap_bytes(&self) -> usize {
+        let set = std::mem::size_of::<HashSet<u64, KeyBuild>>();
         self.first.capacity() * 9
-            + self.more.capacity() * 29
-            + self.more.values().map(|v| v.capacity() * 8).sum::<usize>()
+            + self.more.capacity() * (8 + set + 1)
+            + self.more.values().map(|v| v.capacity() * 9).sum::<usize>()
     }
 
     /// Table slots held (what the shard keeps after its nodes are gone).
