@@ -5,7 +5,9 @@
 
 pub mod abi;
 pub mod channel;
+mod dispatch;
 pub mod filesystem;
+mod init;
 pub mod kernel;
 pub mod mount;
 pub mod reply;
@@ -16,11 +18,11 @@ mod uring;
 mod wake;
 
 pub use channel::Channel;
+pub use dispatch::{dispatch_one, dispatch_with};
 pub use filesystem::{AttrReply, Ctx, Errno, Filesystem, SetAttr, TimeSpec, XattrReply};
 pub use kernel::KernelHandle;
 pub use reply::{DirWriter, Entry, Opened};
 pub use request::Name;
 pub use session::{
-    dispatch_one, dispatch_with, IoUringMode, Negotiated, Resume, Session, SessionConfig,
-    SessionStats, Transport,
+    IoUringMode, Negotiated, Resume, Session, SessionConfig, SessionStats, Transport,
 };

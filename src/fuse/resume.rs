@@ -9,7 +9,7 @@
 //!   first READDIR (the kernel's offset is the lower filesystem's own cookie, so the listing
 //!   resumes where it was), and RELEASE of a stale handle releases only what this server made.
 //! * Requests the old server read but never answered are sent again after
-//!   `FUSE_NOTIFY_RESEND`, marked with [`RESEND_BIT`]; see `session::resent_fixup`.
+//!   `FUSE_NOTIFY_RESEND`, marked with [`RESEND_BIT`]; see `dispatch::resent_fixup`.
 
 use super::abi;
 use super::filesystem::{Ctx, Filesystem};

@@ -387,7 +387,7 @@ fn answer<F: Filesystem + ?Sized>(
             ent.buf[start..start + IN_HEADER].copy_from_slice(&ent.header[..IN_HEADER]);
             let op_at = abi::URING_IN_OUT_HEADER_SZ;
             ent.buf[PREFIX - op_len..PREFIX].copy_from_slice(&ent.header[op_at..op_at + op_len]);
-            session::process(fs, &ent.buf[start..PREFIX + payload], reply, stats)
+            super::dispatch::dispatch_one(fs, &ent.buf[start..PREFIX + payload], reply, stats)
         }
         None => {
             stats
