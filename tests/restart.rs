@@ -426,6 +426,34 @@ fn wait_for_new_server(sup: u32, old: u32) -> (u32, Duration) {
     }
 }
 
+/// Steps each app has logged so far, read from the lower tree (each step appends a line).
+fn steps_logged(m: &Mount) -> Vec<usize> {
+    (0..APPS)
+        .map(|i| {
+            std::fs::read(m.lower_path(&format!("Download/app{i}/log")))
+                .map(|log| log.iter().filter(|&&b| b == b'\n').count())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Waits until every app has logged more steps than `before`.
+fn wait_for_steps_past(m: &Mount, before: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = steps_logged(m);
+        if now.iter().zip(before).all(|(n, b)| n > b) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "apps stalled: steps {now:?}, before {before:?}\n{}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn run(disruption: Disruption, passthrough: bool) {
     if !can_mount() {
         return;
@@ -462,8 +490,8 @@ fn run(disruption: Disruption, passthrough: bool) {
         })
         .collect();
 
-    // Let the apps get going, then disrupt.
-    std::thread::sleep(Duration::from_millis(300));
+    // Let every app get going (seconds in the arm64 guest), then disrupt.
+    wait_for_steps_past(&m, &[0; APPS as usize]);
     let mut takeovers = Vec::new();
     for round in 0..disruptions() {
         let old = server_of(sup).expect("a serving process");
@@ -481,6 +509,8 @@ fn run(disruption: Disruption, passthrough: bool) {
     if disruptions() == 0 {
         std::thread::sleep(Duration::from_millis(2500));
     }
+    // Every app is served again after the last disruption: each makes a step more.
+    wait_for_steps_past(&m, &steps_logged(&m));
     std::fs::write(&stop, b"").unwrap();
 
     let mut worst = Duration::ZERO;
