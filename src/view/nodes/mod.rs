@@ -122,6 +122,17 @@ pub struct NodeTable {
     journal: OnceLock<Arc<StateMap>>,
 }
 
+/// [`NodeTable::give_back_period`] for a restart state that has recorded `recorded` nodes at
+/// most (`None`: no restart state).
+fn give_back_period(recorded: Option<u64>) -> u64 {
+    const LEAST: u64 = 1024;
+    const MOST: u64 = 16 * 1024;
+    match recorded {
+        Some(n) => (n / 8).clamp(LEAST, MOST),
+        None => MOST,
+    }
+}
+
 fn shard_of_ino(ino: u64) -> usize {
     // Fibonacci hashing spreads sequential inode numbers over the shards.
     (ino.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SHARD_BITS)) as usize
@@ -203,12 +214,7 @@ impl NodeTable {
     /// does in proportion. Without restart state only the allocator trim runs, whose cost
     /// does not depend on the nodes.
     pub fn give_back_period(&self) -> u64 {
-        const LEAST: u64 = 1024;
-        const MOST: u64 = 16 * 1024;
-        match self.journal.get() {
-            Some(j) => (j.high_water() / 8).clamp(LEAST, MOST),
-            None => MOST,
-        }
+        give_back_period(self.journal.get().map(|j| j.high_water()))
     }
 
     /// Gives back the restart state's pages whose nodes the kernel all forgot (called with
