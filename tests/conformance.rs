@@ -216,22 +216,24 @@ fn run(root: &Path) -> Vec<String> {
     );
     step("open missing", res(std::fs::File::open(p("missing"))));
 
-    // readdir of 10,000 entries
+    // readdir of 2,000 entries made through the view: a short first reply and about ten
+    // more chunks (`long_listings_with_prefetch_are_complete_and_exact` lists 3,000 made on
+    // the lower side; 10,000 creates through the view took minutes in the arm64 guest)
     step("mkdir big", res(std::fs::create_dir(p("big"))));
-    for i in 0..10_000 {
+    for i in 0..2_000 {
         std::fs::File::create(p(&format!("big/entry-{i:05}"))).unwrap();
     }
     let listing = ls(&p("big"));
     step(
-        "readdir 10000 count",
+        "readdir 2000 count",
         format!("{}", listing.matches("entry-").count()),
     );
     step(
-        "readdir 10000 names",
+        "readdir 2000 names",
         format!("{:x}", fnv(listing.as_bytes())),
     );
     step(
-        "readdir 10000 again",
+        "readdir 2000 again",
         format!("{:x}", fnv(ls(&p("big")).as_bytes())),
     );
 
