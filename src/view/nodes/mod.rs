@@ -657,24 +657,21 @@ impl NodeBench {
 
     /// Registers the file at `path` and its directories, as lookups would.
     pub fn add_file(&mut self, path: &[u8]) {
-        let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
-            Some(i) => (&path[..i], &path[i + 1..]),
-            None => (&b""[..], path),
-        };
-        let parent = self.dir(dir);
-        let dependent = crate::policy::caller_dependent(&crate::policy::Target {
-            path,
-            is_dir: false,
-            owner: None,
-            under_nomedia: false,
-        });
-        self.register(parent, name, libc::S_IFREG, dependent);
+        self.add(path, libc::S_IFREG);
     }
 
     fn dir(&mut self, path: &[u8]) -> u64 {
         if let Some(&id) = self.dirs.get(path) {
             return id;
         }
+        let id = self.add(path, libc::S_IFDIR);
+        self.dirs.insert(path.to_vec(), id);
+        id
+    }
+
+    /// Registers `path` of type `kind` under its (registered) parent, caller dependent as
+    /// the rules say.
+    fn add(&mut self, path: &[u8], kind: u32) -> u64 {
         let (up, name) = match path.iter().rposition(|&b| b == b'/') {
             Some(i) => (&path[..i], &path[i + 1..]),
             None => (&b""[..], path),
@@ -682,13 +679,11 @@ impl NodeBench {
         let parent = self.dir(up);
         let dependent = crate::policy::caller_dependent(&crate::policy::Target {
             path,
-            is_dir: true,
+            is_dir: kind == libc::S_IFDIR,
             owner: None,
             under_nomedia: false,
         });
-        let id = self.register(parent, name, libc::S_IFDIR, dependent);
-        self.dirs.insert(path.to_vec(), id);
-        id
+        self.register(parent, name, kind, dependent)
     }
 
     pub fn count(&self) -> usize {
