@@ -16,6 +16,8 @@
 #   --lower-fs  the filesystem of the tests' lower directories (default ext4): a fresh image made
 #               by mkfs on the host, the guest's second disk (virtio-blk), mounted at /data/lower;
 #               tmpfs = no disk, lower directories in TMPDIR
+#   CARGO_TEST_ARGS  e.g. --test NAME; the build profile is `guest` (the dev profile's checks,
+#               optimized) unless --release or --profile is given
 #   e.g. test-arm64.sh --kernel arm64-16k --lower-fs f2fs        test-arm64.sh -- --test-threads=1
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -38,6 +40,12 @@ while [ $# -gt 0 ]; do
         *) cargo_args+=("$1"); shift ;;
     esac
 done
+
+# Under software emulation unoptimized code is most of the tests' time: the guest build keeps
+# the dev profile's checks and optimizes (Cargo.toml, [profile.guest]) unless a profile is given.
+if ! printf '%s\n' ${cargo_args[@]+"${cargo_args[@]}"} | grep -qE '^--(release|profile)'; then
+    cargo_args=(--profile guest ${cargo_args[@]+"${cargo_args[@]}"})
+fi
 
 case "$kernel" in cloud | arm64 | arm64-16k) ;; *) die "--kernel $kernel: want cloud, arm64 or arm64-16k" ;; esac
 case "$lower_fs" in ext4 | f2fs) ;; tmpfs) lower_fs="" ;; *) die "--lower-fs $lower_fs: want ext4, f2fs or tmpfs" ;; esac

@@ -557,7 +557,7 @@ fn supervise(args: &Args, signals: &SigSet) -> ExitCode {
 
 fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
     let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_sec: timeout.as_secs() as _,
         tv_nsec: timeout.subsec_nanos() as _,
     };
     // SAFETY: sigtimedwait reads the set and timeout we pass and writes no siginfo (null).

@@ -21,7 +21,7 @@ pub(super) fn timespec(t: Option<TimeSpec>) -> libc::timespec {
             tv_nsec: libc::UTIME_NOW,
         },
         Some(TimeSpec::At { secs, nanos }) => libc::timespec {
-            tv_sec: secs as libc::time_t,
+            tv_sec: secs as _, // time_t: i64 on every 64-bit target
             tv_nsec: nanos as _,
         },
     }
