@@ -2,10 +2,12 @@
 //! node ids the kernel holds, written by the node table as nodes change and read back when a
 //! server starts on a session another one served.
 //!
-//! One 96-byte record per node id: its handle, parent, inode number, type, lookup count,
-//! backing id and name (up to 40 bytes; a longer name is found again by listing the parent
-//! for the inode number). Lookup counts may be high after a crash (a lookup answered by no
-//! one, a FORGET read by the dead server): such nodes stay until unmount, never go early.
+//! One 64-byte record per node id: its parent, inode number, type, lookup count, backing id
+//! and handle, then its name where it fits after the handle (22 bytes with the 8-byte handles
+//! of ext4 and f2fs; a longer name is found again by listing the parent for the inode
+//! number). Records are small because there is one per node the kernel holds, beside the
+//! node itself. Lookup counts may be high after a crash (a lookup answered by no one, a
+//! FORGET read by the dead server): such nodes stay until unmount, never go early.
 
 use super::lower::Handle;
 use super::StorageView;
@@ -13,8 +15,9 @@ use crate::state::{StateMap, HEADER};
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 
-pub const RECORD: usize = 96;
-const NAME_MAX: usize = 40;
+pub const RECORD: usize = 64;
+/// Where the handle (type, length, bytes) starts; the name follows it.
+const TAIL: usize = 32;
 const NAME_ELSEWHERE: u8 = u8::MAX;
 
 const EMPTY: u32 = 0;
@@ -49,11 +52,13 @@ pub fn write(map: &StateMap, id: u64, r: &Record) {
     b[24..28].copy_from_slice(&r.backing.to_le_bytes());
     b[28..30].copy_from_slice(&r.kind.to_le_bytes());
     b[30] = r.flags;
-    b[32..56].copy_from_slice(&r.handle.to_bytes());
+    let handle = r.handle.to_bytes();
+    let name_at = TAIL + 2 + handle[1] as usize;
+    b[TAIL..name_at].copy_from_slice(&handle[..name_at - TAIL]);
     match &r.name {
-        Some(n) if n.len() <= NAME_MAX => {
+        Some(n) if n.len() <= RECORD - name_at => {
             b[31] = n.len() as u8;
-            b[56..56 + n.len()].copy_from_slice(n);
+            b[name_at..name_at + n.len()].copy_from_slice(n);
         }
         _ => b[31] = NAME_ELSEWHERE,
     }
@@ -164,11 +169,15 @@ fn decode(b: &[u8; RECORD]) -> Option<Record> {
         return None;
     }
     let mut hb = [0u8; 24];
-    hb.copy_from_slice(&b[32..56]);
+    let name_at = TAIL + 2 + b[TAIL + 1] as usize;
+    if name_at - TAIL > hb.len() {
+        return None; // longer than any handle we record
+    }
+    hb[..name_at - TAIL].copy_from_slice(&b[TAIL..name_at]);
     let handle = Handle::from_bytes(&hb)?;
-    let len = b[31];
+    let len = b[31] as usize;
     let name =
-        (state == LIVE && (len as usize) <= NAME_MAX).then(|| b[56..56 + len as usize].to_vec());
+        (state == LIVE && name_at + len <= RECORD).then(|| b[name_at..name_at + len].to_vec());
     Some(Record {
         parent: u64_at(8),
         ino: u64_at(16),
@@ -344,13 +353,31 @@ mod tests {
     fn records_round_trip_and_long_names_are_found_elsewhere() {
         let map = StateMap::map(crate::state::create().unwrap()).unwrap();
         write(&map, 70, &record(b"IMG_0001.jpg"));
-        write(&map, 71, &record(&[b'x'; 41]));
+        // The fake handle is 8 bytes long, as ext4's and f2fs's: 22 bytes are left for a name.
+        write(&map, 73, &record(&[b'y'; 22]));
+        write(&map, 71, &record(&[b'x'; 23]));
         write(&map, 72, &record(b"gone"));
         clear(&map, 72);
         let all = read_all(&map, 2);
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 3);
         assert_eq!(all[0], (70, record(b"IMG_0001.jpg")));
+        assert_eq!(all[1].0, 71);
         assert_eq!(all[1].1.name, None);
         assert_eq!(all[1].1.nlookup, 3);
+        assert_eq!(all[2], (73, record(&[b'y'; 22])));
+    }
+
+    #[test]
+    fn a_record_with_an_impossible_handle_length_is_skipped() {
+        let map = StateMap::map(crate::state::create().unwrap()).unwrap();
+        write(&map, 70, &record(b"a"));
+        let mut b = [0u8; RECORD];
+        map.read_at(map.record_offset(70, RECORD).unwrap(), &mut b)
+            .unwrap();
+        assert!(decode(&b).is_some());
+        for len in [23, 30, u8::MAX] {
+            b[TAIL + 1] = len;
+            assert_eq!(decode(&b), None, "handle length {len}");
+        }
     }
 }
