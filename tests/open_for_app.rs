@@ -189,7 +189,18 @@ fn open_for_app_answers_as_the_mount() {
         Ok(got)
     };
     let redacted = read_api(APP_B).unwrap();
-    let through_mount = as_uid(APP_B, || sys::read_file(&owned)).unwrap();
+    // The kernel sends the RELEASE of APP_A's write asynchronously, after its close returned.
+    // Until the daemon has it, the file's passthrough open (which gave it location) is live,
+    // and a redacted open through the mount is EBUSY (src/view/data.rs, claim_path).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let through_mount = loop {
+        match as_uid(APP_B, || sys::read_file(&owned)) {
+            Err(libc::EBUSY) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            r => break r.unwrap(),
+        }
+    };
     assert_eq!(redacted.len(), photo.len());
     assert!(redacted != photo, "open_for_app handed out the location");
     assert!(

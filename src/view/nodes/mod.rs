@@ -6,6 +6,7 @@
 //! in a slab per shard, names and handles are stored inline, the facts only app callers need
 //! are allocated on first use, and a shard gives its memory back when the kernel forgets.
 
+mod ino_index;
 mod name_index;
 mod node;
 #[cfg(test)]
@@ -18,6 +19,7 @@ use super::recover::{self, Record};
 use crate::fuse::abi::ROOT_ID;
 use crate::policy::{names_match, Verdicts};
 use crate::state::StateMap;
+use ino_index::InoIndex;
 use name_index::{name_key, NameShard};
 use node::{CALLER_DEPENDENT, LINKED_NAME};
 use std::cmp::Reverse;
@@ -44,7 +46,7 @@ struct Shard {
     /// Free slots below `len`, lowest first so the slab stays dense and its tail can go.
     /// Entries at or above `len` are stale and skipped.
     free: BinaryHeap<Reverse<u32>>,
-    by_ino: HashMap<u64, u32>,
+    by_ino: InoIndex,
     /// Nodes of the names of multiply-linked files, by inode: a decision is about a path, so
     /// each name the kernel knows is its own node (sharing the inode number in `stat`).
     linked: HashMap<u64, Vec<u32>>,
@@ -63,6 +65,23 @@ impl Shard {
 
     fn get_mut(&mut self, slot: u32) -> Option<&mut Node> {
         self.slot_mut(slot as usize)?.as_mut()
+    }
+
+    /// The slot of the node found by inode `ino` alone.
+    fn indexed(&self, ino: u64) -> Option<u32> {
+        self.by_ino.get(ino, |s| ino_at(&self.chunks, s))
+    }
+
+    /// Indexes the node at `slot` (already in the slab) by its inode `ino`.
+    fn index(&mut self, ino: u64, slot: u32) {
+        let chunks = &self.chunks;
+        self.by_ino.set(ino, slot, |s| ino_at(chunks, s));
+    }
+
+    /// Drops the index entry of `ino` if it is `slot` (before the node leaves the slab).
+    fn unindex(&mut self, ino: u64, slot: u32) {
+        let chunks = &self.chunks;
+        self.by_ino.remove(ino, slot, |s| ino_at(chunks, s));
     }
 
     fn allocate(&mut self, node: Node) -> u32 {
@@ -103,7 +122,8 @@ impl Shard {
             self.free.shrink_to_fit();
         }
         if self.by_ino.capacity() > 4 * self.used + CHUNK {
-            self.by_ino.shrink_to_fit();
+            let chunks = &self.chunks;
+            self.by_ino.shrink_to_fit(|s| ino_at(chunks, s));
         }
         if self.chunks.capacity() > 2 * self.chunks.len() + 4 {
             self.chunks.shrink_to_fit();
@@ -131,6 +151,14 @@ fn give_back_period(recorded: Option<u64>) -> u64 {
         Some(n) => (n / 8).clamp(LEAST, MOST),
         None => MOST,
     }
+}
+
+/// The inode number of the node in `slot`, if any.
+fn ino_at(chunks: &[Chunk], slot: u32) -> Option<u64> {
+    let slot = slot as usize;
+    chunks.get(slot / CHUNK)?[slot % CHUNK]
+        .as_ref()
+        .map(|n| n.ino)
 }
 
 fn shard_of_ino(ino: u64) -> usize {
@@ -276,7 +304,7 @@ impl NodeTable {
             if linked {
                 shard.linked.entry(r.ino).or_default().push(slot);
             } else {
-                shard.by_ino.insert(r.ino, slot);
+                shard.index(r.ino, slot);
             }
             drop(shard);
             self.name_added(id, r.parent, &name);
@@ -376,17 +404,13 @@ impl NodeTable {
                     .get_mut(slot)
                     .is_some_and(|n| n.handle == handle && n.is_named(parent, name))
             };
-            let primary = shard
-                .by_ino
-                .get(&ino)
-                .copied()
-                .filter(|&s| named(&mut shard, s));
+            let primary = shard.indexed(ino).filter(|&s| named(&mut shard, s));
             primary.or_else(|| {
                 let slots = shard.linked.get(&ino).cloned().unwrap_or_default();
                 slots.into_iter().find(|&s| named(&mut shard, s))
             })
         } else {
-            shard.by_ino.get(&ino).copied().filter(|&slot| {
+            shard.indexed(ino).filter(|&slot| {
                 shard
                     .get_mut(slot)
                     .is_some_and(|n| n.handle == handle && !n.linked_name())
@@ -420,7 +444,7 @@ impl NodeTable {
         if by_name {
             shard.linked.entry(ino).or_default().push(slot);
         } else {
-            shard.by_ino.insert(ino, slot);
+            shard.index(ino, slot);
         }
         self.name_added(join(si, slot), parent, name);
         Registered {
@@ -443,6 +467,10 @@ impl NodeTable {
             self.persist(id, node);
             return None;
         }
+        if !node.linked_name() {
+            let ino = node.ino;
+            shard.unindex(ino, slot); // while the node is there to check the entry against
+        }
         let node = shard.release(slot)?;
         self.unpersist(id);
         self.name_removed(id, node.parent, node.name.as_bytes());
@@ -453,8 +481,6 @@ impl NodeTable {
                     shard.linked.remove(&node.ino);
                 }
             }
-        } else if shard.by_ino.get(&node.ino) == Some(&slot) {
-            shard.by_ino.remove(&node.ino);
         }
         Some(Forgotten {
             backing_id: node.backing_id(),
@@ -465,7 +491,7 @@ impl NodeTable {
     #[cfg(test)]
     pub fn find_ino(&self, ino: u64) -> Option<u64> {
         let si = shard_of_ino(ino);
-        self.lock(si).by_ino.get(&ino).map(|&slot| join(si, slot))
+        self.lock(si).indexed(ino).map(|slot| join(si, slot))
     }
 
     /// A rename moved the inode `ino` from `from` to `to`: moves the node of that name (the
@@ -476,7 +502,7 @@ impl NodeTable {
         let si = shard_of_ino(ino);
         let mut shard = self.lock(si);
         let mut slots: Vec<u32> = shard.linked.get(&ino).cloned().unwrap_or_default();
-        slots.extend(shard.by_ino.get(&ino).copied());
+        slots.extend(shard.indexed(ino));
         for slot in slots {
             if let Some(node) = shard.get_mut(slot) {
                 if node.is_named(from.0, from.1) {
