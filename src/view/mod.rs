@@ -254,7 +254,7 @@ impl StorageView {
     /// to the system (the kernel forgets in bulk under memory pressure, which is exactly when
     /// it matters): the restart state's pages of forgotten nodes, and the allocator's free heap
     /// (glibc keeps it otherwise; musl's allocator returns it by itself). On a thread of its
-    /// own: the scan of the restart state reads every record (96 MB at a million nodes) and
+    /// own: the scan of the restart state reads every record (64 MB at a million nodes) and
     /// the trim walks the whole heap, milliseconds that no request should wait for.
     fn forgotten(&self) {
         if self.forgotten_since_trim.fetch_add(1, Relaxed) + 1 < self.nodes.give_back_period() {

@@ -24,6 +24,7 @@ use name_index::{name_key, NameShard};
 use node::{CALLER_DEPENDENT, LINKED_NAME};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::sync::{Arc, OnceLock};
 
@@ -140,17 +141,14 @@ pub struct NodeTable {
     /// Where every node change is recorded for a server that takes over after this one
     /// (`recover.rs`); `None` when nothing outlives this process.
     journal: OnceLock<Arc<StateMap>>,
+    /// Nodes held now, and the most held at once: the give-back period without restart state.
+    held: AtomicU64,
+    most_held: AtomicU64,
 }
 
-/// [`NodeTable::give_back_period`] for a restart state that has recorded `recorded` nodes at
-/// most (`None`: no restart state).
-fn give_back_period(recorded: Option<u64>) -> u64 {
-    const LEAST: u64 = 1024;
-    const MOST: u64 = 16 * 1024;
-    match recorded {
-        Some(n) => (n / 8).clamp(LEAST, MOST),
-        None => MOST,
-    }
+/// [`NodeTable::give_back_period`] for a table that has held or recorded `most` nodes.
+fn give_back_period(most: u64) -> u64 {
+    (most / 8).clamp(1024, 16 * 1024)
 }
 
 /// The inode number of the node in `slot`, if any.
@@ -207,6 +205,8 @@ impl NodeTable {
                 .map(|_| Mutex::new(NameShard::default()))
                 .collect(),
             journal: OnceLock::new(),
+            held: AtomicU64::new(0),
+            most_held: AtomicU64::new(0),
         }
     }
 
@@ -239,10 +239,18 @@ impl NodeTable {
     /// After how many forgets memory is given back: an eighth of the most nodes ever
     /// recorded, so that the scan of the records (one read per record ever written) costs at
     /// most eight record reads per forget, and a small table gives back as soon as a big one
-    /// does in proportion. Without restart state only the allocator trim runs, whose cost
-    /// does not depend on the nodes.
+    /// does in proportion. Without restart state, an eighth of the most nodes ever held: at
+    /// most that much freed memory waits for the next allocator trim.
     pub fn give_back_period(&self) -> u64 {
-        give_back_period(self.journal.get().map(|j| j.high_water()))
+        give_back_period(match self.journal.get() {
+            Some(j) => j.high_water(),
+            None => self.most_held.load(Relaxed),
+        })
+    }
+
+    fn node_added(&self) {
+        let held = self.held.fetch_add(1, Relaxed) + 1;
+        self.most_held.fetch_max(held, Relaxed);
     }
 
     /// Gives back the restart state's pages whose nodes the kernel all forgot (called with
@@ -301,6 +309,7 @@ impl NodeTable {
             let name = node.name.as_bytes().to_vec();
             shard.chunks[slot_us / CHUNK][slot_us % CHUNK] = Some(node);
             shard.used += 1;
+            self.node_added();
             if linked {
                 shard.linked.entry(r.ino).or_default().push(slot);
             } else {
@@ -438,6 +447,7 @@ impl NodeTable {
             node.flags |= LINKED_NAME;
         }
         let slot = shard.allocate(node);
+        self.node_added();
         if let Some(node) = shard.get_mut(slot) {
             self.persist(join(si, slot), node);
         }
@@ -472,6 +482,7 @@ impl NodeTable {
             shard.unindex(ino, slot); // while the node is there to check the entry against
         }
         let node = shard.release(slot)?;
+        self.held.fetch_sub(1, Relaxed);
         self.unpersist(id);
         self.name_removed(id, node.parent, node.name.as_bytes());
         if node.linked_name() {
