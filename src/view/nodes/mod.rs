@@ -477,22 +477,22 @@ impl NodeTable {
             self.persist(id, node);
             return None;
         }
-        if !node.linked_name() {
-            let ino = node.ino;
-            shard.unindex(ino, slot); // while the node is there to check the entry against
+        // Out of its index first: the inode index checks its entry against the node.
+        let (ino, linked) = (node.ino, node.linked_name());
+        if linked {
+            if let Some(slots) = shard.linked.get_mut(&ino) {
+                slots.retain(|&s| s != slot);
+                if slots.is_empty() {
+                    shard.linked.remove(&ino);
+                }
+            }
+        } else {
+            shard.unindex(ino, slot);
         }
         let node = shard.release(slot)?;
         self.held.fetch_sub(1, Relaxed);
         self.unpersist(id);
         self.name_removed(id, node.parent, node.name.as_bytes());
-        if node.linked_name() {
-            if let Some(slots) = shard.linked.get_mut(&node.ino) {
-                slots.retain(|&s| s != slot);
-                if slots.is_empty() {
-                    shard.linked.remove(&node.ino);
-                }
-            }
-        }
         Some(Forgotten {
             backing_id: node.backing_id(),
         })
