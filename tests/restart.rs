@@ -820,6 +820,110 @@ fn a_redacted_open_stays_redacted_across_a_restart() {
     );
 }
 
+/// Two long names of one file in one directory, readable by different apps: after a takeover
+/// each node the kernel holds is judged by its own name, never by its sibling's. The records
+/// keep neither name (too long), so the new server finds both in the directory by inode
+/// number: the same for both names.
+#[test]
+fn each_long_name_of_a_linked_file_is_judged_as_itself_after_a_restart() {
+    if !can_mount() {
+        return;
+    }
+    const IMAGES: u32 = 10058; // read_images (and location: no redaction in the way)
+    const AUDIO: u32 = 10059; // read_audio
+    let m = Mount::new(MountOptions {
+        supervise: true,
+        io_uring: "off".into(),
+        policy: Some(format!(
+            "[[app]]\nuid = {IMAGES}\npackages = [\"com.images\"]\n\
+             permissions = [\"read_images\", \"access_media_location\"]\n\
+             [[app]]\nuid = {AUDIO}\npackages = [\"com.audio\"]\npermissions = [\"read_audio\"]\n"
+        )),
+        ..Default::default()
+    });
+    const JPG: &str = "Download/holiday-recording-from-the-beach.jpg";
+    const MP3: &str = "Download/holiday-recording-from-the-beach.mp3";
+    std::fs::create_dir_all(m.lower_path("Download")).unwrap();
+    std::fs::write(m.lower_path(JPG), common::media::gps_jpeg_bytes(4096)).unwrap();
+    std::fs::hard_link(m.lower_path(JPG), m.lower_path(MP3)).unwrap();
+    let flags = common::TempDir::new("restart-linked");
+    // SAFETY: chmod of our own scratch dir, so that the app processes can leave marks in it.
+    unsafe { libc::chmod(c(flags.path().to_str().unwrap()).as_ptr(), 0o777) };
+    let go = flags.path().join("go");
+    let apps: Vec<_> = [IMAGES, AUDIO]
+        .into_iter()
+        .map(|app| {
+            let ready = flags.path().join(format!("ready{app}"));
+            let go = go.clone();
+            let names = [m.path(JPG), m.path(MP3)];
+            let thread = std::thread::spawn(move || {
+                as_uid(app, || {
+                    // O_PATH: a lookup, which the rules allow any app; no open is judged yet.
+                    let held = [
+                        common::sys::open(&names[0], libc::O_PATH, 0)?,
+                        common::sys::open(&names[1], libc::O_PATH, 0)?,
+                    ];
+                    // Opening through /proc/self/fd reaches the held node id with no lookup:
+                    // it is judged by the name the server has for that node.
+                    let reopen = |fd: i32| -> u8 {
+                        let p = PathBuf::from(format!("/proc/self/fd/{fd}"));
+                        match common::sys::open(&p, libc::O_RDONLY, 0) {
+                            Ok(f) => {
+                                common::sys::close(f);
+                                0
+                            }
+                            Err(e) => e as u8,
+                        }
+                    };
+                    let before = held.map(reopen);
+                    std::fs::write(&ready, b"").map_err(|_| -1)?;
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while !go.exists() {
+                        if Instant::now() > deadline {
+                            return Err(libc::ETIMEDOUT);
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    let after = held.map(reopen);
+                    Ok([before, after].concat())
+                })
+            });
+            (app, flags.path().join(format!("ready{app}")), thread)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !apps.iter().all(|(_, ready, _)| ready.exists()) {
+        assert!(Instant::now() < deadline, "the apps never opened");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let old = server_of(m.pid()).expect("a serving process");
+    // SAFETY: SIGKILL to the serving child of our own supervisor.
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    wait_for_new_server(m.pid(), old);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.log_text().contains("long names found again") {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(&go, b"").unwrap();
+    let denied = libc::EACCES as u8;
+    for (app, _, thread) in apps {
+        let got = thread.join().unwrap().expect("the app's calls");
+        // [jpg, mp3] before the restart, then after it: 0 for an open, else its errno.
+        let expected = if app == IMAGES {
+            [0, denied, 0, denied]
+        } else {
+            [denied, 0, denied, 0]
+        };
+        assert_eq!(got, expected, "uid {app}\n{}", m.log_text());
+    }
+    assert!(
+        m.log_text().contains("2 of 2 long names found again"),
+        "{}",
+        m.log_text()
+    );
+}
+
 /// Memory held by the restart state memfd the process `pid` has open, in KiB (what the
 /// file has allocated, seen through `/proc/PID/fd`).
 fn state_kib(pid: u32) -> u64 {

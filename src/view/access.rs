@@ -258,6 +258,8 @@ impl StorageView {
 
     /// The node's path relative to the storage root ("" for the root). Built leaf first with
     /// each name reversed, then reversed whole: one buffer, no allocation per component.
+    /// ESTALE for a node a new server could not name again (`recover`): the kernel then looks
+    /// the path up afresh, and no decision is made on a guessed name.
     pub(crate) fn path_of(&self, mut id: u64) -> Result<Vec<u8>> {
         let mut path = Vec::with_capacity(64);
         let mut depth = 0;
@@ -269,9 +271,10 @@ impl StorageView {
                 .nodes
                 .with(id, |n| {
                     path.extend(n.name.as_bytes().iter().rev());
-                    n.parent
+                    (!n.is_unnamed()).then_some(n.parent)
                 })
-                .ok_or(libc::ENOENT)?;
+                .ok_or(libc::ENOENT)?
+                .ok_or(libc::ESTALE)?;
             depth += 1;
             if depth > 4096 {
                 return Err(libc::ELOOP);

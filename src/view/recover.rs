@@ -4,12 +4,14 @@
 //!
 //! One 64-byte record per node id: its parent, inode number, type, lookup count, backing id
 //! and handle, then its name where it fits after the handle (22 bytes with the 8-byte handles
-//! of ext4 and f2fs; a longer name is found again by listing the parent for the inode
-//! number). Records are small because there is one per node the kernel holds, beside the
-//! node itself. Lookup counts may be high after a crash (a lookup answered by no one, a
+//! of ext4 and f2fs). A longer name is kept as a hash and found again by listing the parent
+//! for the inode number and that hash: a file with several names in one directory gets each
+//! node its own name back. Records are small because there is one per node the kernel holds,
+//! beside the node itself. Lookup counts may be high after a crash (a lookup answered by no one, a
 //! FORGET read by the dead server): such nodes stay until unmount, never go early.
 
 use super::lower::Handle;
+use super::nodes::Unnamed;
 use super::StorageView;
 use crate::state::{StateMap, HEADER};
 use std::collections::HashMap;
@@ -35,8 +37,26 @@ pub struct Record {
     pub kind: u16,
     pub flags: u8,
     pub handle: Handle,
-    /// `None`: longer than a record holds (or torn); found again from the parent.
-    pub name: Option<Vec<u8>>,
+    pub name: RecordedName,
+}
+
+/// A node's name as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedName {
+    Whole(Vec<u8>),
+    /// Longer than the record holds: its [`name_hash`], to find it again in the parent.
+    Hash(u64),
+    /// The record was being rewritten when its server died: only the inode number is sure.
+    Torn,
+}
+
+/// FNV-1a: stable across servers and versions, which the restart state needs. Names are
+/// only told apart among the names of one inode in one directory, made on the lower side
+/// (apps cannot link), so no keyed hash is needed.
+pub fn name_hash(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Writes `r` as record `id`.
@@ -56,11 +76,20 @@ pub fn write(map: &StateMap, id: u64, r: &Record) {
     let name_at = TAIL + 2 + handle[1] as usize;
     b[TAIL..name_at].copy_from_slice(&handle[..name_at - TAIL]);
     match &r.name {
-        Some(n) if n.len() <= RECORD - name_at => {
+        RecordedName::Whole(n) if n.len() <= RECORD - name_at => {
             b[31] = n.len() as u8;
             b[name_at..name_at + n.len()].copy_from_slice(n);
         }
-        _ => b[31] = NAME_ELSEWHERE,
+        // Handles are at most 22 bytes (`decode`), so 8 bytes are always left for the hash.
+        RecordedName::Whole(n) => {
+            b[31] = NAME_ELSEWHERE;
+            b[name_at..name_at + 8].copy_from_slice(&name_hash(n).to_le_bytes());
+        }
+        RecordedName::Hash(h) => {
+            b[31] = NAME_ELSEWHERE;
+            b[name_at..name_at + 8].copy_from_slice(&h.to_le_bytes());
+        }
+        RecordedName::Torn => b[31] = NAME_ELSEWHERE,
     }
     // SAFETY: p points at RECORD bytes of the shared mapping, written only under the shard
     // lock of this id. The state word goes first as WRITING and last as LIVE, so a record cut
@@ -176,8 +205,15 @@ fn decode(b: &[u8; RECORD]) -> Option<Record> {
     hb[..name_at - TAIL].copy_from_slice(&b[TAIL..name_at]);
     let handle = Handle::from_bytes(&hb)?;
     let len = b[31] as usize;
-    let name =
-        (state == LIVE && name_at + len <= RECORD).then(|| b[name_at..name_at + len].to_vec());
+    let name = if state != LIVE {
+        RecordedName::Torn
+    } else if len == usize::from(NAME_ELSEWHERE) {
+        RecordedName::Hash(u64_at(name_at))
+    } else if name_at + len <= RECORD {
+        RecordedName::Whole(b[name_at..name_at + len].to_vec())
+    } else {
+        RecordedName::Torn
+    };
     Some(Record {
         parent: u64_at(8),
         ino: u64_at(16),
@@ -271,11 +307,12 @@ impl StorageView {
         true
     }
 
-    /// Names of `(id, parent, ino)` nodes, by listing each parent once.
-    fn names_from_parents(&self, unnamed: &[(u64, u64, u64)]) -> Vec<(u64, Vec<u8>)> {
-        let mut by_parent: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
-        for &(id, parent, ino) in unnamed {
-            by_parent.entry(parent).or_default().push((id, ino));
+    /// Names of restored nodes that their records did not keep whole, by listing each parent
+    /// once.
+    fn names_from_parents(&self, unnamed: &[Unnamed]) -> Vec<(u64, Vec<u8>)> {
+        let mut by_parent: HashMap<u64, Vec<Unnamed>> = HashMap::new();
+        for u in unnamed {
+            by_parent.entry(u.parent).or_default().push(*u);
         }
         let mut out = Vec::new();
         for (parent, wanted) in by_parent {
@@ -283,22 +320,73 @@ impl StorageView {
                 continue;
             };
             let mut stream = super::dirstream::DirStream::new(fd);
-            let mut left: HashMap<u64, Vec<u64>> = HashMap::new();
-            for (id, ino) in wanted {
-                left.entry(ino).or_default().push(id);
-            }
+            let mut matcher = NameMatcher::new(&wanted);
             while let Ok(Some(e)) = stream.peek() {
-                if let Some(ids) = left.remove(&e.ino) {
-                    let name = e.name.to_vec();
-                    out.extend(ids.into_iter().map(|id| (id, name.clone())));
-                }
-                stream.advance();
-                if left.is_empty() {
+                if matcher.offer(e.ino, e.name) {
                     break;
                 }
+                stream.advance();
             }
+            out.extend(matcher.finish());
         }
         out
+    }
+}
+
+/// Gives the unnamed nodes of one directory their names from its listing. A node whose
+/// record kept a hash takes the name of its inode with that hash, so each name of a file
+/// linked several times in the directory goes back to its own node. A torn record kept
+/// no hash: its node takes a name only if its inode has no other in the directory. Any
+/// other node stays unnamed, and the kernel looks it up again (`path_of` answers ESTALE).
+struct NameMatcher {
+    hashed: HashMap<(u64, u64), u64>,
+    torn: HashMap<u64, Vec<u64>>,
+    /// Per inode of a torn record: its first name listed, and how many it has.
+    torn_names: HashMap<u64, (Vec<u8>, usize)>,
+    found: Vec<(u64, Vec<u8>)>,
+}
+
+impl NameMatcher {
+    fn new(wanted: &[Unnamed]) -> Self {
+        let mut m = NameMatcher {
+            hashed: HashMap::new(),
+            torn: HashMap::new(),
+            torn_names: HashMap::new(),
+            found: Vec::new(),
+        };
+        for u in wanted {
+            match u.hash {
+                Some(h) => {
+                    m.hashed.insert((u.ino, h), u.id);
+                }
+                None => m.torn.entry(u.ino).or_default().push(u.id),
+            }
+        }
+        m
+    }
+
+    /// One listed entry. Returns whether the rest of the listing can change nothing.
+    fn offer(&mut self, ino: u64, name: &[u8]) -> bool {
+        if let Some(id) = self.hashed.remove(&(ino, name_hash(name))) {
+            self.found.push((id, name.to_vec()));
+        }
+        if self.torn.contains_key(&ino) {
+            let seen = self
+                .torn_names
+                .entry(ino)
+                .or_insert_with(|| (name.to_vec(), 0));
+            seen.1 += 1;
+        }
+        self.hashed.is_empty() && self.torn.is_empty()
+    }
+
+    fn finish(mut self) -> Vec<(u64, Vec<u8>)> {
+        for (ino, ids) in self.torn {
+            if let (Some((name, 1)), [id]) = (self.torn_names.get(&ino), ids.as_slice()) {
+                self.found.push((*id, name.clone()));
+            }
+        }
+        self.found
     }
 }
 
@@ -345,7 +433,7 @@ mod tests {
             kind: libc::S_IFREG as u16,
             flags: 1,
             handle: super::super::lower::tests_support::fake_handle(9),
-            name: Some(name.to_vec()),
+            name: RecordedName::Whole(name.to_vec()),
         }
     }
 
@@ -362,9 +450,83 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert_eq!(all[0], (70, record(b"IMG_0001.jpg")));
         assert_eq!(all[1].0, 71);
-        assert_eq!(all[1].1.name, None);
+        assert_eq!(all[1].1.name, RecordedName::Hash(name_hash(&[b'x'; 23])));
         assert_eq!(all[1].1.nlookup, 3);
         assert_eq!(all[2], (73, record(&[b'y'; 22])));
+        // A record cut short by a crash keeps only what does not depend on the name.
+        let off = map.record_offset(70, RECORD).unwrap();
+        let mut b = [0u8; RECORD];
+        map.read_at(off, &mut b).unwrap();
+        b[0..4].copy_from_slice(&WRITING.to_le_bytes());
+        let torn = decode(&b).unwrap();
+        assert_eq!((torn.name, torn.nlookup), (RecordedName::Torn, 4));
+    }
+
+    fn unnamed(id: u64, ino: u64, name: Option<&[u8]>) -> Unnamed {
+        Unnamed {
+            id,
+            parent: 1,
+            ino,
+            hash: name.map(name_hash),
+        }
+    }
+
+    /// (nodes wanting names, the directory's listing, the names they get)
+    type NameCase = (
+        Vec<Unnamed>,
+        &'static [(u64, &'static [u8])],
+        &'static [(u64, &'static [u8])],
+    );
+
+    #[test]
+    fn each_name_of_a_linked_file_goes_back_to_its_own_node() {
+        const LONG_A: &[u8] = b"holiday-recording-from-the-beach.jpg";
+        const LONG_B: &[u8] = b"holiday-recording-from-the-beach.mp3";
+        let cases: Vec<NameCase> = vec![
+            // One inode, two long names, two nodes: each its own, in either listing order.
+            (
+                vec![unnamed(10, 7, Some(LONG_A)), unnamed(11, 7, Some(LONG_B))],
+                &[(7, LONG_A), (7, LONG_B)],
+                &[(10, LONG_A), (11, LONG_B)],
+            ),
+            (
+                vec![unnamed(10, 7, Some(LONG_A)), unnamed(11, 7, Some(LONG_B))],
+                &[(7, LONG_B), (7, LONG_A)],
+                &[(11, LONG_B), (10, LONG_A)],
+            ),
+            // Renamed or removed while no server ran: the node stays unnamed.
+            (
+                vec![unnamed(10, 7, Some(LONG_A))],
+                &[(7, LONG_B), (8, LONG_A)],
+                &[],
+            ),
+            // A torn record: named only when its inode has one name in the directory.
+            (
+                vec![unnamed(10, 7, None)],
+                &[(8, b"x"), (7, LONG_B)],
+                &[(10, LONG_B)],
+            ),
+            (vec![unnamed(10, 7, None)], &[(7, LONG_A), (7, LONG_B)], &[]),
+            (
+                vec![unnamed(10, 7, None), unnamed(11, 7, None)],
+                &[(7, LONG_A)],
+                &[],
+            ),
+        ];
+        for (i, (wanted, listing, expected)) in cases.into_iter().enumerate() {
+            let mut m = NameMatcher::new(&wanted);
+            for &(ino, name) in listing {
+                if m.offer(ino, name) {
+                    break;
+                }
+            }
+            let mut got = m.finish();
+            got.sort();
+            let mut expected: Vec<(u64, Vec<u8>)> =
+                expected.iter().map(|&(id, n)| (id, n.to_vec())).collect();
+            expected.sort();
+            assert_eq!(got, expected, "case {i}");
+        }
     }
 
     #[test]

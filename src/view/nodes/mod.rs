@@ -15,7 +15,7 @@ mod tests;
 pub use node::{CachedVerdicts, Node, NodeName, Nomedia, OwnerFact};
 
 use super::lower::Handle;
-use super::recover::{self, Record};
+use super::recover::{self, Record, RecordedName};
 use crate::fuse::abi::ROOT_ID;
 use crate::policy::{names_match, Verdicts};
 use crate::state::StateMap;
@@ -173,6 +173,16 @@ fn join(shard: usize, slot: u32) -> u64 {
     ((slot as u64 + 1) << SHARD_BITS) | shard as u64
 }
 
+/// A restored node whose record did not keep its name whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unnamed {
+    pub id: u64,
+    pub parent: u64,
+    pub ino: u64,
+    /// The name's [`recover::name_hash`]; `None` for a torn record.
+    pub hash: Option<u64>,
+}
+
 /// What a lookup found on the lower filesystem.
 #[derive(Debug, Clone, Copy)]
 pub struct Found<'a> {
@@ -278,9 +288,10 @@ impl NodeTable {
         }
     }
 
-    /// Fills an empty table with recorded nodes, at their ids. Returns `(id, parent, ino)` of
-    /// the nodes whose names were not recorded (see [`NodeTable::rename_restored`]).
-    pub fn restore(&self, records: Vec<(u64, Record)>) -> Vec<(u64, u64, u64)> {
+    /// Fills an empty table with recorded nodes, at their ids. Returns the nodes whose names
+    /// were not recorded whole: they stay unnamed, which [`Node::is_unnamed`] tells, until
+    /// [`NodeTable::rename_restored`] names them.
+    pub fn restore(&self, records: Vec<(u64, Record)>) -> Vec<Unnamed> {
         let mut unnamed = Vec::new();
         for (id, r) in records {
             let Some((si, slot)) = split(id) else {
@@ -293,9 +304,20 @@ impl NodeTable {
             node.nlookup = r.nlookup;
             node.flags = r.flags & (CALLER_DEPENDENT | LINKED_NAME);
             node.set_backing_id(r.backing);
-            match &r.name {
-                Some(n) => node.name = NodeName::new(n),
-                None => unnamed.push((id, r.parent, r.ino)),
+            match r.name {
+                RecordedName::Whole(n) => node.name = NodeName::new(&n),
+                RecordedName::Hash(h) => unnamed.push(Unnamed {
+                    id,
+                    parent: r.parent,
+                    ino: r.ino,
+                    hash: Some(h),
+                }),
+                RecordedName::Torn => unnamed.push(Unnamed {
+                    id,
+                    parent: r.parent,
+                    ino: r.ino,
+                    hash: None,
+                }),
             }
             let mut shard = self.lock(si);
             let slot_us = slot as usize;
@@ -316,7 +338,9 @@ impl NodeTable {
                 shard.index(r.ino, slot);
             }
             drop(shard);
-            self.name_added(id, r.parent, &name);
+            if !name.is_empty() {
+                self.name_added(id, r.parent, &name);
+            }
         }
         for i in 0..SHARDS {
             let mut shard = self.lock(i);

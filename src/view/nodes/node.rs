@@ -3,7 +3,7 @@
 //! short, and the facts only app callers need allocated on first use.
 
 use super::super::lower::Handle;
-use super::super::recover::Record;
+use super::super::recover::{Record, RecordedName};
 use crate::policy::Verdicts;
 use std::num::NonZeroI32;
 
@@ -226,8 +226,14 @@ impl Node {
             kind: self.kind,
             flags: self.flags & (CALLER_DEPENDENT | LINKED_NAME),
             handle: self.handle,
-            name: Some(self.name.as_bytes().to_vec()),
+            name: RecordedName::Whole(self.name.as_bytes().to_vec()),
         }
+    }
+
+    /// Restored by a new server without its name (the root's is empty too, but no path asks
+    /// for it): no path can be built through it until the kernel looks it up again.
+    pub fn is_unnamed(&self) -> bool {
+        self.name.as_bytes().is_empty()
     }
 
     pub(super) fn linked_name(&self) -> bool {

@@ -522,8 +522,19 @@ fn a_new_table_takes_over_the_recorded_nodes_at_their_ids() {
 
     let fresh = table();
     let unnamed = fresh.restore(recover::read_all(&state, ROOT_ID + 1));
-    assert_eq!(unnamed, vec![(l, dir, 12)]);
+    assert_eq!(
+        unnamed,
+        vec![Unnamed {
+            id: l,
+            parent: dir,
+            ino: 12,
+            hash: Some(recover::name_hash(long)),
+        }]
+    );
+    // Until it is named again, the node's name is unknown, and the name index has no entry.
+    assert_eq!(fresh.with(l, |n| n.is_unnamed()), Some(true));
     fresh.rename_restored(&[(l, long.to_vec())]);
+    assert_eq!(fresh.with(l, |n| n.is_unnamed()), Some(false));
     assert_eq!(fresh.count(), 5);
     let node = |id| fresh.with(id, |n| (n.parent, n.name.as_bytes().to_vec(), n.nlookup));
     assert_eq!(node(a), Some((ROOT_ID, b"b.jpg".to_vec(), 2)));
