@@ -10,11 +10,11 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// The layout's version: a server never reads records another layout wrote (2: 64-byte records).
-const MAGIC: u64 = u64::from_le_bytes(*b"FGSTATE2");
+/// The layout's version: a server never reads records another layout wrote (3: 48-byte records).
+const MAGIC: u64 = u64::from_le_bytes(*b"FGSTATE3");
 /// Where records start.
 pub const HEADER: usize = 4096;
-/// Address space reserved (sparse): 4 GiB is 67 million node records of 64 bytes.
+/// Address space reserved (sparse): 4 GiB is 89 million node records of 48 bytes.
 const SIZE: usize = 1 << 32;
 
 const OFF_MAGIC: usize = 0;

@@ -964,8 +964,8 @@ fn forgotten_nodes_give_their_restart_records_back() {
     }
     let server = server_of(m.pid()).unwrap();
     let full = state_kib(server);
-    // One 64-byte record per node (src/view/recover.rs).
-    assert!(full >= (FILES * 64 / 1024) as u64, "{full} KiB of records");
+    // One 48-byte record per node (src/view/recover.rs).
+    assert!(full >= (FILES * 48 / 1024) as u64, "{full} KiB of records");
     // Unlinking through the mount makes the kernel forget each node (more than one
     // allocator-trim period of forgets).
     for i in KEPT..FILES {

@@ -2,13 +2,13 @@
 //! node ids the kernel holds, written by the node table as nodes change and read back when a
 //! server starts on a session another one served.
 //!
-//! One 64-byte record per node id: its parent, inode number, type, lookup count, backing id
-//! and handle, then its name where it fits after the handle (22 bytes with the 8-byte handles
+//! One 48-byte record per node id: its parent, inode number, type, lookup count, backing id
+//! and handle, then its name where it fits after the handle (14 bytes with the 8-byte handles
 //! of ext4 and f2fs). A longer name is kept as a hash and found again by listing the parent
 //! for the inode number and that hash: a file with several names in one directory gets each
 //! node its own name back. Records are small because there is one per node the kernel holds,
-//! beside the node itself. Lookup counts may be high after a crash (a lookup answered by no one, a
-//! FORGET read by the dead server): such nodes stay until unmount, never go early.
+//! beside the node itself. Lookup counts may be high after a crash (a lookup answered by no
+//! one, a FORGET read by the dead server): such nodes stay until unmount, never go early.
 
 use super::lower::Handle;
 use super::nodes::Unnamed;
@@ -17,15 +17,28 @@ use crate::state::{StateMap, HEADER};
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 
-pub const RECORD: usize = 64;
-/// Where the handle (type, length, bytes) starts; the name follows it.
-const TAIL: usize = 32;
-const NAME_ELSEWHERE: u8 = u8::MAX;
+pub const RECORD: usize = 48;
+// The layout: state (1 byte), flags (1), type (1: `S_IFMT` bits >> 8), name tag (1), lookup
+// count (4), parent (4: node ids stay below 2^32), backing id (4), inode number (8), then the
+// handle (type, length, bytes: at most 24) and the name or its hash after it.
+const FLAGS: usize = 1;
+const KIND: usize = 2;
+const NAME_TAG: usize = 3;
+const NLOOKUP: usize = 4;
+const PARENT: usize = 8;
+const BACKING: usize = 12;
+const INO: usize = 16;
+/// Where the handle starts; the name follows it.
+const TAIL: usize = 24;
+/// Name tags besides a length: the name's hash follows the handle, or neither fits (a handle
+/// of more than 14 bytes leaves no room for a hash).
+const NAME_HASHED: u8 = u8::MAX;
+const NAME_NOT_KEPT: u8 = u8::MAX - 1;
 
-const EMPTY: u32 = 0;
-const LIVE: u32 = 1;
+const EMPTY: u8 = 0;
+const LIVE: u8 = 1;
 /// Being rewritten when its server died: fields may mix two versions.
-const WRITING: u32 = 2;
+const WRITING: u8 = 2;
 
 /// A node as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +59,9 @@ pub enum RecordedName {
     Whole(Vec<u8>),
     /// Longer than the record holds: its [`name_hash`], to find it again in the parent.
     Hash(u64),
-    /// The record was being rewritten when its server died: only the inode number is sure.
-    Torn,
+    /// Neither fits beside a long handle, or the record was being rewritten when its server
+    /// died: only the inode number is sure.
+    Unknown,
 }
 
 /// FNV-1a: stable across servers and versions, which the restart state needs. Names are
@@ -64,48 +78,61 @@ pub fn write(map: &StateMap, id: u64, r: &Record) {
     let Some(p) = map.record(id, RECORD) else {
         return;
     };
+    let Ok(parent) = u32::try_from(r.parent) else {
+        // No table hands out such ids (`nodes::split`); a record that cannot say its parent
+        // is left empty, and a new server answers ESTALE for the node.
+        clear(map, id);
+        return;
+    };
     let mut b = [0u8; RECORD];
-    b[0..4].copy_from_slice(&WRITING.to_le_bytes());
-    b[4..8].copy_from_slice(&(r.nlookup.min(u32::MAX as u64) as u32).to_le_bytes());
-    b[8..16].copy_from_slice(&r.parent.to_le_bytes());
-    b[16..24].copy_from_slice(&r.ino.to_le_bytes());
-    b[24..28].copy_from_slice(&r.backing.to_le_bytes());
-    b[28..30].copy_from_slice(&r.kind.to_le_bytes());
-    b[30] = r.flags;
+    b[0] = WRITING;
+    b[FLAGS] = r.flags;
+    // The type is `st_mode & S_IFMT`: its low 12 bits are zero.
+    b[KIND] = (r.kind >> 8) as u8;
+    b[NLOOKUP..NLOOKUP + 4].copy_from_slice(&(r.nlookup.min(u32::MAX as u64) as u32).to_le_bytes());
+    b[PARENT..PARENT + 4].copy_from_slice(&parent.to_le_bytes());
+    b[BACKING..BACKING + 4].copy_from_slice(&r.backing.to_le_bytes());
+    b[INO..INO + 8].copy_from_slice(&r.ino.to_le_bytes());
     let handle = r.handle.to_bytes();
+    // Handles are at most 22 bytes (`Handle::from_bytes`): they always fit.
     let name_at = TAIL + 2 + handle[1] as usize;
     b[TAIL..name_at].copy_from_slice(&handle[..name_at - TAIL]);
-    match &r.name {
-        RecordedName::Whole(n) if n.len() <= RECORD - name_at => {
-            b[31] = n.len() as u8;
+    let room = RECORD - name_at;
+    b[NAME_TAG] = match &r.name {
+        RecordedName::Whole(n) if n.len() <= room => {
             b[name_at..name_at + n.len()].copy_from_slice(n);
+            n.len() as u8
         }
-        // Handles are at most 22 bytes (`decode`), so 8 bytes are always left for the hash.
-        RecordedName::Whole(n) => {
-            b[31] = NAME_ELSEWHERE;
-            b[name_at..name_at + 8].copy_from_slice(&name_hash(n).to_le_bytes());
+        name => {
+            let hash = match name {
+                RecordedName::Whole(n) => Some(name_hash(n)),
+                RecordedName::Hash(h) => Some(*h),
+                RecordedName::Unknown => None,
+            };
+            match hash {
+                Some(h) if room >= 8 => {
+                    b[name_at..name_at + 8].copy_from_slice(&h.to_le_bytes());
+                    NAME_HASHED
+                }
+                _ => NAME_NOT_KEPT,
+            }
         }
-        RecordedName::Hash(h) => {
-            b[31] = NAME_ELSEWHERE;
-            b[name_at..name_at + 8].copy_from_slice(&h.to_le_bytes());
-        }
-        RecordedName::Torn => b[31] = NAME_ELSEWHERE,
-    }
+    };
     // SAFETY: p points at RECORD bytes of the shared mapping, written only under the shard
-    // lock of this id. The state word goes first as WRITING and last as LIVE, so a record cut
+    // lock of this id. The state byte goes first as WRITING and last as LIVE, so a record cut
     // short by a crash is known as such.
     unsafe {
         std::ptr::copy_nonoverlapping(b.as_ptr(), p, RECORD);
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-        std::ptr::copy_nonoverlapping(LIVE.to_le_bytes().as_ptr(), p, 4);
+        p.write(LIVE);
     }
 }
 
 /// Marks record `id` empty (the kernel forgot the node).
 pub fn clear(map: &StateMap, id: u64) {
     if let Some(p) = map.existing(id, RECORD) {
-        // SAFETY: as in `write`; only the state word changes.
-        unsafe { std::ptr::copy_nonoverlapping(EMPTY.to_le_bytes().as_ptr(), p as *mut u8, 4) };
+        // SAFETY: as in `write`; only the state byte changes.
+        unsafe { (p as *mut u8).write(EMPTY) };
     }
 }
 
@@ -181,9 +208,9 @@ pub fn read_all(map: &StateMap, first_id: u64) -> Vec<(u64, Record)> {
     out
 }
 
-/// A record's state word (EMPTY, LIVE or WRITING).
-fn state_of(record: &[u8]) -> u32 {
-    u32::from_le_bytes([record[0], record[1], record[2], record[3]])
+/// A record's state (EMPTY, LIVE or WRITING).
+fn state_of(record: &[u8]) -> u8 {
+    record[0]
 }
 
 fn decode(b: &[u8; RECORD]) -> Option<Record> {
@@ -199,30 +226,30 @@ fn decode(b: &[u8; RECORD]) -> Option<Record> {
     }
     let mut hb = [0u8; 24];
     let name_at = TAIL + 2 + b[TAIL + 1] as usize;
-    if name_at - TAIL > hb.len() {
+    if name_at - TAIL > hb.len() || name_at > RECORD {
         return None; // longer than any handle we record
     }
     hb[..name_at - TAIL].copy_from_slice(&b[TAIL..name_at]);
     let handle = Handle::from_bytes(&hb)?;
-    let len = b[31] as usize;
-    let name = if state != LIVE {
-        RecordedName::Torn
-    } else if len == usize::from(NAME_ELSEWHERE) {
+    let tag = b[NAME_TAG];
+    let name = if state != LIVE || tag == NAME_NOT_KEPT {
+        RecordedName::Unknown
+    } else if tag == NAME_HASHED && name_at + 8 <= RECORD {
         RecordedName::Hash(u64_at(name_at))
-    } else if name_at + len <= RECORD {
-        RecordedName::Whole(b[name_at..name_at + len].to_vec())
+    } else if name_at + usize::from(tag) <= RECORD {
+        RecordedName::Whole(b[name_at..name_at + usize::from(tag)].to_vec())
     } else {
-        RecordedName::Torn
+        RecordedName::Unknown
     };
     Some(Record {
-        parent: u64_at(8),
-        ino: u64_at(16),
+        parent: u64::from(u32_at(PARENT)),
+        ino: u64_at(INO),
         // A torn record may carry an older count: never let it fall below what the kernel
         // may hold (one more keeps the node until unmount at worst).
-        nlookup: u64::from(u32_at(4)).max(1) + u64::from(state == WRITING),
-        backing: u32_at(24) as i32,
-        kind: u16::from_le_bytes([b[28], b[29]]),
-        flags: b[30],
+        nlookup: u64::from(u32_at(NLOOKUP)).max(1) + u64::from(state == WRITING),
+        backing: u32_at(BACKING) as i32,
+        kind: u16::from(b[KIND]) << 8,
+        flags: b[FLAGS],
         handle,
         name,
     })
@@ -335,14 +362,14 @@ impl StorageView {
 
 /// Gives the unnamed nodes of one directory their names from its listing. A node whose
 /// record kept a hash takes the name of its inode with that hash, so each name of a file
-/// linked several times in the directory goes back to its own node. A torn record kept
-/// no hash: its node takes a name only if its inode has no other in the directory. Any
+/// linked several times in the directory goes back to its own node. A record that kept no
+/// hash (torn, or beside a long handle): its node takes a name only if its inode has no other in the directory. Any
 /// other node stays unnamed, and the kernel looks it up again (`path_of` answers ESTALE).
 struct NameMatcher {
     hashed: HashMap<(u64, u64), u64>,
-    torn: HashMap<u64, Vec<u64>>,
-    /// Per inode of a torn record: its first name listed, and how many it has.
-    torn_names: HashMap<u64, (Vec<u8>, usize)>,
+    unhashed: HashMap<u64, Vec<u64>>,
+    /// Per inode of such a record: its first name listed, and how many it has.
+    unhashed_names: HashMap<u64, (Vec<u8>, usize)>,
     found: Vec<(u64, Vec<u8>)>,
 }
 
@@ -350,8 +377,8 @@ impl NameMatcher {
     fn new(wanted: &[Unnamed]) -> Self {
         let mut m = NameMatcher {
             hashed: HashMap::new(),
-            torn: HashMap::new(),
-            torn_names: HashMap::new(),
+            unhashed: HashMap::new(),
+            unhashed_names: HashMap::new(),
             found: Vec::new(),
         };
         for u in wanted {
@@ -359,7 +386,7 @@ impl NameMatcher {
                 Some(h) => {
                     m.hashed.insert((u.ino, h), u.id);
                 }
-                None => m.torn.entry(u.ino).or_default().push(u.id),
+                None => m.unhashed.entry(u.ino).or_default().push(u.id),
             }
         }
         m
@@ -370,19 +397,19 @@ impl NameMatcher {
         if let Some(id) = self.hashed.remove(&(ino, name_hash(name))) {
             self.found.push((id, name.to_vec()));
         }
-        if self.torn.contains_key(&ino) {
+        if self.unhashed.contains_key(&ino) {
             let seen = self
-                .torn_names
+                .unhashed_names
                 .entry(ino)
                 .or_insert_with(|| (name.to_vec(), 0));
             seen.1 += 1;
         }
-        self.hashed.is_empty() && self.torn.is_empty()
+        self.hashed.is_empty() && self.unhashed.is_empty()
     }
 
     fn finish(mut self) -> Vec<(u64, Vec<u8>)> {
-        for (ino, ids) in self.torn {
-            if let (Some((name, 1)), [id]) = (self.torn_names.get(&ino), ids.as_slice()) {
+        for (ino, ids) in self.unhashed {
+            if let (Some((name, 1)), [id]) = (self.unhashed_names.get(&ino), ids.as_slice()) {
                 self.found.push((*id, name.clone()));
             }
         }
@@ -440,26 +467,72 @@ mod tests {
     #[test]
     fn records_round_trip_and_long_names_are_found_elsewhere() {
         let map = StateMap::map(crate::state::create().unwrap()).unwrap();
+        // The fake handle is 8 bytes long, as ext4's and f2fs's: 14 bytes are left for a name.
         write(&map, 70, &record(b"IMG_0001.jpg"));
-        // The fake handle is 8 bytes long, as ext4's and f2fs's: 22 bytes are left for a name.
-        write(&map, 73, &record(&[b'y'; 22]));
-        write(&map, 71, &record(&[b'x'; 23]));
+        write(&map, 73, &record(&[b'y'; 14]));
+        write(&map, 71, &record(&[b'x'; 15]));
         write(&map, 72, &record(b"gone"));
         clear(&map, 72);
+        // Ids that fill whole pages and beyond: records straddle page boundaries (48 does
+        // not divide 4096).
+        for id in 80..300 {
+            write(&map, id, &record(format!("n{id}").as_bytes()));
+        }
         let all = read_all(&map, 2);
-        assert_eq!(all.len(), 3);
+        assert_eq!(all.len(), 3 + 220);
         assert_eq!(all[0], (70, record(b"IMG_0001.jpg")));
         assert_eq!(all[1].0, 71);
-        assert_eq!(all[1].1.name, RecordedName::Hash(name_hash(&[b'x'; 23])));
+        assert_eq!(all[1].1.name, RecordedName::Hash(name_hash(&[b'x'; 15])));
         assert_eq!(all[1].1.nlookup, 3);
-        assert_eq!(all[2], (73, record(&[b'y'; 22])));
+        assert_eq!(all[2], (73, record(&[b'y'; 14])));
+        for (k, (id, r)) in all[3..].iter().enumerate() {
+            assert_eq!(
+                (*id, r),
+                (80 + k as u64, &record(format!("n{id}").as_bytes()))
+            );
+        }
         // A record cut short by a crash keeps only what does not depend on the name.
         let off = map.record_offset(70, RECORD).unwrap();
         let mut b = [0u8; RECORD];
         map.read_at(off, &mut b).unwrap();
-        b[0..4].copy_from_slice(&WRITING.to_le_bytes());
+        b[0] = WRITING;
         let torn = decode(&b).unwrap();
-        assert_eq!((torn.name, torn.nlookup), (RecordedName::Torn, 4));
+        assert_eq!((torn.name, torn.nlookup), (RecordedName::Unknown, 4));
+    }
+
+    #[test]
+    fn beside_the_longest_handles_a_record_keeps_no_name() {
+        let map = StateMap::map(crate::state::create().unwrap()).unwrap();
+        for (len, expected) in [
+            (14, RecordedName::Hash(name_hash(b"a-longer-name.jpg"))),
+            (15, RecordedName::Unknown),
+            (22, RecordedName::Unknown),
+        ] {
+            let mut bytes = [0u8; 24];
+            bytes[0] = 1;
+            bytes[1] = len;
+            bytes[2..2 + usize::from(len)].fill(7);
+            let r = Record {
+                handle: Handle::from_bytes(&bytes).unwrap(),
+                name: RecordedName::Whole(b"a-longer-name.jpg".to_vec()),
+                ..record(b"")
+            };
+            write(&map, 70, &r);
+            let back = read_all(&map, 2);
+            assert_eq!(back.len(), 1);
+            assert_eq!(back[0].1.handle, r.handle, "handle of {len} bytes");
+            assert_eq!(back[0].1.name, expected, "handle of {len} bytes");
+        }
+        // A parent id no record can hold leaves the record empty.
+        write(
+            &map,
+            70,
+            &Record {
+                parent: 1 << 32,
+                ..record(b"a")
+            },
+        );
+        assert!(read_all(&map, 2).is_empty());
     }
 
     fn unnamed(id: u64, ino: u64, name: Option<&[u8]>) -> Unnamed {

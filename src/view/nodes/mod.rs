@@ -179,7 +179,7 @@ pub struct Unnamed {
     pub id: u64,
     pub parent: u64,
     pub ino: u64,
-    /// The name's [`recover::name_hash`]; `None` for a torn record.
+    /// The name's [`recover::name_hash`]; `None` when the record kept neither.
     pub hash: Option<u64>,
 }
 
@@ -312,7 +312,7 @@ impl NodeTable {
                     ino: r.ino,
                     hash: Some(h),
                 }),
-                RecordedName::Torn => unnamed.push(Unnamed {
+                RecordedName::Unknown => unnamed.push(Unnamed {
                     id,
                     parent: r.parent,
                     ino: r.ino,
