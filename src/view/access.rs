@@ -220,7 +220,7 @@ impl StorageView {
             Subject::Node(id) => {
                 let (parent, is_dir) = self
                     .nodes
-                    .with(id, |n| (n.parent, n.is_dir()))
+                    .with(id, |n| (n.parent(), n.is_dir()))
                     .ok_or(libc::ENOENT)?;
                 let path = self.path_of(id)?;
                 let owner = self.owner_of(id)?;
@@ -271,7 +271,7 @@ impl StorageView {
                 .nodes
                 .with(id, |n| {
                     path.extend(n.name.as_bytes().iter().rev());
-                    (!n.is_unnamed()).then_some(n.parent)
+                    (!n.is_unnamed()).then_some(n.parent())
                 })
                 .ok_or(libc::ENOENT)?
                 .ok_or(libc::ESTALE)?;
@@ -322,7 +322,7 @@ impl StorageView {
             if dir == ROOT_ID {
                 return Ok(false);
             }
-            match self.nodes.with(dir, |n| n.parent) {
+            match self.nodes.with(dir, |n| n.parent()) {
                 Some(p) => dir = p,
                 None => return Err(libc::ENOENT),
             }

@@ -341,7 +341,7 @@ impl StorageView {
     /// Opens an existing node for a POSIX caller: reached through directories it may search,
     /// and reopened as the caller, so that the kernel checks the file's mode for it.
     pub(super) fn open_as(&self, creds: &Creds, node: u64, flags: i32) -> Result<OwnedFd> {
-        let parent = self.nodes.with(node, |n| n.parent).ok_or(libc::ENOENT)?;
+        let parent = self.nodes.with(node, |n| n.parent()).ok_or(libc::ENOENT)?;
         self.posix_may_reach(creds, parent)?;
         let path_fd = self.open_node(node, libc::O_PATH)?;
         let _as = self.act_as(Some(creds))?;

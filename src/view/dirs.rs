@@ -17,7 +17,7 @@ pub(super) fn opendir(view: &StorageView, ctx: &Ctx, node: u64, _flags: u32) -> 
     let fd = match view.posix_creds(ctx) {
         Some(creds) => {
             // Reached through directories the caller may search, read as the caller.
-            let parent = view.nodes.with(node, |n| n.parent).ok_or(libc::ENOENT)?;
+            let parent = view.nodes.with(node, |n| n.parent()).ok_or(libc::ENOENT)?;
             view.posix_may_reach(&creds, parent)?;
             let path_fd = view.open_node(node, libc::O_PATH)?;
             let _as = view.act_as(Some(&creds))?;

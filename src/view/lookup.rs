@@ -86,7 +86,11 @@ impl StorageView {
             #[allow(clippy::unnecessary_cast)] // nlink_t is u32 on some targets
             nlink: st.st_nlink as u64,
         };
-        let reg = self.nodes.register(found, caller_dependent);
+        // ENFILE: the table holds 4 billion nodes (`nodes::MAX_SLOTS`).
+        let reg = self
+            .nodes
+            .register(found, caller_dependent)
+            .ok_or(libc::ENFILE)?;
         let ttl = self.ttl(reg.caller_dependent);
         Ok(Entry {
             nodeid: reg.nodeid,
@@ -139,7 +143,7 @@ impl StorageView {
             if dir == crate::fuse::abi::ROOT_ID {
                 return Ok(());
             }
-            dir = self.nodes.with(dir, |n| n.parent).ok_or(libc::ENOENT)?;
+            dir = self.nodes.with(dir, |n| n.parent()).ok_or(libc::ENOENT)?;
         }
     }
 }

@@ -166,7 +166,7 @@ impl StorageView {
             source,
         })?;
         let mut root = Node::new(ROOT_ID, b"", *lower.root_handle(), st.st_ino, libc::S_IFDIR);
-        root.nlookup = 1;
+        root.set_nlookup(1);
         Ok(StorageView {
             lower,
             nodes: Arc::new(NodeTable::new(root)),
@@ -347,7 +347,7 @@ impl StorageView {
             // The kernel knows the name as looked up: also the spelling on disk.
             let known = self
                 .nodes
-                .with(id, |n| (n.parent, n.name.as_bytes().to_vec()));
+                .with(id, |n| (n.parent(), n.name.as_bytes().to_vec()));
             if let Some((parent, known)) = known.filter(|(_, n)| n[..] != *name) {
                 let _ = kernel.inval_entry(parent, &known);
             }

@@ -145,7 +145,7 @@ impl StorageView {
     /// call, the common case), if that name is still this inode; else through its handle.
     fn stat_node(&self, node: u64) -> Result<libc::stat> {
         let by_name = self.nodes.with(node, |n| {
-            (n.parent, n.ino, lower::cname(n.name.as_bytes()).ok())
+            (n.parent(), n.ino, lower::cname(n.name.as_bytes()).ok())
         });
         if let Some((parent, ino, Some(name))) = by_name {
             if let Ok(dir) = self.dir_fd(parent) {

@@ -37,6 +37,10 @@ const CHUNK: usize = 64;
 
 type Chunk = Box<[Option<Node>; CHUNK]>;
 
+/// Slots per shard: node ids stay below 2^32, so that a node and a restart record keep their
+/// parent in 4 bytes. 4 billion nodes is more than any memory holds.
+const MAX_SLOTS: usize = (1 << (32 - SHARD_BITS)) - 1;
+
 /// One shard: a slab of nodes (slot i is node id `(i + 1) << SHARD_BITS | shard`) and the
 /// index from inode number to slot.
 #[derive(Default)]
@@ -85,21 +89,26 @@ impl Shard {
         self.by_ino.remove(ino, slot, |s| ino_at(chunks, s));
     }
 
-    fn allocate(&mut self, node: Node) -> u32 {
-        self.used += 1;
+    /// Places `node` in a free slot; `None` when the shard holds all it may (`MAX_SLOTS`).
+    fn allocate(&mut self, node: Node) -> Option<u32> {
         while let Some(Reverse(slot)) = self.free.pop() {
             if let Some(s @ None) = self.slot_mut(slot as usize) {
                 *s = Some(node);
-                return slot;
+                self.used += 1;
+                return Some(slot);
             }
         }
+        if self.len >= MAX_SLOTS {
+            return None;
+        }
+        self.used += 1;
         if self.len == self.chunks.len() * CHUNK {
             self.chunks.push(Box::new(std::array::from_fn(|_| None)));
         }
         self.len += 1;
         let slot = self.len - 1;
         self.chunks[slot / CHUNK][slot % CHUNK] = Some(node);
-        slot as u32
+        Some(slot as u32)
     }
 
     fn release(&mut self, slot: u32) -> Option<Node> {
@@ -297,11 +306,11 @@ impl NodeTable {
             let Some((si, slot)) = split(id) else {
                 continue;
             };
-            if si != shard_of_ino(r.ino) || r.parent == 0 {
+            if si != shard_of_ino(r.ino) || r.parent == 0 || slot as usize >= MAX_SLOTS {
                 continue;
             }
             let mut node = Node::new(r.parent, b"", r.handle, r.ino, u32::from(r.kind));
-            node.nlookup = r.nlookup;
+            node.set_nlookup(r.nlookup);
             node.flags = r.flags & (CALLER_DEPENDENT | LINKED_NAME);
             node.set_backing_id(r.backing);
             match r.name {
@@ -361,7 +370,7 @@ impl NodeTable {
             };
             let mut shard = self.lock(si);
             if let Some(node) = shard.get_mut(slot) {
-                let parent = node.parent;
+                let parent = node.parent();
                 self.move_node(*id, node, parent, name);
                 self.persist(*id, node);
             }
@@ -386,7 +395,7 @@ impl NodeTable {
     /// Moves node `id` to `parent/name`, keeping the name index in step.
     fn move_node(&self, id: u64, node: &mut Node, parent: u64, name: &[u8]) {
         if !node.is_named(parent, name) {
-            self.name_removed(id, node.parent, node.name.as_bytes());
+            self.name_removed(id, node.parent(), node.name.as_bytes());
             node.moved_to(parent, name);
             self.name_added(id, parent, name);
         }
@@ -418,8 +427,8 @@ impl NodeTable {
     /// Records one more kernel reference to the inode `ino` reached as `parent/name`, reusing
     /// its node if the inode is already known (same handle), else creating one. A file with
     /// several names (`nlink > 1`) gets a node per name, so that no decision depends on which
-    /// name was looked up last.
-    pub fn register(&self, found: Found<'_>, caller_dependent: bool) -> Registered {
+    /// name was looked up last. `None` when the table holds all the nodes it may.
+    pub fn register(&self, found: Found<'_>, caller_dependent: bool) -> Option<Registered> {
         let Found {
             parent,
             name,
@@ -451,26 +460,26 @@ impl NodeTable {
         };
         if let Some(slot) = known {
             if let Some(node) = shard.get_mut(slot) {
-                node.nlookup += 1;
+                node.looked_up();
                 self.move_node(join(si, slot), node, parent, name);
                 node.set_caller_dependent(caller_dependent);
                 self.persist(join(si, slot), node);
-                return Registered {
+                return Some(Registered {
                     nodeid: join(si, slot),
                     caller_dependent,
-                };
+                });
             }
         }
         // New inode, a new name of a linked one, or the number was reused by a new inode
         // (different handle): an old node stays until the kernel forgets it, but the index
         // points to the new one.
         let mut node = Node::new(parent, name, handle, ino, kind);
-        node.nlookup = 1;
+        node.set_nlookup(1);
         node.set_caller_dependent(caller_dependent);
         if by_name {
             node.flags |= LINKED_NAME;
         }
-        let slot = shard.allocate(node);
+        let slot = shard.allocate(node)?;
         self.node_added();
         if let Some(node) = shard.get_mut(slot) {
             self.persist(join(si, slot), node);
@@ -481,10 +490,10 @@ impl NodeTable {
             shard.index(ino, slot);
         }
         self.name_added(join(si, slot), parent, name);
-        Registered {
+        Some(Registered {
             nodeid: join(si, slot),
             caller_dependent,
-        }
+        })
     }
 
     /// Drops `n` kernel references. Returns the node's resources when it is gone; its id may
@@ -496,8 +505,7 @@ impl NodeTable {
         let (si, slot) = split(id)?;
         let mut shard = self.lock(si);
         let node = shard.get_mut(slot)?;
-        node.nlookup = node.nlookup.saturating_sub(n);
-        if node.nlookup > 0 {
+        if !node.forgotten(n) {
             self.persist(id, node);
             return None;
         }
@@ -516,7 +524,7 @@ impl NodeTable {
         let node = shard.release(slot)?;
         self.held.fetch_sub(1, Relaxed);
         self.unpersist(id);
-        self.name_removed(id, node.parent, node.name.as_bytes());
+        self.name_removed(id, node.parent(), node.name.as_bytes());
         Some(Forgotten {
             backing_id: node.backing_id(),
         })
@@ -602,7 +610,7 @@ impl NodeTable {
                 for slot in start..end {
                     let node = shard.chunks[slot / CHUNK][slot % CHUNK].as_ref();
                     if let Some(n) = node.filter(|n| n.caller_dependent()) {
-                        out.push((n.parent, n.name.as_bytes().to_vec()));
+                        out.push((n.parent(), n.name.as_bytes().to_vec()));
                     }
                 }
                 if end >= shard.len {
@@ -625,7 +633,7 @@ impl NodeTable {
         }
         candidates.retain(|&id| {
             self.with(id, |n| {
-                n.parent == parent && names_match(n.name.as_bytes(), name)
+                n.parent() == parent && names_match(n.name.as_bytes(), name)
             })
             .unwrap_or(false)
         });
@@ -711,7 +719,11 @@ impl NodeBench {
             kind,
             nlink: 1,
         };
-        let id = self.table.register(found, dependent).nodeid;
+        let id = self
+            .table
+            .register(found, dependent)
+            .expect("a bench table holds far fewer nodes than the cap")
+            .nodeid;
         self.ids.push(id);
         id
     }

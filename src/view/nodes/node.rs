@@ -91,26 +91,31 @@ pub(super) const LINKED_NAME: u8 = 1 << 3;
 
 #[derive(Debug)]
 pub struct Node {
-    pub parent: u64,
     pub ino: u64,
     pub name: NodeName,
     pub handle: Handle,
     pub(super) app: Option<Box<AppFacts>>,
+    /// The parent's node id: ids stay below 2^32 (`NodeTable`), which keeps a node at 88 bytes.
+    parent: u32,
     /// The passthrough backing id registered for this inode, shared by all its opens.
     pub(super) backing: Option<NonZeroI32>,
-    pub nlookup: u64,
+    /// Kernel references. Sticks at `u32::MAX`: a node looked up that often stays until
+    /// unmount, never goes while the kernel may still hold it.
+    nlookup: u32,
     /// Opens currently answered with FOPEN_PASSTHROUGH / in userspace.
     pub passthrough_opens: u32,
     pub userspace_opens: u32,
-    /// `st_mode & S_IFMT` (which fits 16 bits).
-    pub(super) kind: u16,
+    /// `st_mode & S_IFMT`, whose low 12 bits are zero, shifted right by 8.
+    kind: u8,
     pub(super) flags: u8,
 }
 
 impl Node {
+    /// A node of `parent/name`; `parent` is a node id, below 2^32.
     pub fn new(parent: u64, name: &[u8], handle: Handle, ino: u64, kind: u32) -> Self {
+        debug_assert!(parent <= u64::from(u32::MAX) && kind & !libc::S_IFMT == 0);
         Node {
-            parent,
+            parent: parent as u32,
             ino,
             name: NodeName::new(name),
             handle,
@@ -119,14 +124,38 @@ impl Node {
             nlookup: 0,
             passthrough_opens: 0,
             userspace_opens: 0,
-            kind: kind as u16,
+            kind: (kind >> 8) as u8,
             flags: 0,
         }
     }
 
+    pub fn parent(&self) -> u64 {
+        u64::from(self.parent)
+    }
+
+    pub fn nlookup(&self) -> u64 {
+        u64::from(self.nlookup)
+    }
+
+    pub fn set_nlookup(&mut self, n: u64) {
+        self.nlookup = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+
+    pub(super) fn looked_up(&mut self) {
+        self.nlookup = self.nlookup.saturating_add(1);
+    }
+
+    /// Drops `n` kernel references; returns whether none is left.
+    pub(super) fn forgotten(&mut self, n: u64) -> bool {
+        if self.nlookup != u32::MAX {
+            self.nlookup = u32::try_from(u64::from(self.nlookup).saturating_sub(n)).unwrap_or(0);
+        }
+        self.nlookup == 0
+    }
+
     /// `st_mode & S_IFMT`.
     pub fn kind(&self) -> u32 {
-        self.kind as u32
+        u32::from(self.kind) << 8
     }
 
     pub fn is_dir(&self) -> bool {
@@ -219,11 +248,11 @@ impl Node {
     /// What the restart state keeps of this node.
     pub(super) fn record(&self) -> Record {
         Record {
-            parent: self.parent,
+            parent: self.parent(),
             ino: self.ino,
-            nlookup: self.nlookup,
+            nlookup: self.nlookup(),
             backing: self.backing_id().unwrap_or(0),
-            kind: self.kind,
+            kind: self.kind() as u16,
             flags: self.flags & (CALLER_DEPENDENT | LINKED_NAME),
             handle: self.handle,
             name: RecordedName::Whole(self.name.as_bytes().to_vec()),
@@ -241,13 +270,14 @@ impl Node {
     }
 
     pub(super) fn is_named(&self, parent: u64, name: &[u8]) -> bool {
-        self.parent == parent && self.name.as_bytes() == name
+        self.parent() == parent && self.name.as_bytes() == name
     }
 
     /// The node now lives at `parent/name` (a rename).
     pub(super) fn moved_to(&mut self, parent: u64, name: &[u8]) {
         if !self.is_named(parent, name) {
-            self.parent = parent;
+            debug_assert!(parent <= u64::from(u32::MAX));
+            self.parent = parent as u32;
             self.name = NodeName::new(name);
             self.clear_verdicts();
         }

@@ -25,7 +25,7 @@ fn table() -> NodeTable {
 fn nodes_stay_small() {
     // One per inode the kernel holds: 100,000 of them must fit in well under 20 MiB.
     assert!(
-        std::mem::size_of::<Node>() <= 96,
+        std::mem::size_of::<Node>() <= 88,
         "{}",
         std::mem::size_of::<Node>()
     );
@@ -34,6 +34,31 @@ fn nodes_stay_small() {
         std::mem::size_of::<Node>()
     );
     assert_eq!(std::mem::size_of::<NodeName>(), 24);
+}
+
+#[test]
+fn lookup_counts_stick_at_their_top_and_node_ids_stay_below_2_pow_32() {
+    let mut n = Node::new(ROOT_ID, b"a", handle(1), 5, libc::S_IFREG);
+    n.set_nlookup(3);
+    assert!(!n.forgotten(2));
+    assert!(n.forgotten(5), "more forgotten than held leaves none");
+    n.set_nlookup(u64::from(u32::MAX) + 7);
+    n.looked_up();
+    assert!(
+        !n.forgotten(u64::from(u32::MAX)),
+        "a saturated count never reaches zero"
+    );
+    assert_eq!(n.nlookup(), u64::from(u32::MAX));
+    assert_eq!(n.kind(), libc::S_IFREG);
+
+    // The last slot a shard may hand out makes the largest id below 2^32.
+    assert_eq!(join(SHARDS - 1, MAX_SLOTS as u32 - 1), u64::from(u32::MAX));
+    let mut shard = Shard {
+        len: MAX_SLOTS,
+        ..Default::default()
+    };
+    assert_eq!(shard.allocate(n), None);
+    assert_eq!(shard.used, 0);
 }
 
 #[test]
@@ -60,13 +85,15 @@ fn lookup_counts_follow_the_kernel() {
     let t = table();
     let a = t
         .register(found(ROOT_ID, b"a", handle(1), 100, 1), false)
+        .unwrap()
         .nodeid;
     assert_eq!(
         t.register(found(ROOT_ID, b"a", handle(1), 100, 1), false)
+            .unwrap()
             .nodeid,
         a
     );
-    assert_eq!(t.with(a, |n| n.nlookup), Some(2));
+    assert_eq!(t.with(a, |n| n.nlookup()), Some(2));
     assert!(t.forget(a, 1).is_none());
     assert!(t.forget(a, 1).is_some());
     assert!(t.with(a, |_| ()).is_none(), "forgotten node is gone");
@@ -78,6 +105,7 @@ fn batch_forget_of_more_than_held_and_bogus_ids_are_safe() {
     let t = table();
     let a = t
         .register(found(ROOT_ID, b"a", handle(1), 100, 1), false)
+        .unwrap()
         .nodeid;
     assert!(t.forget(a, 99).is_some());
     assert!(t.forget(a, 1).is_none());
@@ -93,9 +121,11 @@ fn reused_inode_number_with_new_handle_is_a_new_node() {
     let t = table();
     let a = t
         .register(found(ROOT_ID, b"a", handle(1), 100, 1), false)
+        .unwrap()
         .nodeid;
     let b = t
         .register(found(ROOT_ID, b"b", handle(2), 100, 1), false)
+        .unwrap()
         .nodeid;
     assert_ne!(a, b);
     assert_eq!(t.find_ino(100), Some(b));
@@ -109,9 +139,11 @@ fn each_name_of_a_linked_file_is_its_own_node() {
     let t = table();
     let a = t
         .register(found(ROOT_ID, b"a", handle(1), 100, 2), false)
+        .unwrap()
         .nodeid;
     let b = t
         .register(found(7, b"other", handle(1), 100, 2), false)
+        .unwrap()
         .nodeid;
     assert_ne!(
         a, b,
@@ -119,19 +151,20 @@ fn each_name_of_a_linked_file_is_its_own_node() {
     );
     assert_eq!(
         t.register(found(ROOT_ID, b"a", handle(1), 100, 2), false)
+            .unwrap()
             .nodeid,
         a
     );
     assert_eq!(
-        t.with(a, |n| (n.parent, n.name.as_bytes().to_vec())),
+        t.with(a, |n| (n.parent(), n.name.as_bytes().to_vec())),
         Some((ROOT_ID, b"a".to_vec()))
     );
     t.renamed(100, (7, b"other"), (8, b"moved"));
     assert_eq!(
-        t.with(b, |n| (n.parent, n.name.as_bytes().to_vec())),
+        t.with(b, |n| (n.parent(), n.name.as_bytes().to_vec())),
         Some((8, b"moved".to_vec()))
     );
-    assert_eq!(t.with(a, |n| n.parent), Some(ROOT_ID));
+    assert_eq!(t.with(a, |n| n.parent()), Some(ROOT_ID));
     assert!(t.forget(a, 2).is_some());
     assert!(t.forget(b, 1).is_some());
     assert_eq!(t.count(), 0);
@@ -143,10 +176,12 @@ fn renaming_a_second_link_leaves_the_first_name_alone() {
     // Looked up while it had one name: the inode's own node.
     let a = t
         .register(found(ROOT_ID, b"a", handle(1), 100, 1), false)
+        .unwrap()
         .nodeid;
     // A second link appeared, then was looked up: a node for that name.
     let b = t
         .register(found(ROOT_ID, b"b", handle(1), 100, 2), false)
+        .unwrap()
         .nodeid;
     assert_ne!(a, b);
     t.renamed(100, (ROOT_ID, b"b"), (ROOT_ID, b"c"));
@@ -198,6 +233,7 @@ fn ids_never_collide_with_root_and_the_table_gives_memory_back() {
                 found(ROOT_ID, b"x", handle((ino % 200) as u8), ino, 1),
                 false,
             )
+            .unwrap()
             .nodeid;
         assert!(id > ROOT_ID);
         assert_eq!(split(id).unwrap().0, shard_of_ino(ino));
@@ -225,6 +261,7 @@ fn freed_slots_are_reused_lowest_first_and_live_ids_stay_unique() {
     let ids: Vec<u64> = (0..2000u64)
         .map(|ino| {
             t.register(found(ROOT_ID, b"x", handle(1), ino, 1), false)
+                .unwrap()
                 .nodeid
         })
         .collect();
@@ -236,6 +273,7 @@ fn freed_slots_are_reused_lowest_first_and_live_ids_stay_unique() {
     let again: Vec<u64> = (2000..3000u64)
         .map(|ino| {
             t.register(found(ROOT_ID, b"y", handle(2), ino, 1), false)
+                .unwrap()
                 .nodeid
         })
         .collect();
@@ -270,16 +308,20 @@ fn the_name_index_follows_register_rename_and_forget() {
             },
             false,
         )
+        .unwrap()
         .nodeid;
     let a = t
         .register(found(dir, b"a.jpg", handle(2), 11, 1), false)
+        .unwrap()
         .nodeid;
     // A case variant on a case-sensitive lower tree: both are candidates.
     let b = t
         .register(found(dir, b"A.JPG", handle(3), 12, 1), false)
+        .unwrap()
         .nodeid;
     let e = t
         .register(found(dir, "Été.jpg".as_bytes(), handle(4), 13, 1), false)
+        .unwrap()
         .nodeid;
     assert_eq!(t.children_named(ROOT_ID, b"dcim"), vec![dir]);
     assert_eq!(sorted(t.children_named(dir, b"a.Jpg")), sorted(vec![a, b]));
@@ -295,7 +337,8 @@ fn the_name_index_follows_register_rename_and_forget() {
     assert_eq!(t.children_named(dir, b"a.jpg"), vec![b]);
     assert_eq!(t.children_named(ROOT_ID, b"MOVED.jpg"), vec![a]);
     // Looked up again under another name (moved behind our back): the same.
-    t.register(found(dir, b"back.jpg", handle(2), 11, 1), false);
+    t.register(found(dir, b"back.jpg", handle(2), 11, 1), false)
+        .unwrap();
     assert_eq!(t.children_named(ROOT_ID, b"moved.jpg"), Vec::<u64>::new());
     assert_eq!(t.children_named(dir, b"back.jpg"), vec![a]);
 
@@ -304,6 +347,7 @@ fn the_name_index_follows_register_rename_and_forget() {
     assert_eq!(t.children_named(dir, b"a.jpg"), Vec::<u64>::new());
     let c = t
         .register(found(dir, b"c.jpg", handle(5), 12, 1), false)
+        .unwrap()
         .nodeid;
     assert_eq!(t.children_named(dir, b"c.jpg"), vec![c]);
     assert_eq!(t.children_named(dir, b"a.jpg"), Vec::<u64>::new());
@@ -330,6 +374,7 @@ fn the_name_index_keeps_colliding_keys_apart_and_gives_memory_back() {
     let ids: Vec<u64> = (0..3_000u64)
         .map(|ino| {
             t.register(found(ROOT_ID, b"same", handle(1), ino, 1), false)
+                .unwrap()
                 .nodeid
         })
         .collect();
@@ -353,6 +398,7 @@ fn app_changes_find_only_their_packages_dirs() {
             },
             false,
         )
+        .unwrap()
         .nodeid
     };
     let android = dir(ROOT_ID, b"Android", 10);
@@ -388,7 +434,8 @@ fn app_changes_find_only_their_packages_dirs() {
 fn caller_dependent_entries_are_found_across_runs() {
     let t = table();
     for ino in 0..5000u64 {
-        t.register(found(ROOT_ID, b"x", handle(1), ino, 1), ino % 1000 == 0);
+        t.register(found(ROOT_ID, b"x", handle(1), ino, 1), ino % 1000 == 0)
+            .unwrap();
     }
     assert_eq!(t.caller_dependent_entries().len(), 5);
 }
@@ -418,6 +465,7 @@ fn memory_is_given_back_every_eighth_of_the_most_held_or_recorded_nodes() {
             },
             false,
         )
+        .unwrap()
         .nodeid
     };
     let ids: Vec<u64> = (2..12_002u64).map(|ino| register(&t, ino)).collect();
@@ -457,6 +505,7 @@ fn forgotten_nodes_give_their_restart_records_back_and_survivors_keep_theirs() {
     t.attach_journal(state.clone());
     let keep = t
         .register(found(ROOT_ID, b"keep", handle(1), 1, 1), false)
+        .unwrap()
         .nodeid;
     // Distinct names, as most nodes have (nodes of one name are the name index's test).
     let ids: Vec<u64> = (2..20_002u64)
@@ -469,6 +518,7 @@ fn forgotten_nodes_give_their_restart_records_back_and_survivors_keep_theirs() {
                 },
                 false,
             )
+            .unwrap()
             .nodeid
         })
         .collect();
@@ -480,6 +530,7 @@ fn forgotten_nodes_give_their_restart_records_back_and_survivors_keep_theirs() {
     assert!(blocks() < full / 20, "{} of {full} blocks left", blocks());
     let again = t
         .register(found(ROOT_ID, b"new", handle(9), 99_999, 1), false)
+        .unwrap()
         .nodeid;
     let fresh = table();
     fresh.restore(recover::read_all(&state, ROOT_ID + 1));
@@ -502,20 +553,31 @@ fn a_new_table_takes_over_the_recorded_nodes_at_their_ids() {
             },
             true,
         )
+        .unwrap()
         .nodeid;
     let a = t
         .register(found(dir, b"a.jpg", handle(2), 11, 1), false)
+        .unwrap()
         .nodeid;
-    t.register(found(dir, b"a.jpg", handle(2), 11, 1), false);
+    t.register(found(dir, b"a.jpg", handle(2), 11, 1), false)
+        .unwrap();
     let long: &'static [u8] = b"a-name-longer-than-a-record-holds-0123456789.jpg";
-    let l = t.register(found(dir, long, handle(3), 12, 1), false).nodeid;
+    let l = t
+        .register(found(dir, long, handle(3), 12, 1), false)
+        .unwrap()
+        .nodeid;
     let gone = t
         .register(found(dir, b"gone", handle(4), 13, 1), false)
+        .unwrap()
         .nodeid;
     let x = t
         .register(found(ROOT_ID, b"x", handle(5), 14, 2), false)
+        .unwrap()
         .nodeid;
-    let y = t.register(found(dir, b"y", handle(5), 14, 2), false).nodeid;
+    let y = t
+        .register(found(dir, b"y", handle(5), 14, 2), false)
+        .unwrap()
+        .nodeid;
     t.with(a, |n| n.set_backing_id(7));
     t.renamed(11, (dir, b"a.jpg"), (ROOT_ID, b"b.jpg"));
     assert!(t.forget(gone, 1).is_some());
@@ -536,7 +598,11 @@ fn a_new_table_takes_over_the_recorded_nodes_at_their_ids() {
     fresh.rename_restored(&[(l, long.to_vec())]);
     assert_eq!(fresh.with(l, |n| n.is_unnamed()), Some(false));
     assert_eq!(fresh.count(), 5);
-    let node = |id| fresh.with(id, |n| (n.parent, n.name.as_bytes().to_vec(), n.nlookup));
+    let node = |id| {
+        fresh.with(id, |n| {
+            (n.parent(), n.name.as_bytes().to_vec(), n.nlookup())
+        })
+    };
     assert_eq!(node(a), Some((ROOT_ID, b"b.jpg".to_vec(), 2)));
     assert_eq!(node(l), Some((dir, long.to_vec(), 1)));
     assert_eq!(node(gone), None);
@@ -546,12 +612,14 @@ fn a_new_table_takes_over_the_recorded_nodes_at_their_ids() {
     assert_eq!(
         fresh
             .register(found(ROOT_ID, b"b.jpg", handle(2), 11, 1), false)
+            .unwrap()
             .nodeid,
         a
     );
     assert_eq!(
         fresh
             .register(found(dir, b"y", handle(5), 14, 2), false)
+            .unwrap()
             .nodeid,
         y
     );
@@ -560,6 +628,7 @@ fn a_new_table_takes_over_the_recorded_nodes_at_their_ids() {
     // A new node takes a free slot, never a restored one.
     let new = fresh
         .register(found(dir, b"new", handle(6), 15, 1), false)
+        .unwrap()
         .nodeid;
     assert!(![dir, a, l, x, y].contains(&new));
     // A FORGET of more than is held is harmless.
