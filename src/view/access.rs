@@ -289,7 +289,7 @@ impl StorageView {
     fn owner_of(&self, id: u64) -> Result<Option<Box<[u8]>>> {
         let (fact, handle, kind) = self
             .nodes
-            .with(id, |n| (n.owner(), n.handle, n.kind()))
+            .with(id, |n| (n.owner(), n.handle(), n.kind()))
             .ok_or(libc::ENOENT)?;
         match fact {
             OwnerFact::Tag(t) => return Ok(Some(t)),
@@ -332,7 +332,7 @@ impl StorageView {
     fn dir_has_nomedia(&self, dir: u64) -> Result<bool> {
         let (fact, handle) = self
             .nodes
-            .with(dir, |n| (n.nomedia(), n.handle))
+            .with(dir, |n| (n.nomedia(), n.handle()))
             .ok_or(libc::ENOENT)?;
         match fact {
             Nomedia::Yes => return Ok(true),

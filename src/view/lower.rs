@@ -79,6 +79,61 @@ impl std::fmt::Debug for Handle {
     }
 }
 
+/// Handle bytes a node keeps inline: ext4's, f2fs's and xfs's 8, tmpfs's 12.
+const COMPACT_INLINE: usize = 13;
+
+/// A handle as a node keeps it: inline up to 13 bytes, boxed beyond. 16 bytes where a
+/// `Handle` takes 24, and there is one per node the kernel holds.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CompactHandle {
+    Inline {
+        kind: u8,
+        len: u8,
+        bytes: [u8; COMPACT_INLINE],
+    },
+    Boxed(Box<Handle>),
+}
+
+const _: () = assert!(std::mem::size_of::<CompactHandle>() == 16);
+
+impl CompactHandle {
+    pub fn new(h: Handle) -> Self {
+        let len = usize::from(h.len);
+        if len <= COMPACT_INLINE {
+            let mut bytes = [0u8; COMPACT_INLINE];
+            bytes[..len].copy_from_slice(&h.bytes[..len]);
+            CompactHandle::Inline {
+                kind: h.kind,
+                len: h.len,
+                bytes,
+            }
+        } else {
+            CompactHandle::Boxed(Box::new(h))
+        }
+    }
+
+    pub fn get(&self) -> Handle {
+        match self {
+            CompactHandle::Inline { kind, len, bytes } => {
+                let mut full = [0u8; HANDLE_MAX];
+                full[..COMPACT_INLINE].copy_from_slice(bytes);
+                Handle {
+                    kind: *kind,
+                    len: *len,
+                    bytes: full,
+                }
+            }
+            CompactHandle::Boxed(h) => **h,
+        }
+    }
+}
+
+impl std::fmt::Debug for CompactHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 /// `struct file_handle` with room for any handle (MAX_HANDLE_SZ is 128).
 #[repr(C)]
 struct RawHandle {
@@ -359,6 +414,22 @@ mod tests {
         assert_eq!(stat_fd(again.as_fd()).unwrap().st_ino, ino);
         drop(again);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compact_handles_give_back_the_same_handle_inline_or_boxed() {
+        for len in [0u8, 8, 12, 13, 14, 20, 22] {
+            let mut b = [0u8; 24];
+            b[0] = 0x81;
+            b[1] = len;
+            for (i, x) in b[2..2 + usize::from(len)].iter_mut().enumerate() {
+                *x = i as u8 + 1;
+            }
+            let h = Handle::from_bytes(&b).unwrap();
+            let c = CompactHandle::new(h);
+            assert_eq!(c.get(), h, "{len} bytes");
+            assert_eq!(matches!(c, CompactHandle::Inline { .. }), len <= 13);
+        }
     }
 }
 

@@ -393,7 +393,7 @@ impl StorageView {
     }
 
     pub(crate) fn open_node(&self, id: u64, flags: i32) -> Result<OwnedFd> {
-        let handle = self.nodes.with(id, |n| n.handle).ok_or(libc::ENOENT)?;
+        let handle = self.nodes.with(id, |n| n.handle()).ok_or(libc::ENOENT)?;
         io(self.lower.open_handle(&handle, flags))
     }
 
@@ -404,7 +404,7 @@ impl StorageView {
         }
         let (handle, kind) = self
             .nodes
-            .with(id, |n| (n.handle, n.kind()))
+            .with(id, |n| (n.handle(), n.kind()))
             .ok_or(libc::ENOENT)?;
         if kind != libc::S_IFDIR {
             return Err(libc::ENOTDIR);

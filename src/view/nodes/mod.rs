@@ -444,7 +444,7 @@ impl NodeTable {
             let named = |shard: &mut Shard, slot: u32| {
                 shard
                     .get_mut(slot)
-                    .is_some_and(|n| n.handle == handle && n.is_named(parent, name))
+                    .is_some_and(|n| n.handle() == handle && n.is_named(parent, name))
             };
             let primary = shard.indexed(ino).filter(|&s| named(&mut shard, s));
             primary.or_else(|| {
@@ -455,7 +455,7 @@ impl NodeTable {
             shard.indexed(ino).filter(|&slot| {
                 shard
                     .get_mut(slot)
-                    .is_some_and(|n| n.handle == handle && !n.linked_name())
+                    .is_some_and(|n| n.handle() == handle && !n.linked_name())
             })
         };
         if let Some(slot) = known {

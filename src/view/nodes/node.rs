@@ -2,7 +2,7 @@
 //! small (a node per inode the kernel holds, millions on a phone): the name inline when
 //! short, and the facts only app callers need allocated on first use.
 
-use super::super::lower::Handle;
+use super::super::lower::{CompactHandle, Handle};
 use super::super::recover::{Record, RecordedName};
 use crate::policy::Verdicts;
 use std::num::NonZeroI32;
@@ -93,9 +93,9 @@ pub(super) const LINKED_NAME: u8 = 1 << 3;
 pub struct Node {
     pub ino: u64,
     pub name: NodeName,
-    pub handle: Handle,
+    handle: CompactHandle,
     pub(super) app: Option<Box<AppFacts>>,
-    /// The parent's node id: ids stay below 2^32 (`NodeTable`), which keeps a node at 88 bytes.
+    /// The parent's node id: ids stay below 2^32 (`NodeTable`), which keeps a node at 80 bytes.
     parent: u32,
     /// The passthrough backing id registered for this inode, shared by all its opens.
     pub(super) backing: Option<NonZeroI32>,
@@ -118,7 +118,7 @@ impl Node {
             parent: parent as u32,
             ino,
             name: NodeName::new(name),
-            handle,
+            handle: CompactHandle::new(handle),
             app: None,
             backing: None,
             nlookup: 0,
@@ -127,6 +127,11 @@ impl Node {
             kind: (kind >> 8) as u8,
             flags: 0,
         }
+    }
+
+    /// The lower file's handle.
+    pub fn handle(&self) -> Handle {
+        self.handle.get()
     }
 
     pub fn parent(&self) -> u64 {
@@ -254,7 +259,7 @@ impl Node {
             backing: self.backing_id().unwrap_or(0),
             kind: self.kind() as u16,
             flags: self.flags & (CALLER_DEPENDENT | LINKED_NAME),
-            handle: self.handle,
+            handle: self.handle(),
             name: RecordedName::Whole(self.name.as_bytes().to_vec()),
         }
     }

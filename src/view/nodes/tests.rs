@@ -25,7 +25,7 @@ fn table() -> NodeTable {
 fn nodes_stay_small() {
     // One per inode the kernel holds: 100,000 of them must fit in well under 20 MiB.
     assert!(
-        std::mem::size_of::<Node>() <= 88,
+        std::mem::size_of::<Node>() <= 80,
         "{}",
         std::mem::size_of::<Node>()
     );
