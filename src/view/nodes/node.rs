@@ -110,12 +110,17 @@ pub struct Node {
     pub(super) flags: u8,
 }
 
+/// A parent's node id as a node keeps it. Every id the table hands out fits; anything else
+/// (no node has it) becomes 0, which is no node's id either, so no path is built through it.
+fn parent_id(id: u64) -> u32 {
+    u32::try_from(id).unwrap_or(0)
+}
+
 impl Node {
     /// A node of `parent/name`; `parent` is a node id, below 2^32.
     pub fn new(parent: u64, name: &[u8], handle: Handle, ino: u64, kind: u32) -> Self {
-        debug_assert!(parent <= u64::from(u32::MAX) && kind & !libc::S_IFMT == 0);
         Node {
-            parent: parent as u32,
+            parent: parent_id(parent),
             ino,
             name: NodeName::new(name),
             handle: CompactHandle::new(handle),
@@ -124,7 +129,7 @@ impl Node {
             nlookup: 0,
             passthrough_opens: 0,
             userspace_opens: 0,
-            kind: (kind >> 8) as u8,
+            kind: ((kind & libc::S_IFMT) >> 8) as u8,
             flags: 0,
         }
     }
@@ -281,8 +286,7 @@ impl Node {
     /// The node now lives at `parent/name` (a rename).
     pub(super) fn moved_to(&mut self, parent: u64, name: &[u8]) {
         if !self.is_named(parent, name) {
-            debug_assert!(parent <= u64::from(u32::MAX));
-            self.parent = parent as u32;
+            self.parent = parent_id(parent);
             self.name = NodeName::new(name);
             self.clear_verdicts();
         }
