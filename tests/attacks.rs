@@ -844,6 +844,94 @@ fn directory_rename_keeps_the_create_rules() {
     c.finish(Some(&m));
 }
 
+/// A file made below a directory while the directory's move is judged must be judged with it:
+/// B moves `Download/bd` (1,500 of its photos in `bd/t`, so the walk takes a while) to
+/// `Pictures/`, where apps may put only images and video, while another process of B keeps
+/// creating and removing `bd/t/x.exe`. The move may fail (an `.exe` was there) or succeed, but
+/// an `.exe` must never reach `Pictures/`. (Since Linux 6.5 the kernel locks a directory it
+/// moves to another parent, but not the directories below it.)
+#[test]
+fn files_created_during_a_directory_move_are_judged_with_it() {
+    if !can_mount() {
+        return;
+    }
+    let m = mount(MountOptions {
+        threads: 4,
+        ..options()
+    });
+    for k in 0..1500 {
+        lower_file(
+            &m,
+            &format!("Download/bd/t/p{k:04}.jpg"),
+            b"jpg",
+            Some("10058:com.b"),
+        );
+    }
+    let flags = common::TempDir::new("move-race");
+    // So that the app process can see the stop mark.
+    std::fs::set_permissions(
+        flags.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut c = Checks::default();
+    let (mut moved, mut refused) = (0, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while moved < 12 && std::time::Instant::now() < deadline {
+        let stop = flags.path().join(format!("stop{moved}-{refused}"));
+        let exe = m.path("Download/bd/t/x.exe");
+        let creator = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                as_uid(B, || {
+                    // Bounded too: a child forked by another thread of this test may hold the
+                    // mover's result pipe open, and the mover waits for its end.
+                    let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+                    while !stop.exists() && std::time::Instant::now() < until {
+                        if let Ok(fd) =
+                            sys::open(&exe, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o644)
+                        {
+                            sys::close(fd);
+                            let _ = sys::unlink(&exe);
+                        }
+                    }
+                    Ok(Vec::new())
+                })
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let r = rename2(&m, B, "Download/bd", "Pictures/bd", 0);
+        std::fs::write(&stop, b"").unwrap();
+        creator.join().unwrap().unwrap();
+        match r {
+            Ok(_) => {
+                moved += 1;
+                if lower_exists(&m, "Pictures/bd/t/x.exe") {
+                    c.truth("no x.exe moved into Pictures/ with Download/bd", false);
+                    std::fs::remove_file(m.lower_path("Pictures/bd/t/x.exe")).unwrap();
+                }
+                std::fs::rename(m.path("Pictures/bd"), m.path("Download/bd")).unwrap();
+            }
+            Err(e) => {
+                refused += 1;
+                if e != libc::EPERM {
+                    c.errno(
+                        "B mv Download/bd Pictures/bd",
+                        Err::<(), i32>(e),
+                        libc::EPERM,
+                    );
+                }
+                let _ = std::fs::remove_file(m.lower_path("Download/bd/t/x.exe"));
+            }
+        }
+    }
+    c.truth(
+        &format!("some moves succeeded ({moved} moved, {refused} refused)"),
+        moved > 0,
+    );
+    c.finish(Some(&m));
+}
+
 fn set_nofile(pid: i32, n: u64) {
     let lim = libc::rlimit {
         rlim_cur: n,

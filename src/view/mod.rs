@@ -47,7 +47,7 @@ use redaction::Redaction;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -142,6 +142,16 @@ pub struct StorageView {
     /// in-process restart) keeps feeding the listeners of this one.
     pub denials: Arc<DenialLog>,
     pub events: Arc<EventFeed>,
+    /// Held shared by every operation that makes a name (create, mkdir, mknod, symlink, link,
+    /// rename) and exclusively by an app's move of a directory, from the walk that judges
+    /// what lies below it to the rename itself: nothing moves in unjudged (`rename`).
+    moves: RwLock<()>,
+}
+
+/// A hold on [`StorageView::moves`], shared or exclusive, released when dropped.
+pub(super) struct Moving<'a> {
+    _shared: Option<RwLockReadGuard<'a, ()>>,
+    _exclusive: Option<RwLockWriteGuard<'a, ()>>,
 }
 
 impl StorageView {
@@ -186,6 +196,7 @@ impl StorageView {
             prefetch: prefetch::Prefetch::default(),
             denials: Arc::new(DenialLog::default()),
             events: Arc::new(events::new_feed()),
+            moves: RwLock::new(()),
         })
     }
 
@@ -384,6 +395,23 @@ impl StorageView {
 /// Helpers every handler uses: node fds, cache lifetimes, who acts.
 impl StorageView {
     /// How long the kernel may cache an entry or attributes.
+    /// Holds [`StorageView::moves`]: exclusively for a move whose walk must see every entry
+    /// below, shared for anything that makes a name. A panic while holding it leaves no state
+    /// behind, so poisoning is ignored.
+    pub(super) fn moving(&self, exclusive: bool) -> Moving<'_> {
+        if exclusive {
+            Moving {
+                _shared: None,
+                _exclusive: Some(self.moves.write().unwrap_or_else(|e| e.into_inner())),
+            }
+        } else {
+            Moving {
+                _shared: Some(self.moves.read().unwrap_or_else(|e| e.into_inner())),
+                _exclusive: None,
+            }
+        }
+    }
+
     pub(crate) fn ttl(&self, caller_dependent: bool) -> Duration {
         if caller_dependent {
             Duration::ZERO

@@ -5,9 +5,10 @@
 //! replaces or swaps with, and, for a directory, every file below it (`judge_subtree`): each
 //! must be deletable by the caller where it is and of a type creatable where it lands.
 //!
-//! The walk takes no lock: a file an app adds to a directory while it is being moved is its
-//! own file (it moves with the directory, still owned by its creator and judged as such later),
-//! and a move into another area is refused before the walk.
+//! An app's move of a directory holds `StorageView::moves` exclusively from the walk to the
+//! rename, and everything that makes a name holds it shared: no file is created in, linked
+//! into or moved into the tree while it is judged, so nothing moves with it unjudged. The
+//! kernel already keeps both parents still for the length of the request.
 
 use super::access::{read_owner_at, Facts};
 use super::dirstream::DirStream;
@@ -146,7 +147,12 @@ impl StorageView {
                 };
                 let mut decision = decide(None);
                 if matches!(decision, Decision::Deny(_)) && !is_dir {
-                    let owner = read_owner_at(fd.as_fd(), &name)?;
+                    // Removed since the listing (removals go on during the walk; nothing new
+                    // comes in): it does not move.
+                    let owner = match read_owner_at(fd.as_fd(), &name) {
+                        Err(libc::ENOENT) => continue,
+                        r => r?,
+                    };
                     if owner.is_some() {
                         decision = decide(owner.as_deref());
                     }
@@ -156,12 +162,15 @@ impl StorageView {
                 self.verdict(uid, Op::RenameFrom, decision, shown)?;
                 if is_dir {
                     let cname = io(lower::cname(&name))?;
-                    let sub = io(lower::open_at(
+                    let sub = match io(lower::open_at(
                         fd.as_fd(),
                         &cname,
                         libc::O_RDONLY | libc::O_DIRECTORY,
                         0,
-                    ))?;
+                    )) {
+                        Err(libc::ENOENT) => continue,
+                        sub => sub?,
+                    };
                     stack.push((sub, old_path, new_path, old_hidden, new_hidden));
                 }
             }
@@ -196,7 +205,11 @@ fn read_entries(fd: &OwnedFd) -> Result<Vec<(Vec<u8>, bool)>> {
             libc::DT_DIR => true,
             libc::DT_UNKNOWN => {
                 let cname = io(lower::cname(&name))?;
-                is_dir_mode(io(lower::stat_at(fd.as_fd(), &cname))?.st_mode)
+                match io(lower::stat_at(fd.as_fd(), &cname)) {
+                    Ok(st) => is_dir_mode(st.st_mode),
+                    Err(libc::ENOENT) => continue, // removed since: it does not move
+                    Err(e) => return Err(e),
+                }
             }
             _ => false,
         };
@@ -222,9 +235,30 @@ pub(super) fn rename(
     let newdir = view.dir_fd(newparent)?;
     let uid = ctx.uid;
     let exchange = flags & abi::RENAME_EXCHANGE != 0;
-    let (source, other) = if view.judged(uid) {
+    // Shared, as for any new name; exclusive once a directory's move is judged, so that the
+    // walk below it sees all that moves (then the sides are taken again under it).
+    let mut exclusive = false;
+    let (_moving, source, other) = loop {
+        let moving = view.moving(exclusive);
+        if !view.judged(uid) {
+            let stat = |dir: BorrowedFd<'_>, n: &[u8]| -> Result<libc::stat> {
+                io(lower::stat_at(dir, &io(lower::cname(n))?))
+            };
+            let other = if exchange {
+                Some(stat(newdir.as_fd(), newname)?)
+            } else {
+                None
+            };
+            break (moving, Some(stat(olddir.as_fd(), name)?), other);
+        }
         let from = view.side(uid, parent, olddir.as_fd(), name)?;
         let to = view.side(uid, newparent, newdir.as_fd(), newname)?;
+        let moves_dir = from.object.as_ref().is_some_and(Existing::is_dir)
+            || (exchange && to.object.as_ref().is_some_and(Existing::is_dir));
+        if moves_dir && !exclusive {
+            exclusive = true;
+            continue;
+        }
         // Areas before existence: the answer for another app's private directory must not
         // depend on whether it is there.
         if crate::policy::crosses_areas(&from.facts.path, &to.facts.path) {
@@ -241,17 +275,7 @@ pub(super) fn rename(
             return Err(libc::ENOENT);
         }
         view.judge_rename(uid, (olddir.as_fd(), newdir.as_fd()), &from, &to, flags)?;
-        (from.object.map(|o| o.st), to.object.map(|o| o.st))
-    } else {
-        let stat = |dir: BorrowedFd<'_>, n: &[u8]| -> Result<libc::stat> {
-            io(lower::stat_at(dir, &io(lower::cname(n))?))
-        };
-        let other = if exchange {
-            Some(stat(newdir.as_fd(), newname)?)
-        } else {
-            None
-        };
-        (Some(stat(olddir.as_fd(), name)?), other)
+        break (moving, from.object.map(|o| o.st), to.object.map(|o| o.st));
     };
     let source = source.ok_or(libc::ENOENT)?;
     // Paths for the file events, taken before the move changes them.
