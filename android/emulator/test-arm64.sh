@@ -101,8 +101,18 @@ for a in $aligns; do
 done
 log "built ${#tests[@]} test binaries in $(elapsed "$t_build")s"
 # The Android-only code (android_logger, JNI) cannot be linked without the NDK: type-check it.
-log "== cargo check --target aarch64-linux-android --lib --bins"
-(cd "$REPO_ROOT" && cargo check --target aarch64-linux-android --lib --bins) ||
+# In the cross build's profile: its build scripts and proc macros, already built for the host
+# in that profile, are reused (in `dev` they were all built again, for this check alone).
+profile_args=()
+for ((i = 0; i < ${#cargo_args[@]}; i++)); do
+    case "${cargo_args[$i]}" in
+        --release) profile_args=(--release) ;;
+        --profile=*) profile_args=("${cargo_args[$i]}") ;;
+        --profile) profile_args=(--profile "${cargo_args[$((i + 1))]:-}") ;;
+    esac
+done
+log "== cargo check --target aarch64-linux-android --lib --bins ${profile_args[*]}"
+(cd "$REPO_ROOT" && cargo check --target aarch64-linux-android --lib --bins "${profile_args[@]}") ||
     die "the Android build (aarch64-linux-android) does not type-check"
 
 # --- 4: boot ---------------------------------------------------------------------------------
