@@ -17,13 +17,32 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cargo fuzz build
-failed=()
-for t in $(cargo fuzz list); do
+# Each libFuzzer process uses one core: the targets run side by side, one per core, so the
+# suite takes ceil(targets / cores) x secs instead of targets x secs; every target still gets
+# its full time. FUZZ_JOBS overrides the number run at once.
+at_once=${FUZZ_JOBS:-$(nproc)}
+targets=$(cargo fuzz list)
+running=0
+for t in $targets; do
     mkdir -p "$work/$t" "fuzz/corpus/$t"
+    if [ "$running" -ge "$at_once" ]; then
+        wait -n # a subshell's status is always 0: the target's own is in $work/$t.rc
+        running=$((running - 1))
+    fi
+    (
+        rc=0
+        cargo fuzz run "$t" "$work/$t" "fuzz/corpus/$t" -- \
+            -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+            >"$work/$t.log" 2>&1 || rc=$?
+        echo "$rc" >"$work/$t.rc"
+    ) &
+    running=$((running + 1))
+done
+wait
+failed=()
+for t in $targets; do
     printf '\n=== fuzz %s, %s s ===\n' "$t" "$secs"
-    if ! cargo fuzz run "$t" "$work/$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
-        >"$work/$t.log" 2>&1; then
+    if [ "$(cat "$work/$t.rc" 2>/dev/null)" != 0 ]; then
         tail -n 60 "$work/$t.log"
         failed+=("$t")
         continue
