@@ -53,7 +53,7 @@ pub(super) fn mkdir(
     _umask: u32,
 ) -> Result<Entry> {
     let name = name.as_bytes();
-    let _moving = view.moving(false);
+    let _naming = view.naming();
     view.check_new(ctx.uid, Op::Mkdir, parent, name)?;
     let dir = view.dir_fd(parent)?;
     let cname = io(lower::cname(name))?;
@@ -97,7 +97,7 @@ pub(super) fn mknod(
     } else {
         Op::Special
     };
-    let _moving = view.moving(false);
+    let _naming = view.naming();
     view.check_new(ctx.uid, op, parent, name)?;
     // Device nodes are never made here (the mount is nodev, and Android has none).
     if kind != libc::S_IFREG && kind != libc::S_IFIFO {
@@ -142,7 +142,7 @@ pub(super) fn symlink(
     target: &[u8],
 ) -> Result<Entry> {
     let name = name.as_bytes();
-    let _moving = view.moving(false);
+    let _naming = view.naming();
     view.check_new(ctx.uid, Op::Special, parent, name)?;
     let depth = match view.path_of(parent)? {
         p if p.is_empty() => 0,
@@ -173,7 +173,7 @@ pub(super) fn link(
     newname: Name<'_>,
 ) -> Result<Entry> {
     let newname = newname.as_bytes();
-    let _moving = view.moving(false);
+    let _naming = view.naming();
     view.check_new(ctx.uid, Op::Link, newparent, newname)?;
     let src = view.open_node(node, libc::O_PATH)?;
     let dir = view.dir_fd(newparent)?;

@@ -403,7 +403,7 @@ pub(super) fn create(
     open_flags: u32,
 ) -> Result<(Entry, Opened)> {
     let name = name.as_bytes();
-    let _moving = view.moving(false);
+    let _naming = view.naming();
     let dir = view.dir_fd(parent)?;
     let cname = io(lower::cname(name))?;
     let lower_flags = userspace_flags(flags);

@@ -395,20 +395,21 @@ impl StorageView {
 /// Helpers every handler uses: node fds, cache lifetimes, who acts.
 impl StorageView {
     /// How long the kernel may cache an entry or attributes.
-    /// Holds [`StorageView::moves`]: exclusively for a move whose walk must see every entry
-    /// below, shared for anything that makes a name. A panic while holding it leaves no state
-    /// behind, so poisoning is ignored.
-    pub(super) fn moving(&self, exclusive: bool) -> Moving<'_> {
-        if exclusive {
-            Moving {
-                _shared: None,
-                _exclusive: Some(self.moves.write().unwrap_or_else(|e| e.into_inner())),
-            }
-        } else {
-            Moving {
-                _shared: Some(self.moves.read().unwrap_or_else(|e| e.into_inner())),
-                _exclusive: None,
-            }
+    /// Holds [`StorageView::moves`] shared, for an operation that makes a name. A panic while
+    /// holding it leaves no state behind, so poisoning is ignored.
+    pub(super) fn naming(&self) -> Moving<'_> {
+        Moving {
+            _shared: Some(self.moves.read().unwrap_or_else(|e| e.into_inner())),
+            _exclusive: None,
+        }
+    }
+
+    /// Holds [`StorageView::moves`] exclusively, for a directory's move: its walk must see
+    /// every entry below, and no name is made meanwhile.
+    pub(super) fn moving_tree(&self) -> Moving<'_> {
+        Moving {
+            _shared: None,
+            _exclusive: Some(self.moves.write().unwrap_or_else(|e| e.into_inner())),
         }
     }
 

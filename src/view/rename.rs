@@ -239,7 +239,11 @@ pub(super) fn rename(
     // walk below it sees all that moves (then the sides are taken again under it).
     let mut exclusive = false;
     let (_moving, source, other) = loop {
-        let moving = view.moving(exclusive);
+        let moving = if exclusive {
+            view.moving_tree()
+        } else {
+            view.naming()
+        };
         if !view.judged(uid) {
             let stat = |dir: BorrowedFd<'_>, n: &[u8]| -> Result<libc::stat> {
                 io(lower::stat_at(dir, &io(lower::cname(n))?))
