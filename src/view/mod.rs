@@ -263,15 +263,21 @@ impl StorageView {
 
     /// Counts a forgotten node; after many (`NodeTable::give_back_period`), gives memory back
     /// to the system (the kernel forgets in bulk under memory pressure, which is exactly when
-    /// it matters): the restart state's pages of forgotten nodes, and the allocator's free heap
-    /// (glibc keeps it otherwise; musl's allocator returns it by itself). On a thread of its
-    /// own: the scan of the restart state reads every record (64 MB at a million nodes) and
-    /// the trim walks the whole heap, milliseconds that no request should wait for.
+    /// it matters).
     fn forgotten(&self) {
         if self.forgotten_since_trim.fetch_add(1, Relaxed) + 1 < self.nodes.give_back_period() {
             return;
         }
         self.forgotten_since_trim.store(0, Relaxed);
+        self.give_back();
+    }
+
+    /// Gives memory back to the system: the restart state's pages of forgotten nodes, and the
+    /// allocator's free heap (glibc keeps it otherwise; musl's allocator returns it by
+    /// itself). On a thread of its own: the scan of the restart state reads every record (48
+    /// MB at a million nodes) and the trim walks the whole heap, milliseconds that no request
+    /// should wait for.
+    fn give_back(&self) {
         let mut running = self.giving_back.lock().unwrap_or_else(|e| e.into_inner());
         if running.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
