@@ -367,14 +367,15 @@ impl StorageView {
 
 /// Gives the unnamed nodes of one directory their names from its listing. A node whose
 /// record kept a hash takes the name of its inode with that hash, so each name of a file
-/// linked several times in the directory goes back to its own node. A record that kept no
-/// hash (torn, or beside a long handle): its node takes a name only if its inode has no other in the directory. Any
-/// other node stays unnamed, and the kernel looks it up again (`path_of` answers ESTALE).
+/// linked several times in the directory goes back to its own node. A node left over (its
+/// record kept no hash, or its name changed behind the servers' backs) takes the name of its
+/// inode only if that is the one name no other node took and no other node is left for it.
+/// Any other node stays unnamed, and the kernel looks it up again (`path_of` answers ESTALE).
 struct NameMatcher {
+    /// (inode, name hash) -> node id, for the records that kept a hash.
     hashed: HashMap<(u64, u64), u64>,
-    unhashed: HashMap<u64, Vec<u64>>,
-    /// Per inode of such a record: its first name listed, and how many it has.
-    unhashed_names: HashMap<u64, (Vec<u8>, usize)>,
+    /// Per inode: its nodes not named yet, and its names listed that no node took.
+    left: HashMap<u64, (Vec<u64>, Vec<Vec<u8>>)>,
     found: Vec<(u64, Vec<u8>)>,
 }
 
@@ -382,40 +383,41 @@ impl NameMatcher {
     fn new(wanted: &[Unnamed]) -> Self {
         let mut m = NameMatcher {
             hashed: HashMap::new(),
-            unhashed: HashMap::new(),
-            unhashed_names: HashMap::new(),
+            left: HashMap::new(),
             found: Vec::new(),
         };
         for u in wanted {
-            match u.hash {
-                Some(h) => {
-                    m.hashed.insert((u.ino, h), u.id);
-                }
-                None => m.unhashed.entry(u.ino).or_default().push(u.id),
+            m.left.entry(u.ino).or_default().0.push(u.id);
+            if let Some(h) = u.hash {
+                m.hashed.insert((u.ino, h), u.id);
             }
         }
         m
     }
 
-    /// One listed entry. Returns whether the rest of the listing can change nothing.
+    /// One listed entry. Returns whether every node is named (the rest of the listing can
+    /// change nothing).
     fn offer(&mut self, ino: u64, name: &[u8]) -> bool {
-        if let Some(id) = self.hashed.remove(&(ino, name_hash(name))) {
-            self.found.push((id, name.to_vec()));
+        let Some((ids, names)) = self.left.get_mut(&ino) else {
+            return false;
+        };
+        match self.hashed.remove(&(ino, name_hash(name))) {
+            Some(id) => {
+                self.found.push((id, name.to_vec()));
+                ids.retain(|&i| i != id);
+                if ids.is_empty() {
+                    self.left.remove(&ino);
+                }
+            }
+            None => names.push(name.to_vec()),
         }
-        if self.unhashed.contains_key(&ino) {
-            let seen = self
-                .unhashed_names
-                .entry(ino)
-                .or_insert_with(|| (name.to_vec(), 0));
-            seen.1 += 1;
-        }
-        self.hashed.is_empty() && self.unhashed.is_empty()
+        self.left.is_empty()
     }
 
     fn finish(mut self) -> Vec<(u64, Vec<u8>)> {
-        for (ino, ids) in self.unhashed {
-            if let (Some((name, 1)), [id]) = (self.unhashed_names.get(&ino), ids.as_slice()) {
-                self.found.push((*id, name.clone()));
+        for (_, (ids, mut names)) in self.left {
+            if let ([id], 1) = (ids.as_slice(), names.len()) {
+                self.found.push((*id, names.swap_remove(0)));
             }
         }
         self.found
@@ -572,10 +574,25 @@ mod tests {
                 &[(7, LONG_B), (7, LONG_A)],
                 &[(11, LONG_B), (10, LONG_A)],
             ),
-            // Renamed or removed while no server ran: the node stays unnamed.
+            // Renamed while no server ran: its inode's one name in the directory.
             (
                 vec![unnamed(10, 7, Some(LONG_A))],
                 &[(7, LONG_B), (8, LONG_A)],
+                &[(10, LONG_B)],
+            ),
+            // Removed: the node stays unnamed.
+            (vec![unnamed(10, 7, Some(LONG_A))], &[(8, LONG_A)], &[]),
+            // One name of a linked file renamed: the other name is found by its hash, and
+            // the renamed node takes the name left.
+            (
+                vec![unnamed(10, 7, Some(LONG_A)), unnamed(11, 7, Some(LONG_B))],
+                &[(7, b"c"), (7, LONG_A)],
+                &[(10, LONG_A), (11, b"c")],
+            ),
+            // Both renamed to one name: which node it was is not known.
+            (
+                vec![unnamed(10, 7, Some(LONG_A)), unnamed(11, 7, Some(LONG_B))],
+                &[(7, b"c")],
                 &[],
             ),
             // A torn record: named only when its inode has one name in the directory.
