@@ -924,6 +924,90 @@ fn each_long_name_of_a_linked_file_is_judged_as_itself_after_a_restart() {
     );
 }
 
+/// A file renamed on the lower filesystem while its name was recorded only as a hash: the new
+/// server does not find that hash, but the inode has one name in the directory, so the node
+/// the app holds takes it. The app's own file opens again through the held node, under the new
+/// name.
+#[test]
+fn a_file_renamed_behind_the_servers_back_is_found_under_its_new_name() {
+    if !can_mount() {
+        return;
+    }
+    const APP: u32 = 10058; // no permissions: only its own files
+    let m = Mount::new(MountOptions {
+        supervise: true,
+        io_uring: "off".into(),
+        policy: Some(format!(
+            "[[app]]\nuid = {APP}\npackages = [\"com.b\"]\npermissions = []\n"
+        )),
+        ..Default::default()
+    });
+    const OLD: &str = "Download/a-document-with-a-long-name.pdf";
+    const NEW: &str = "Download/the-same-document-renamed.pdf";
+    std::fs::create_dir_all(m.lower_path("Download")).unwrap();
+    std::fs::write(m.lower_path(OLD), b"%PDF").unwrap();
+    common::sys2::setxattr(&m.lower_path(OLD), "user.fusegate.owner", b"10058:com.b");
+    let flags = common::TempDir::new("restart-renamed");
+    // SAFETY: chmod of our own scratch dir, so that the app process can leave a mark in it.
+    unsafe { libc::chmod(c(flags.path().to_str().unwrap()).as_ptr(), 0o777) };
+    let (ready, go) = (flags.path().join("ready"), flags.path().join("go"));
+    let (old, new) = (m.path(OLD), m.path(NEW));
+    let app = {
+        let (ready, go) = (ready.clone(), go.clone());
+        std::thread::spawn(move || {
+            as_uid(APP, || {
+                let held = common::sys::open(&old, libc::O_PATH, 0)?;
+                let open = |p: &Path| -> u8 {
+                    match common::sys::open(p, libc::O_RDONLY, 0) {
+                        Ok(f) => {
+                            common::sys::close(f);
+                            0
+                        }
+                        Err(e) => e as u8,
+                    }
+                };
+                let reopen = PathBuf::from(format!("/proc/self/fd/{held}"));
+                let before = open(&reopen);
+                std::fs::write(&ready, b"").map_err(|_| -1)?;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !go.exists() {
+                    if Instant::now() > deadline {
+                        return Err(libc::ETIMEDOUT);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(vec![before, open(&reopen), open(&new)])
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the app never opened");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::rename(m.lower_path(OLD), m.lower_path(NEW)).unwrap();
+    let old_server = server_of(m.pid()).expect("a serving process");
+    // SAFETY: SIGKILL to the serving child of our own supervisor.
+    unsafe { libc::kill(old_server as i32, libc::SIGKILL) };
+    wait_for_new_server(m.pid(), old_server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m.log_text().contains("long names found again") {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(&go, b"").unwrap();
+    let got = app.join().unwrap().expect("the app's calls");
+    // The held node before and after, and the new name (ESTALE after, if the node stayed
+    // unnamed). The old name may still open until the kernel's entry for it times out, as
+    // after any rename behind a FUSE server's back.
+    assert_eq!(got, [0, 0, 0], "{}", m.log_text());
+    assert!(
+        m.log_text().contains("1 of 1 long names found again"),
+        "{}",
+        m.log_text()
+    );
+}
+
 /// Memory held by the restart state memfd the process `pid` has open, in KiB (what the
 /// file has allocated, seen through `/proc/PID/fd`).
 fn state_kib(pid: u32) -> u64 {
