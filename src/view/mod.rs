@@ -148,10 +148,10 @@ pub struct StorageView {
     moves: RwLock<()>,
 }
 
-/// A hold on [`StorageView::moves`], shared or exclusive, released when dropped.
-pub(super) struct Moving<'a> {
-    _shared: Option<RwLockReadGuard<'a, ()>>,
-    _exclusive: Option<RwLockWriteGuard<'a, ()>>,
+/// A hold on [`StorageView::moves`], released when dropped.
+pub(super) enum Moving<'a> {
+    Shared { _guard: RwLockReadGuard<'a, ()> },
+    Exclusive { _guard: RwLockWriteGuard<'a, ()> },
 }
 
 impl StorageView {
@@ -400,25 +400,23 @@ impl StorageView {
 
 /// Helpers every handler uses: node fds, cache lifetimes, who acts.
 impl StorageView {
-    /// How long the kernel may cache an entry or attributes.
     /// Holds [`StorageView::moves`] shared, for an operation that makes a name. A panic while
     /// holding it leaves no state behind, so poisoning is ignored.
     pub(super) fn naming(&self) -> Moving<'_> {
-        Moving {
-            _shared: Some(self.moves.read().unwrap_or_else(|e| e.into_inner())),
-            _exclusive: None,
+        Moving::Shared {
+            _guard: self.moves.read().unwrap_or_else(|e| e.into_inner()),
         }
     }
 
     /// Holds [`StorageView::moves`] exclusively, for a directory's move: its walk must see
     /// every entry below, and no name is made meanwhile.
     pub(super) fn moving_tree(&self) -> Moving<'_> {
-        Moving {
-            _shared: None,
-            _exclusive: Some(self.moves.write().unwrap_or_else(|e| e.into_inner())),
+        Moving::Exclusive {
+            _guard: self.moves.write().unwrap_or_else(|e| e.into_inner()),
         }
     }
 
+    /// How long the kernel may cache an entry or attributes.
     pub(crate) fn ttl(&self, caller_dependent: bool) -> Duration {
         if caller_dependent {
             Duration::ZERO

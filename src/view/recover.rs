@@ -64,6 +64,17 @@ pub enum RecordedName {
     Unknown,
 }
 
+impl RecordedName {
+    /// The hash a record keeps for a name it cannot hold whole.
+    pub fn hash(&self) -> Option<u64> {
+        match self {
+            RecordedName::Whole(n) => Some(name_hash(n)),
+            RecordedName::Hash(h) => Some(*h),
+            RecordedName::Unknown => None,
+        }
+    }
+}
+
 /// FNV-1a: stable across servers and versions, which the restart state needs. Names are
 /// only told apart among the names of one inode in one directory, made on the lower side
 /// (apps cannot link), so no keyed hash is needed.
@@ -79,7 +90,7 @@ pub fn write(map: &StateMap, id: u64, r: &Record) {
         return;
     };
     let Ok(parent) = u32::try_from(r.parent) else {
-        // No table hands out such ids (`nodes::split`); a record that cannot say its parent
+        // No table hands out such ids (`nodes::MAX_SLOTS`); a record that cannot say its parent
         // is left empty, and a new server answers ESTALE for the node.
         clear(map, id);
         return;
@@ -103,20 +114,13 @@ pub fn write(map: &StateMap, id: u64, r: &Record) {
             b[name_at..name_at + n.len()].copy_from_slice(n);
             n.len() as u8
         }
-        name => {
-            let hash = match name {
-                RecordedName::Whole(n) => Some(name_hash(n)),
-                RecordedName::Hash(h) => Some(*h),
-                RecordedName::Unknown => None,
-            };
-            match hash {
-                Some(h) if room >= 8 => {
-                    b[name_at..name_at + 8].copy_from_slice(&h.to_le_bytes());
-                    NAME_HASHED
-                }
-                _ => NAME_NOT_KEPT,
+        name => match name.hash() {
+            Some(h) if room >= 8 => {
+                b[name_at..name_at + 8].copy_from_slice(&h.to_le_bytes());
+                NAME_HASHED
             }
-        }
+            _ => NAME_NOT_KEPT,
+        },
     };
     // SAFETY: p points at RECORD bytes of the shared mapping, written only under the shard
     // lock of this id. The state byte goes first as WRITING and last as LIVE, so a record cut

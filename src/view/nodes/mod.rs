@@ -315,17 +315,11 @@ impl NodeTable {
             node.set_backing_id(r.backing);
             match r.name {
                 RecordedName::Whole(n) => node.name = NodeName::new(&n),
-                RecordedName::Hash(h) => unnamed.push(Unnamed {
+                other => unnamed.push(Unnamed {
                     id,
                     parent: r.parent,
                     ino: r.ino,
-                    hash: Some(h),
-                }),
-                RecordedName::Unknown => unnamed.push(Unnamed {
-                    id,
-                    parent: r.parent,
-                    ino: r.ino,
-                    hash: None,
+                    hash: other.hash(),
                 }),
             }
             let mut shard = self.lock(si);
