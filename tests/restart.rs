@@ -426,6 +426,56 @@ fn wait_for_new_server(sup: u32, old: u32) -> (u32, Duration) {
     }
 }
 
+/// Kills the serving process (a crash) and waits for the supervisor's next one.
+fn crash_server(m: &Mount) -> u32 {
+    let old = server_of(m.pid()).expect("a serving process");
+    // SAFETY: SIGKILL to the serving child of our own supervisor.
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    wait_for_new_server(m.pid(), old).0
+}
+
+/// Waits until the daemon has logged `text` `count` times.
+fn wait_for_log(m: &Mount, text: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.log_text().matches(text).count() < count {
+        assert!(Instant::now() < deadline, "{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until every one of `marks` exists (app processes leave them).
+fn wait_for_marks(marks: &[PathBuf]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marks.iter().all(|m| m.exists()) {
+        assert!(Instant::now() < deadline, "no mark from the app: {marks:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// In an app process: waits for the test's mark `go`. Bounded: if the test fails first, the
+/// process must not wait forever.
+fn wait_for_go(go: &Path) -> Result<(), i32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !go.exists() {
+        if Instant::now() > deadline {
+            return Err(libc::ETIMEDOUT);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// In an app process: opens `p` read-only and closes it; 0, or the errno.
+fn open_errno(p: &Path) -> u8 {
+    match common::sys::open(p, libc::O_RDONLY, 0) {
+        Ok(f) => {
+            common::sys::close(f);
+            0
+        }
+        Err(e) => e as u8,
+    }
+}
+
 /// Steps each app has logged so far, read from the lower tree (each step appends a line).
 fn steps_logged(m: &Mount) -> Vec<usize> {
     (0..APPS)
@@ -674,17 +724,10 @@ fn a_new_server_takes_over_known_nodes_and_passthrough_files_without_a_lookup() 
     let held = std::fs::File::open(&file).unwrap();
     let dir = std::fs::File::open(m.path("a/b")).unwrap();
     for round in 1..=3 {
-        let old = server_of(m.pid()).unwrap();
-        // SAFETY: kill with the pid of the supervisor's child.
-        unsafe { libc::kill(old as i32, libc::SIGKILL) };
-        wait_for_new_server(m.pid(), old);
+        crash_server(&m);
         // Each server takes over from the records of the one before (which logs that once
         // its workers run: they may answer first).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while m.log_text().matches("INIT already done, skipped").count() < round {
-            assert!(Instant::now() < deadline, "{}", m.log_text());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_log(&m, "INIT already done, skipped", round);
     }
     // Served from the recorded nodes (the kernel does not look these up again: it trusts
     // its cached entries), including the name too long for a record.
@@ -757,14 +800,7 @@ fn a_redacted_open_stays_redacted_across_a_restart() {
                 };
                 let before = pread(fd);
                 std::fs::write(&ready, b"").map_err(|_| -1)?;
-                // Bounded: if the test fails first, this process must not wait forever.
-                let deadline = Instant::now() + Duration::from_secs(60);
-                while !go.exists() {
-                    if Instant::now() > deadline {
-                        return Err(libc::ETIMEDOUT);
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+                wait_for_go(&go)?;
                 let after = pread(fd);
                 // copy_file_range from the same handle into the app's own file: the new
                 // server must not copy the original bytes below the app's redacted reads.
@@ -787,15 +823,8 @@ fn a_redacted_open_stays_redacted_across_a_restart() {
             })
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "the reader never read");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let old = server_of(m.pid()).expect("a serving process");
-    // SAFETY: SIGKILL to the serving child of our own supervisor.
-    unsafe { libc::kill(old as i32, libc::SIGKILL) };
-    wait_for_new_server(m.pid(), old);
+    wait_for_marks(&[ready]);
+    crash_server(&m);
     std::fs::write(&go, b"").unwrap();
     let all = reader.join().unwrap().expect("the reader's calls");
     assert_eq!(
@@ -865,25 +894,11 @@ fn each_long_name_of_a_linked_file_is_judged_as_itself_after_a_restart() {
                     ];
                     // Opening through /proc/self/fd reaches the held node id with no lookup:
                     // it is judged by the name the server has for that node.
-                    let reopen = |fd: i32| -> u8 {
-                        let p = PathBuf::from(format!("/proc/self/fd/{fd}"));
-                        match common::sys::open(&p, libc::O_RDONLY, 0) {
-                            Ok(f) => {
-                                common::sys::close(f);
-                                0
-                            }
-                            Err(e) => e as u8,
-                        }
-                    };
+                    let reopen =
+                        |fd: i32| open_errno(&PathBuf::from(format!("/proc/self/fd/{fd}")));
                     let before = held.map(reopen);
                     std::fs::write(&ready, b"").map_err(|_| -1)?;
-                    let deadline = Instant::now() + Duration::from_secs(60);
-                    while !go.exists() {
-                        if Instant::now() > deadline {
-                            return Err(libc::ETIMEDOUT);
-                        }
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
+                    wait_for_go(&go)?;
                     let after = held.map(reopen);
                     Ok([before, after].concat())
                 })
@@ -891,20 +906,10 @@ fn each_long_name_of_a_linked_file_is_judged_as_itself_after_a_restart() {
             (app, flags.path().join(format!("ready{app}")), thread)
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !apps.iter().all(|(_, ready, _)| ready.exists()) {
-        assert!(Instant::now() < deadline, "the apps never opened");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let old = server_of(m.pid()).expect("a serving process");
-    // SAFETY: SIGKILL to the serving child of our own supervisor.
-    unsafe { libc::kill(old as i32, libc::SIGKILL) };
-    wait_for_new_server(m.pid(), old);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !m.log_text().contains("long names found again") {
-        assert!(Instant::now() < deadline, "{}", m.log_text());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let marks: Vec<PathBuf> = apps.iter().map(|(_, ready, _)| ready.clone()).collect();
+    wait_for_marks(&marks);
+    crash_server(&m);
+    wait_for_log(&m, "long names found again", 1);
     std::fs::write(&go, b"").unwrap();
     let denied = libc::EACCES as u8;
     for (app, _, thread) in apps {
@@ -957,44 +962,18 @@ fn a_file_renamed_behind_the_servers_back_is_found_under_its_new_name() {
         std::thread::spawn(move || {
             as_uid(APP, || {
                 let held = common::sys::open(&old, libc::O_PATH, 0)?;
-                let open = |p: &Path| -> u8 {
-                    match common::sys::open(p, libc::O_RDONLY, 0) {
-                        Ok(f) => {
-                            common::sys::close(f);
-                            0
-                        }
-                        Err(e) => e as u8,
-                    }
-                };
                 let reopen = PathBuf::from(format!("/proc/self/fd/{held}"));
-                let before = open(&reopen);
+                let before = open_errno(&reopen);
                 std::fs::write(&ready, b"").map_err(|_| -1)?;
-                let deadline = Instant::now() + Duration::from_secs(60);
-                while !go.exists() {
-                    if Instant::now() > deadline {
-                        return Err(libc::ETIMEDOUT);
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Ok(vec![before, open(&reopen), open(&new)])
+                wait_for_go(&go)?;
+                Ok(vec![before, open_errno(&reopen), open_errno(&new)])
             })
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "the app never opened");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_marks(&[ready]);
     std::fs::rename(m.lower_path(OLD), m.lower_path(NEW)).unwrap();
-    let old_server = server_of(m.pid()).expect("a serving process");
-    // SAFETY: SIGKILL to the serving child of our own supervisor.
-    unsafe { libc::kill(old_server as i32, libc::SIGKILL) };
-    wait_for_new_server(m.pid(), old_server);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !m.log_text().contains("long names found again") {
-        assert!(Instant::now() < deadline, "{}", m.log_text());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    crash_server(&m);
+    wait_for_log(&m, "long names found again", 1);
     std::fs::write(&go, b"").unwrap();
     let got = app.join().unwrap().expect("the app's calls");
     // The held node before and after, and the new name (ESTALE after, if the node stayed
@@ -1064,14 +1043,8 @@ fn forgotten_nodes_give_their_restart_records_back() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: kill with the pid of the supervisor's child.
-    unsafe { libc::kill(server as i32, libc::SIGKILL) };
-    let (next, _) = wait_for_new_server(m.pid(), server);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !m.log_text().contains("INIT already done, skipped") {
-        assert!(Instant::now() < deadline, "{}", m.log_text());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let next = crash_server(&m);
+    wait_for_log(&m, "INIT already done, skipped", 1);
     for i in 0..KEPT {
         assert_eq!(
             std::fs::read_to_string(m.path(&format!("d/f{i}"))).unwrap(),
