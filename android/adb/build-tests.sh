@@ -16,15 +16,9 @@ log "cargo test --target $TARGET_TRIPLE --no-run $*"
     die "cross build failed"
 # Build the daemon explicitly as well (same profile): cargo builds bins for `cargo test` only
 # when integration tests exist.
-profile=()
-args=("$@")
-for ((i = 0; i < ${#args[@]}; i++)); do
-    case "${args[$i]}" in
-        --release) profile=(--release) ;;
-        --profile=*) profile=("${args[$i]}") ;;
-        --profile) profile=(--profile "${args[$((i + 1))]:-}") ;;
-    esac
-done
+# shellcheck source=cargo-profile.sh
+. "$ADB_SCRIPTS/cargo-profile.sh"
+cargo_profile "$@"
 (cd "$REPO_ROOT" && cargo build --target "$TARGET_TRIPLE" --bin fusegated --message-format=json-render-diagnostics \
     ${profile[@]+"${profile[@]}"} >>"$json") || die "cross build of fusegated failed"
 daemon="$(jq -r 'select(.reason=="compiler-artifact" and .target.name=="fusegated" and (.target.kind|index("bin")) and .profile.test==false and .executable!=null) | .executable' "$json" | tail -1)"

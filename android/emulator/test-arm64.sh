@@ -103,16 +103,11 @@ log "built ${#tests[@]} test binaries in $(elapsed "$t_build")s"
 # The Android-only code (android_logger, JNI) cannot be linked without the NDK: type-check it.
 # In the cross build's profile: its build scripts and proc macros, already built for the host
 # in that profile, are reused (in `dev` they were all built again, for this check alone).
-profile_args=()
-for ((i = 0; i < ${#cargo_args[@]}; i++)); do
-    case "${cargo_args[$i]}" in
-        --release) profile_args=(--release) ;;
-        --profile=*) profile_args=("${cargo_args[$i]}") ;;
-        --profile) profile_args=(--profile "${cargo_args[$((i + 1))]:-}") ;;
-    esac
-done
-log "== cargo check --target aarch64-linux-android --lib --bins ${profile_args[*]}"
-(cd "$REPO_ROOT" && cargo check --target aarch64-linux-android --lib --bins "${profile_args[@]}") ||
+# shellcheck source=../adb/cargo-profile.sh
+. "$REPO_ROOT/android/adb/cargo-profile.sh"
+cargo_profile ${cargo_args[@]+"${cargo_args[@]}"}
+log "== cargo check --target aarch64-linux-android --lib --bins ${profile[*]}"
+(cd "$REPO_ROOT" && cargo check --target aarch64-linux-android --lib --bins ${profile[@]+"${profile[@]}"}) ||
     die "the Android build (aarch64-linux-android) does not type-check"
 
 # --- 4: boot ---------------------------------------------------------------------------------
