@@ -394,16 +394,8 @@ fn location_is_found_again_after_the_file_changes() {
     assert_eq!(read_as(A, &p), Err(libc::EBUSY));
     assert!(read_as(D, &p).unwrap() == located);
     drop(held);
-    // RELEASE is sent after close returns: wait for it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let got = loop {
-        match read_as(A, &p) {
-            Err(libc::EBUSY) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            r => break r,
-        }
-    };
+    // The kernel sends RELEASE after close has returned; the open waits for it.
+    let got = read_as(A, &p);
     assert!(got.unwrap() == redacted(&located, &ranges));
 }
 
@@ -457,4 +449,101 @@ fn copy_file_range_from_a_redacted_open_copies_the_redacted_bytes() {
             "uid {uid}: the copy is not the redacted file"
         );
     }
+}
+
+/// Blocks until one byte arrives on `fd`; false once the other end is closed.
+fn wait_byte(fd: i32) -> bool {
+    let mut b = 0u8;
+    // SAFETY: reads one byte into a local.
+    unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) == 1 }
+}
+
+fn send_byte(fd: i32) {
+    // SAFETY: writes one byte from a local.
+    unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+}
+
+#[test]
+fn a_redacted_open_right_after_the_writers_close_is_served() {
+    if !can_mount() {
+        return;
+    }
+    // Two workers, so that the writer's RELEASE (sent after its close returns, without waiting
+    // for the answer) and the reader's OPEN can be served side by side, as with io_uring's
+    // per-CPU queues.
+    let m = mount();
+    let made = TempDir::new("redaction-race");
+    let located = made.path().join("located.jpg");
+    noise_jpeg(&located, "64x48", true);
+    let located = std::fs::read(&located).unwrap();
+    let ranges = find_in_bytes(&located).unwrap();
+    const ROUNDS: usize = 150;
+    let (mut closed, mut next) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: pipe2 writes two fds into each array.
+    unsafe {
+        assert_eq!(libc::pipe2(closed.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        assert_eq!(libc::pipe2(next.as_mut_ptr(), libc::O_CLOEXEC), 0);
+    }
+    for i in 0..ROUNDS {
+        place(&m, &format!("DCIM/Camera/race{i}.jpg"), b"");
+    }
+    let dir = m.path("DCIM/Camera");
+    let reader_dir = dir.clone();
+    // The reader (an app without access_media_location) opens each photo the moment the
+    // owner's close has returned, and reports what it read.
+    let reader = std::thread::spawn(move || {
+        as_uid(A, || {
+            let mut out = Vec::new();
+            // Names already known: the open needs no lookup first.
+            for i in 0..ROUNDS {
+                sys::stat(&reader_dir.join(format!("race{i}.jpg")))?;
+            }
+            for i in 0..ROUNDS {
+                if !wait_byte(closed[0]) {
+                    break;
+                }
+                let p = reader_dir.join(format!("race{i}.jpg"));
+                let got = sys::read_file(&p);
+                send_byte(next[1]);
+                match got {
+                    Ok(data) => out.extend_from_slice(&(data.len() as u32).to_ne_bytes()),
+                    Err(e) => out.extend_from_slice(&(u32::MAX - e as u32).to_ne_bytes()),
+                }
+            }
+            Ok(out)
+        })
+    });
+    let written = as_uid(D, || {
+        for i in 0..ROUNDS {
+            // An empty file has no location, so the owner's open is a passthrough one.
+            sys::write_file(&dir.join(format!("race{i}.jpg")), &located)?;
+            send_byte(closed[1]);
+            if !wait_byte(next[0]) {
+                return Err(libc::EPIPE);
+            }
+        }
+        Ok(Vec::new())
+    });
+    // SAFETY: closing our ends, so that a reader still waiting sees the end.
+    unsafe {
+        for fd in [closed[0], closed[1], next[0], next[1]] {
+            libc::close(fd);
+        }
+    }
+    written.unwrap();
+    let answers = reader.join().unwrap().unwrap();
+    let answers: Vec<u32> = answers
+        .chunks(4)
+        .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(answers.len(), ROUNDS);
+    let failed: Vec<i32> = answers
+        .iter()
+        .filter(|&&a| a > u32::MAX / 2)
+        .map(|&a| (u32::MAX - a) as i32)
+        .collect();
+    assert!(failed.is_empty(), "reader's errnos: {failed:?}");
+    assert!(answers.iter().all(|&a| a as usize == located.len()));
+    let p = m.path(&format!("DCIM/Camera/race{}.jpg", ROUNDS - 1));
+    assert!(read_as(A, &p).unwrap() == redacted(&located, &ranges));
 }

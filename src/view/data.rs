@@ -6,6 +6,7 @@ use super::creds::{AsWriter, Creds};
 use super::events::{text as events_text, FileEvent};
 use super::files::{FileTable, OpenFile};
 use super::lower::{self, cvt, errno, io, Result};
+use super::releases;
 use super::remove::Existing;
 use super::StorageView;
 use crate::fuse::abi::{self, fopen};
@@ -195,8 +196,22 @@ impl StorageView {
     /// in userspace for everyone, so redacted and plain opens mix freely. One case is left:
     /// the file gained location (a passthrough write) while passthrough opens of it still
     /// exist. Then plain opens join them in passthrough, and a redacted open is EBUSY until
-    /// they are closed: userspace would be EIO, passthrough the original bytes.
+    /// they are closed: userspace would be EIO, passthrough the original bytes. As the kernel
+    /// sends RELEASE after `close()` has returned, that open first waits a moment for them.
     fn claim_path(&self, node: u64, has_location: bool, redacted: bool) -> Result<Path> {
+        match self.try_claim_path(node, has_location, redacted) {
+            Err(libc::EBUSY)
+                if self.releases.wait_until(releases::RELEASE_GRACE, || {
+                    self.nodes.with(node, |n| n.passthrough_opens) == Some(0)
+                }) =>
+            {
+                self.try_claim_path(node, has_location, redacted)
+            }
+            claimed => claimed,
+        }
+    }
+
+    fn try_claim_path(&self, node: u64, has_location: bool, redacted: bool) -> Result<Path> {
         let passthrough = self.passthrough_active();
         self.nodes
             .with(node, |n| {
@@ -321,6 +336,9 @@ impl StorageView {
             OpenFile::Userspace { .. } => n.userspace_opens = n.userspace_opens.saturating_sub(1),
             OpenFile::Dir { .. } => {}
         });
+        if matches!(&*file, OpenFile::Passthrough { .. }) {
+            self.releases.released();
+        }
         if matches!(&*file, OpenFile::Userspace { .. }) {
             self.files.unreserve_userspace();
         }

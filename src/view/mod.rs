@@ -22,6 +22,7 @@ mod prefetch;
 mod privileges;
 mod recover;
 mod redaction;
+mod releases;
 mod remove;
 mod rename;
 mod stats;
@@ -146,6 +147,8 @@ pub struct StorageView {
     /// rename) and exclusively by an app's move of a directory, from the walk that judges
     /// what lies below it to the rename itself: nothing moves in unjudged (`rename`).
     moves: RwLock<()>,
+    /// Wakes a redacted open waiting for the passthrough opens of its file to be released.
+    releases: releases::Releases,
 }
 
 /// A hold on [`StorageView::moves`], released when dropped.
@@ -197,6 +200,7 @@ impl StorageView {
             denials: Arc::new(DenialLog::default()),
             events: Arc::new(events::new_feed()),
             moves: RwLock::new(()),
+            releases: releases::Releases::default(),
         })
     }
 

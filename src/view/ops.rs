@@ -21,6 +21,7 @@ impl Filesystem for StorageView {
     fn destroy(&self) {}
 
     fn worker_started(&self) {
+        self.releases.worker_started();
         match privileges::drop_for_this_thread() {
             Ok(dropped) if !dropped.is_empty() => {
                 log::debug!("worker dropped capabilities {dropped:?}")
