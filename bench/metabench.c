@@ -12,6 +12,9 @@
  *                                      thread i uses FILE.i                       -> us per op (wall / all ops)
  *   stat     FILE N                    stat() the same FILE N times              -> us per op
  *   statall  DIR N                     stat() DIR/f00000 .. DIR/f<N-1> once each -> us per file
+ *   missing  PATH N                    stat() PATH, which does not exist, N times -> us per call
+ *                                      (through a FUSE daemon that caches no negative entry:
+ *                                      one LOOKUP round trip per call)
  *   create   DIR N                     open(O_CREAT|O_EXCL|O_WRONLY)+close DIR/c00000..  -> us per file
  *   unlink   DIR N                     unlink DIR/c00000..                       -> us per file
  *   readdir  DIR N                     list DIR with getdents64 (expects N entries + . and ..)
@@ -201,6 +204,18 @@ static int cmd_stat(const char *path, long n) {
     return 0;
 }
 
+static int cmd_missing(const char *path, long n) {
+    struct stat st;
+    double t0 = now();
+    for (long i = 0; i < n; i++) {
+        if (stat(path, &st) == 0) { errno = EEXIST; die("missing: exists:", path); }
+        if (errno != ENOENT) die("missing: stat", path);
+    }
+    double dt = now() - t0;
+    printf("%.3f\n", dt * 1e6 / n);
+    return 0;
+}
+
 static void name_of(char *out, size_t cap, const char *dir, char prefix, long i) {
     snprintf(out, cap, "%s/%c%05ld", dir, prefix, i);
 }
@@ -331,6 +346,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "openclose")) { NEED(3); return cmd_openclose(argv[2], num(argv[3], "N"), num(argv[4], "threads")); }
     if (!strcmp(c, "stat")) { NEED(2); return cmd_stat(argv[2], num(argv[3], "N")); }
     if (!strcmp(c, "statall")) { NEED(2); return cmd_statall(argv[2], num(argv[3], "N")); }
+    if (!strcmp(c, "missing")) { NEED(2); return cmd_missing(argv[2], num(argv[3], "N")); }
     if (!strcmp(c, "create")) { NEED(2); return cmd_create(argv[2], num(argv[3], "N")); }
     if (!strcmp(c, "unlink")) { NEED(2); return cmd_unlink(argv[2], num(argv[3], "N")); }
     if (!strcmp(c, "readdir")) { NEED(2); return list(argv[2], num(argv[3], "N"), 0); }
