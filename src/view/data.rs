@@ -421,7 +421,7 @@ pub(super) fn create(
     open_flags: u32,
 ) -> Result<(Entry, Opened)> {
     let name = name.as_bytes();
-    let _naming = view.naming();
+    let naming = view.naming();
     let dir = view.dir_fd(parent)?;
     let cname = io(lower::cname(name))?;
     let lower_flags = userspace_flags(flags);
@@ -506,6 +506,9 @@ pub(super) fn create(
         &st,
         policy::caller_dependent(&facts.target()),
     )?;
+    // The name is made and known: the open itself needs no hold on moves (and may wait for a
+    // release, which must not keep a directory's move waiting).
+    drop(naming);
     match view.finish_open(ctx.uid, entry.nodeid, flags, decision, Some(fd), Some(&st)) {
         Ok(opened) => Ok((entry, opened)),
         Err(e) => {
