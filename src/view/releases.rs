@@ -17,8 +17,9 @@ pub(super) const RELEASE_GRACE: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
 pub(super) struct Releases {
-    /// Bumped (under its lock) by every release that may end a wait.
-    seq: Mutex<u64>,
+    /// Held by the waiter between its check and its sleep, and by a release to wake it, so
+    /// that no release falls between the two.
+    lock: Mutex<()>,
     released: Condvar,
     /// One waiter at a time: a second redacted open meanwhile answers EBUSY at once, so that
     /// apps that keep a file open cannot put more than one worker to sleep.
@@ -38,8 +39,7 @@ impl Releases {
         // SeqCst pairs with the waiter's store: either the waiter sees the lowered count
         // when it checks under the lock, or we see it waiting and wake it.
         if self.waiting.load(SeqCst) {
-            let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
-            *seq = seq.wrapping_add(1);
+            let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
             self.released.notify_all();
         }
     }
@@ -56,7 +56,7 @@ impl Releases {
             return free();
         }
         let deadline = Instant::now() + grace;
-        let mut seq = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let free_now = loop {
             if free() {
                 break true;
@@ -65,12 +65,12 @@ impl Releases {
             if left.is_zero() {
                 break false;
             }
-            seq = match self.released.wait_timeout(seq, left) {
+            held = match self.released.wait_timeout(held, left) {
                 Ok((guard, _)) => guard,
                 Err(p) => p.into_inner().0,
             };
         };
-        drop(seq);
+        drop(held);
         self.waiting.store(false, SeqCst);
         free_now
     }
