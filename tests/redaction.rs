@@ -97,6 +97,15 @@ fn in_ranges(ranges: &Ranges, i: u64) -> bool {
     ranges.spans().iter().any(|r| r.start <= i && i < r.end)
 }
 
+/// The bytes of a noise JPEG of `size` ("WxH") made by ImageMagick, with EXIF GPS and an XMP
+/// city if `located`.
+fn jpeg(size: &str, located: bool) -> Vec<u8> {
+    let made = TempDir::new("redaction-jpeg");
+    let path = made.path().join("photo.jpg");
+    noise_jpeg(&path, size, located);
+    std::fs::read(&path).unwrap()
+}
+
 #[test]
 fn apps_without_access_media_location_read_no_location_and_nothing_else_changed() {
     if !can_mount() {
@@ -249,17 +258,9 @@ fn a_redacted_open_is_read_only() {
         return;
     }
     let m = mount();
-    let made = TempDir::new("redaction-ro");
-    let located = made.path().join("located.jpg");
-    let plain = made.path().join("plain.jpg");
-    noise_jpeg(&located, "64x48", true);
-    noise_jpeg(&plain, "64x48", false);
-    place(
-        &m,
-        "DCIM/Camera/located.jpg",
-        &std::fs::read(&located).unwrap(),
-    );
-    place(&m, "DCIM/Camera/plain.jpg", &std::fs::read(&plain).unwrap());
+    let located = jpeg("64x48", true);
+    place(&m, "DCIM/Camera/located.jpg", &located);
+    place(&m, "DCIM/Camera/plain.jpg", &jpeg("64x48", false));
     let lp = m.path("DCIM/Camera/located.jpg");
     let pp = m.path("DCIM/Camera/plain.jpg");
     // C may write (all-files access) but reads images redacted: reading and writing through one
@@ -291,7 +292,7 @@ fn a_redacted_open_is_read_only() {
     assert_eq!(wrote, Err(libc::EBADF));
     assert_eq!(
         std::fs::read(m.lower_path("DCIM/Camera/located.jpg")).unwrap(),
-        std::fs::read(&located).unwrap()
+        located
     );
 }
 
@@ -325,10 +326,7 @@ fn mmap_of_a_file_with_location_never_shows_the_location_to_redacted_apps() {
         return;
     }
     let m = mount();
-    let made = TempDir::new("redaction-mmap");
-    let located = made.path().join("located.jpg");
-    noise_jpeg(&located, "320x240", true);
-    let orig = std::fs::read(&located).unwrap();
+    let orig = jpeg("320x240", true);
     let ranges = find_in_bytes(&orig).unwrap();
     assert!(!ranges.is_empty());
     place(&m, "DCIM/Camera/located.jpg", &orig);
@@ -360,13 +358,8 @@ fn location_is_found_again_after_the_file_changes() {
         return;
     }
     let m = mount();
-    let made = TempDir::new("redaction-change");
-    let located = made.path().join("located.jpg");
-    let plain = made.path().join("plain.jpg");
-    noise_jpeg(&located, "200x150", true);
-    noise_jpeg(&plain, "200x150", false);
-    let located = std::fs::read(&located).unwrap();
-    let plain = std::fs::read(&plain).unwrap();
+    let located = jpeg("200x150", true);
+    let plain = jpeg("200x150", false);
     let ranges = find_in_bytes(&located).unwrap();
     place(&m, "DCIM/Camera/x.jpg", &plain);
     let p = m.path("DCIM/Camera/x.jpg");
@@ -405,10 +398,7 @@ fn copy_file_range_from_a_redacted_open_copies_the_redacted_bytes() {
         return;
     }
     let m = mount();
-    let made = TempDir::new("redaction-copy");
-    let located = made.path().join("located.jpg");
-    noise_jpeg(&located, "160x120", true);
-    let orig = std::fs::read(&located).unwrap();
+    let orig = jpeg("160x120", true);
     let ranges = find_in_bytes(&orig).unwrap();
     place(&m, "DCIM/Camera/located.jpg", &orig);
     let src = m.path("DCIM/Camera/located.jpg");
@@ -451,11 +441,19 @@ fn copy_file_range_from_a_redacted_open_copies_the_redacted_bytes() {
     }
 }
 
-/// Blocks until one byte arrives on `fd`; false once the other end is closed.
+/// Waits up to 20 s for one byte on `fd`; false on a timeout or once the other end is closed
+/// (the forked apps hold every end, so a failed peer shows as a timeout, never a hang).
 fn wait_byte(fd: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let mut b = 0u8;
-    // SAFETY: reads one byte into a local.
-    unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) == 1 }
+    // SAFETY: polls one pollfd of ours, then reads one byte into a local.
+    unsafe {
+        libc::poll(&mut pfd, 1, 20_000) == 1 && libc::read(fd, (&mut b as *mut u8).cast(), 1) == 1
+    }
 }
 
 fn send_byte(fd: i32) {
@@ -472,10 +470,7 @@ fn a_redacted_open_right_after_the_writers_close_is_served() {
     // for the answer) and the reader's OPEN can be served side by side, as with io_uring's
     // per-CPU queues.
     let m = mount();
-    let made = TempDir::new("redaction-race");
-    let located = made.path().join("located.jpg");
-    noise_jpeg(&located, "64x48", true);
-    let located = std::fs::read(&located).unwrap();
+    let located = jpeg("64x48", true);
     let ranges = find_in_bytes(&located).unwrap();
     const ROUNDS: usize = 150;
     let (mut closed, mut next) = ([0i32; 2], [0i32; 2]);
@@ -505,10 +500,9 @@ fn a_redacted_open_right_after_the_writers_close_is_served() {
                 let p = reader_dir.join(format!("race{i}.jpg"));
                 let got = sys::read_file(&p);
                 send_byte(next[1]);
-                match got {
-                    Ok(data) => out.extend_from_slice(&(data.len() as u32).to_ne_bytes()),
-                    Err(e) => out.extend_from_slice(&(u32::MAX - e as u32).to_ne_bytes()),
-                }
+                // The length read, or minus the errno.
+                let answer = got.map_or_else(|e| -e, |data| data.len() as i32);
+                out.extend_from_slice(&answer.to_ne_bytes());
             }
             Ok(out)
         })
@@ -532,16 +526,12 @@ fn a_redacted_open_right_after_the_writers_close_is_served() {
     }
     written.unwrap();
     let answers = reader.join().unwrap().unwrap();
-    let answers: Vec<u32> = answers
+    let answers: Vec<i32> = answers
         .chunks(4)
-        .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+        .map(|c| i32::from_ne_bytes(c.try_into().unwrap()))
         .collect();
     assert_eq!(answers.len(), ROUNDS);
-    let failed: Vec<i32> = answers
-        .iter()
-        .filter(|&&a| a > u32::MAX / 2)
-        .map(|&a| (u32::MAX - a) as i32)
-        .collect();
+    let failed: Vec<i32> = answers.iter().filter(|&&a| a < 0).map(|&a| -a).collect();
     assert!(failed.is_empty(), "reader's errnos: {failed:?}");
     assert!(answers.iter().all(|&a| a as usize == located.len()));
     let p = m.path(&format!("DCIM/Camera/race{}.jpg", ROUNDS - 1));
