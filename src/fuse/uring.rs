@@ -214,6 +214,10 @@ impl Queue {
                         break;
                     }
                 }
+                // The submission queue's cached head must move past what was just submitted
+                // before anything is pushed: a stale head counts those entries again, and
+                // the queue looks full with half its room free.
+                sq.sync();
                 cq.sync();
                 for cqe in &mut cq {
                     let tag = cqe.user_data();
@@ -295,9 +299,18 @@ impl Queue {
                     // SAFETY: as for REGISTER above; COMMIT_AND_FETCH names the same buffers.
                     if unsafe { sq.push(&next) }.is_err() {
                         // Cannot happen: each entry has at most one command in flight and the
-                        // ring has room for all of them.
+                        // ring has room for all of them. Were it to, the commit carries an
+                        // answer a caller waits for: make room by submitting, never drop it.
                         log::error!("io_uring queue {qid}: submission queue full");
-                        live -= 1;
+                        sq.sync();
+                        let pushed = submitter.submit().is_ok() && {
+                            sq.sync();
+                            // SAFETY: as above.
+                            unsafe { sq.push(&next) }.is_ok()
+                        };
+                        if !pushed {
+                            live -= 1;
+                        }
                     }
                 }
                 sq.sync();
